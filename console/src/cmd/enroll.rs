@@ -1,0 +1,127 @@
+//! `rollcall enroll --photos DIR [--records CSV]`: templates from `DIR/<person>/<images>`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rollcall_recognizer::directory::{records_csv, PeopleDirectory};
+use rollcall_recognizer::enrollment::{
+    embed_person_photos, recalibrate, scan_photo_tree, store_enrollment, PhotoOutcome,
+};
+
+use crate::settings::{ConfigFile, RecognizerArgs};
+
+/// Enrol people from photo folders into the people directory.
+#[derive(Args, Debug)]
+pub struct EnrollArgs {
+    /// Folder laid out as DIR/<person_id>/<images> (JPEG, PNG, PGM/PPM, GIF, BMP).
+    #[arg(long, value_name = "DIR")]
+    photos: PathBuf,
+    /// Academic records to import first: CSV with person_id, name and any further columns.
+    #[arg(long, value_name = "CSV")]
+    records: Option<PathBuf>,
+    #[command(flatten)]
+    recognizer: RecognizerArgs,
+}
+
+pub fn run(args: EnrollArgs, config: &ConfigFile) -> Result<ExitCode> {
+    let settings = args.recognizer.resolve(config)?;
+    let directory = settings.directory()?;
+    if let Some(csv) = &args.records {
+        let import = records_csv::read_records(csv)
+            .with_context(|| format!("cannot import records from {}", csv.display()))?;
+        for rejected in &import.rejected {
+            println!(
+                "records {}: line {} rejected: {}",
+                csv.display(),
+                rejected.line,
+                rejected.reason
+            );
+        }
+        let stored = directory.upsert_records(&import.records)?;
+        println!(
+            "records {}: {} imported, {} rejected",
+            csv.display(),
+            stored,
+            import.rejected.len()
+        );
+    }
+
+    let tree = scan_photo_tree(&args.photos)
+        .with_context(|| format!("cannot read photo folder {}", args.photos.display()))?;
+    for (path, reason) in &tree.rejected {
+        println!("skipped {}: {reason}", path.display());
+    }
+    if tree.people.is_empty() {
+        println!(
+            "{}: no person folders found (expected {}/<person>/<images>)",
+            args.photos.display(),
+            args.photos.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+
+    let pipeline = settings.pipeline()?;
+    let (mut enrolled, mut failed) = (0usize, 0usize);
+    for (person_id, photos) in &tree.people {
+        let enrollment = embed_person_photos(&pipeline, person_id, photos);
+        let mut notes = Vec::new();
+        for (path, outcome) in &enrollment.photos {
+            let file = path.file_name().unwrap_or_default().to_string_lossy();
+            match outcome {
+                PhotoOutcome::Used { faces } if *faces > 1 => {
+                    notes.push(format!("{file}: {faces} faces, the largest was used"))
+                }
+                PhotoOutcome::Used { .. } => {}
+                PhotoOutcome::NoFace => notes.push(format!("{file}: rejected, no face found")),
+                PhotoOutcome::Rejected { reason } => {
+                    notes.push(format!("{file}: rejected, {reason}"))
+                }
+            }
+        }
+        let rejected = enrollment.photos.len() - enrollment.used();
+        match store_enrollment(&directory, &enrollment) {
+            Ok(true) => {
+                enrolled += 1;
+                println!(
+                    "{person_id}: enrolled from {} image(s), {rejected} rejected",
+                    enrollment.used()
+                );
+            }
+            Ok(false) => {
+                failed += 1;
+                let why = if photos.is_empty() {
+                    "folder is empty"
+                } else {
+                    "no usable image"
+                };
+                println!("{person_id}: NOT enrolled ({why}); any earlier enrolment is kept");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("{person_id}: NOT enrolled: {e}");
+            }
+        }
+        for note in notes {
+            println!("  {note}");
+        }
+    }
+    let calibration = recalibrate(&directory)?;
+    println!(
+        "{enrolled} enrolled, {failed} not enrolled; people directory {}",
+        settings.db.display()
+    );
+    match &calibration.fallback {
+        None => println!(
+            "match threshold {:.3} calibrated from {} genuine and {} impostor scores",
+            calibration.threshold, calibration.genuine_pairs, calibration.impostor_pairs
+        ),
+        Some(reason) => println!("match threshold {:.3} ({reason})", calibration.threshold),
+    }
+    Ok(if enrolled > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,143 @@
+//! `rollcall eval --photos VALDIR`: open-set identification accuracy on labelled photos.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rollcall_recognizer::enrollment::{load_gallery, scan_photo_tree};
+use rollcall_recognizer::evaluation::{summarize, EvaluationReport, ProbeResult};
+use rollcall_recognizer::vision::{load_image, Identity};
+
+use crate::settings::{ConfigFile, RecognizerArgs};
+
+/// Measure accuracy on VALDIR/<person>/<image>; people not enrolled must come out unknown.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Probe photos laid out as VALDIR/<person_id>/<images>.
+    #[arg(long, value_name = "VALDIR")]
+    photos: PathBuf,
+    /// Print exactly one JSON object (rates as fractions 0..1).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    recognizer: RecognizerArgs,
+}
+
+pub fn run(args: EvalArgs, config: &ConfigFile) -> Result<ExitCode> {
+    let settings = args.recognizer.resolve(config)?;
+    let directory = settings.directory()?;
+    let gallery = load_gallery(&directory, settings.threshold)?;
+    if gallery.is_empty() {
+        eprintln!(
+            "warning: nobody is enrolled in {}; every probe will be unknown",
+            settings.db.display()
+        );
+    }
+    let tree = scan_photo_tree(&args.photos)
+        .with_context(|| format!("cannot read probe folder {}", args.photos.display()))?;
+    for (path, reason) in &tree.rejected {
+        eprintln!("skipped {}: {reason}", path.display());
+    }
+    let pipeline = settings.pipeline()?;
+    let total: usize = tree.people.iter().map(|(_, files)| files.len()).sum();
+    let enrolled = |person: &str| gallery.templates().iter().any(|t| t.person_id == person);
+
+    let mut results = Vec::with_capacity(total);
+    let mut unreadable = 0usize;
+    let mut done = 0usize;
+    for (person, files) in &tree.people {
+        for path in files {
+            done += 1;
+            if done % 50 == 0 {
+                eprintln!("evaluated {done}/{total} photos");
+            }
+            let image = match load_image(path) {
+                Ok(image) => image,
+                Err(e) => {
+                    eprintln!("skipped {e}");
+                    unreadable += 1;
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            let face = match pipeline.largest_face(&image) {
+                Ok((face, _, _)) => face,
+                Err(e) => {
+                    eprintln!("skipped {}: {e}", path.display());
+                    unreadable += 1;
+                    continue;
+                }
+            };
+            let millis = started.elapsed().as_secs_f64() * 1000.0;
+            let (closest, similarity, named) = match face {
+                None => (None, None, None),
+                Some(face) => {
+                    let identity = gallery.identify(&face.embedding);
+                    let closest = gallery.top_k(&face.embedding, 1).into_iter().next();
+                    let named = match identity {
+                        Identity::Known(c) => Some(c.person_id),
+                        Identity::Unknown { .. } => None,
+                    };
+                    (
+                        closest.as_ref().map(|c| c.person_id.clone()),
+                        closest.map(|c| c.similarity),
+                        named,
+                    )
+                }
+            };
+            results.push(ProbeResult {
+                file: path.display().to_string(),
+                expected: enrolled(person).then(|| person.clone()),
+                closest,
+                similarity,
+                named,
+                millis,
+            });
+        }
+    }
+    let report = summarize(&results, gallery.threshold());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, unreadable);
+    }
+    Ok(if report.probes > 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("no probe photo could be evaluated");
+        ExitCode::FAILURE
+    })
+}
+
+fn print_report(report: &EvaluationReport, unreadable: usize) {
+    let pct = |v: f64| {
+        if v.is_nan() {
+            "n/a".to_string()
+        } else {
+            format!("{:.1} %", v * 100.0)
+        }
+    };
+    for f in &report.failures {
+        let similarity = f
+            .similarity
+            .map_or_else(|| "no face".to_string(), |s| format!("{s:.3}"));
+        println!(
+            "wrong: {} expected {} got {} (similarity {similarity})",
+            f.file, f.expected, f.got
+        );
+    }
+    println!(
+        "probes: {} ({} enrolled, {} strangers; {unreadable} unreadable skipped)",
+        report.probes, report.enrolled_probes, report.stranger_probes
+    );
+    println!("closed-set top-1:   {}", pct(report.closed_set_top1));
+    println!("open-set accuracy:  {}", pct(report.open_set_accuracy));
+    println!("named rate:         {}", pct(report.named_rate));
+    println!("false-accept rate:  {}", pct(report.false_accept_rate));
+    println!("false-reject rate:  {}", pct(report.false_reject_rate));
+    println!("misidentified:      {}", pct(report.misidentification_rate));
+    println!("threshold:          {:.3}", report.threshold);
+    println!("median ms / image:  {:.1}", report.ms_per_image_median);
+}

@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod enroll;
+pub mod eval;
+pub mod identify;
+pub mod models;

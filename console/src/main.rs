@@ -1,0 +1,59 @@
+//! `rollcall`: enrol people, identify faces, evaluate accuracy, manage models.
+
+mod cmd;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Recognise people on live video from small edge devices.
+#[derive(Parser)]
+#[command(name = "rollcall", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (tracing-subscriber syntax), e.g. `info`, `debug`, `rollcall_recognizer=trace`.
+    #[arg(long, global = true, env = "ROLLCALL_LOG", default_value = "warn")]
+    log: String,
+
+    /// Config file (TOML). Default: $XDG_CONFIG_HOME/rollcall/config.toml if it exists.
+    #[arg(long, global = true, env = "ROLLCALL_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch and list the models and the ONNX Runtime library.
+    #[command(subcommand)]
+    Models(cmd::models::ModelsCommand),
+    /// Enrol people from DIR/<person>/<images> into the people directory.
+    Enroll(cmd::enroll::EnrollArgs),
+    /// Name every face in one or more images.
+    Identify(cmd::identify::IdentifyArgs),
+    /// Measure identification accuracy on VALDIR/<person>/<images>.
+    Eval(cmd::eval::EvalArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let outcome =
+        settings::ConfigFile::load(cli.config.as_deref()).and_then(|config| match cli.command {
+            Command::Models(command) => cmd::models::run(command),
+            Command::Enroll(args) => cmd::enroll::run(args, &config),
+            Command::Identify(args) => cmd::identify::run(args, &config),
+            Command::Eval(args) => cmd::eval::run(args, &config),
+        });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Settings shared by the subcommands: flags, then environment, then the config file, then defaults.
+//!
+//! The config file is TOML (`--config`, `$ROLLCALL_CONFIG`, or `$XDG_CONFIG_HOME/rollcall/config.toml`
+//! when it exists):
+//!
+//! ```toml
+//! db = "/var/lib/rollcall/people.db"   # people directory (SQLite)
+//! threads = 1                          # ONNX Runtime threads per inference
+//! min_face = 20                        # smallest face side searched, pixels
+//! threshold = 0.40                     # fixed match threshold instead of the calibrated one
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rollcall_models::ModelCache;
+use rollcall_recognizer::directory::sqlite::SqliteDirectory;
+use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
+
+/// The config file's keys.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub db: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub min_face: Option<f32>,
+    pub threshold: Option<f32>,
+}
+
+impl ConfigFile {
+    /// Read the config file named by `explicit`, else `$ROLLCALL_CONFIG` (via clap), else the
+    /// default location if it exists.
+    pub fn load(explicit: Option<&Path>) -> Result<ConfigFile> {
+        let path = match explicit {
+            Some(path) => path.to_path_buf(),
+            None => match dirs_config_file() {
+                Some(path) if path.exists() => path,
+                _ => return Ok(ConfigFile::default()),
+            },
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+}
+
+fn dirs_config_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("rollcall").join("config.toml"))
+}
+
+/// Flags of every command that recognises faces.
+#[derive(Args, Debug, Clone)]
+pub struct RecognizerArgs {
+    /// People directory (SQLite file). Default: $ROLLCALL_HOME/people.db.
+    #[arg(long, env = "ROLLCALL_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// ONNX Runtime threads per inference call.
+    #[arg(long, env = "ROLLCALL_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+    /// Smallest face side to look for, in pixels (default 20).
+    #[arg(long, env = "ROLLCALL_MIN_FACE", value_name = "PX")]
+    pub min_face: Option<f32>,
+    /// Fixed cosine match threshold instead of the one calibrated at enrolment.
+    #[arg(long, env = "ROLLCALL_THRESHOLD", value_name = "COSINE")]
+    pub threshold: Option<f32>,
+}
+
+/// Resolved settings for one run.
+pub struct Recognition {
+    pub cache: ModelCache,
+    pub db: PathBuf,
+    pub options: PipelineOptions,
+    pub threshold: Option<f32>,
+}
+
+impl RecognizerArgs {
+    /// Merge flags/env with the config file and defaults.
+    pub fn resolve(&self, config: &ConfigFile) -> Result<Recognition> {
+        let cache = ModelCache::from_env().context("cannot locate the rollcall data directory")?;
+        let db = self
+            .db
+            .clone()
+            .or_else(|| config.db.clone())
+            .unwrap_or_else(|| cache.root().join("people.db"));
+        let mut options = PipelineOptions::default();
+        if let Some(threads) = self.threads.or(config.threads) {
+            anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+            options.runtime.intra_threads = threads;
+        }
+        if let Some(min_face) = self.min_face.or(config.min_face) {
+            anyhow::ensure!(
+                (4.0..=4096.0).contains(&min_face),
+                "--min-face must be between 4 and 4096 pixels, got {min_face}"
+            );
+            options.detector.min_face_size = min_face;
+        }
+        let threshold = self.threshold.or(config.threshold);
+        if let Some(t) = threshold {
+            anyhow::ensure!(
+                (-1.0..=1.0).contains(&t),
+                "--threshold is a cosine similarity between -1 and 1, got {t}"
+            );
+        }
+        Ok(Recognition {
+            cache,
+            db,
+            options,
+            threshold,
+        })
+    }
+}
+
+impl Recognition {
+    /// Load the models (ONNX Runtime included).
+    pub fn pipeline(&self) -> Result<FacePipeline> {
+        FacePipeline::load(&self.cache, self.options.clone())
+            .context("cannot load the face models (run `rollcall models fetch` first)")
+    }
+
+    /// Open (or create) the people directory.
+    pub fn directory(&self) -> Result<SqliteDirectory> {
+        SqliteDirectory::open(&self.db)
+            .with_context(|| format!("cannot open people directory {}", self.db.display()))
+    }
+}

@@ -1,0 +1,33 @@
+//! Rollcall's recognition core.
+//!
+//! - [`vision`]: decode photos, detect faces (MTCNN), align them (ArcFace template), embed them
+//!   (`fr_feature`, 512-d) and match embeddings against enrolled people.
+//! - [`directory`]: the people directory (academic records and face templates), SQLite backend.
+//! - [`enrollment`]: photos -> templates in the directory, threshold calibration.
+//! - [`evaluation`]: open-set identification accuracy.
+//! - [`runtime`]: ONNX Runtime loading and shareable inference sessions.
+//!
+//! Models and the ONNX Runtime library come from [`rollcall_models`]'s cache
+//! (`rollcall models fetch`).
+//!
+//! ```no_run
+//! use rollcall_models::ModelCache;
+//! use rollcall_recognizer::vision::{load_image, FacePipeline, PipelineOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pipeline = FacePipeline::load(&ModelCache::from_env()?, PipelineOptions::default())?;
+//! let photo = load_image("group.jpg".as_ref())?;
+//! let (faces, _times) = pipeline.faces(&photo)?;
+//! println!("{} faces", faces.len());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod directory;
+pub mod enrollment;
+pub mod error;
+pub mod evaluation;
+pub mod runtime;
+pub mod vision;
+
+pub use error::RecognizerError;

@@ -1,0 +1,147 @@
+//! The ONNX Runtime environment and reusable inference sessions.
+//!
+//! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`) from the library that
+//! `rollcall models fetch` put in the model cache, so no build step downloads anything.
+//! `ort::Session::run` needs `&mut Session`, so a model is held as a small pool of sessions behind
+//! mutexes: callers on several threads share one [`SessionPool`] without blocking each other when
+//! the pool has a session per worker.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use rollcall_models::ModelCache;
+
+use crate::error::RecognizerError;
+
+/// How inference sessions are created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// Threads ONNX Runtime may use inside one inference call (1 = one core per call).
+    pub intra_threads: usize,
+    /// Sessions created per model, i.e. how many threads can run the same model at once.
+    pub sessions_per_model: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            intra_threads: 1,
+            sessions_per_model: 1,
+        }
+    }
+}
+
+/// The loaded library and its environment; ort only keeps a weak reference, so it lives here.
+static ORT_LIBRARY: OnceLock<Result<(PathBuf, ort::environment::Environment), String>> =
+    OnceLock::new();
+
+/// Load ONNX Runtime from the model cache (or `ORT_DYLIB_PATH`) once per process.
+///
+/// Later calls return the library loaded first, whatever cache they name.
+pub fn init_onnxruntime(cache: &ModelCache) -> Result<PathBuf, RecognizerError> {
+    let outcome = ORT_LIBRARY.get_or_init(|| {
+        let library = cache.onnxruntime_library().map_err(|e| e.to_string())?;
+        let builder = ort::init_from(&library)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?;
+        let environment = builder
+            .with_name("rollcall")
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", library.display()))?;
+        tracing::debug!(library = %library.display(), "ONNX Runtime loaded");
+        Ok((library, environment))
+    });
+    match outcome {
+        Ok((library, _)) => Ok(library.clone()),
+        Err(message) => Err(RecognizerError::Runtime {
+            message: message.clone(),
+        }),
+    }
+}
+
+/// A few sessions of one model, shareable across threads.
+pub struct SessionPool {
+    name: String,
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+}
+
+impl SessionPool {
+    /// Create `options.sessions_per_model` sessions of the model at `path`
+    /// ([`init_onnxruntime`] must have succeeded).
+    pub fn load(path: &Path, options: &RuntimeOptions) -> Result<SessionPool, RecognizerError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let model_error = |e: ort::Error| RecognizerError::Model {
+            model: name.clone(),
+            message: e.to_string(),
+        };
+        let environment = match ORT_LIBRARY.get() {
+            Some(Ok((_, environment))) => environment,
+            Some(Err(message)) => {
+                return Err(RecognizerError::Runtime {
+                    message: message.clone(),
+                })
+            }
+            None => {
+                return Err(RecognizerError::Runtime {
+                    message: "not loaded yet (call init_onnxruntime first)".to_string(),
+                })
+            }
+        };
+        let count = options.sessions_per_model.max(1);
+        let mut sessions = Vec::with_capacity(count);
+        for _ in 0..count {
+            let session = Session::builder(environment)
+                .map_err(model_error)?
+                .with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(|e| model_error(e.into()))?
+                .with_intra_threads(options.intra_threads.max(1))
+                .map_err(|e| model_error(e.into()))?
+                .with_inter_threads(1)
+                .map_err(|e| model_error(e.into()))?
+                .commit_from_file(path)
+                .map_err(model_error)?;
+            sessions.push(Mutex::new(session));
+        }
+        Ok(SessionPool {
+            name,
+            sessions,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The model's file name, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Run `job` with exclusive use of one session: a free one if any, else wait for the next in turn.
+    pub fn with_session<R>(
+        &self,
+        job: impl FnOnce(&mut Session) -> Result<R, ort::Error>,
+    ) -> Result<R, RecognizerError> {
+        let mut guard = self.acquire();
+        job(&mut guard).map_err(|e| RecognizerError::Model {
+            model: self.name.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    fn acquire(&self) -> MutexGuard<'_, Session> {
+        for slot in &self.sessions {
+            if let Ok(guard) = slot.try_lock() {
+                return guard;
+            }
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
+        // A poisoned session only means another thread panicked mid-run; the session itself is intact.
+        self.sessions[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,199 @@
+//! Face alignment: a similarity transform (rotation, uniform scale, translation) that maps the five
+//! detected landmarks onto the ArcFace 112x112 template, and a bilinear warp of the face through it.
+
+use super::detect::Landmarks;
+use super::RgbImage;
+
+/// Side of the aligned face the embedder expects.
+pub const ALIGNED_SIDE: usize = 112;
+
+/// Where the five landmarks sit in a 112x112 ArcFace-aligned face.
+pub const ARCFACE_TEMPLATE: Landmarks = [
+    [38.2946, 51.6963],
+    [73.5318, 51.5014],
+    [56.0252, 71.7366],
+    [41.5493, 92.3655],
+    [70.7299, 92.2041],
+];
+
+/// A 2-D similarity transform `p' = [[a, -b], [b, a]] p + t`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Similarity {
+    pub a: f64,
+    pub b: f64,
+    pub tx: f64,
+    pub ty: f64,
+}
+
+impl Similarity {
+    /// Least-squares similarity mapping `src` points onto `dst` points (Umeyama's estimate without
+    /// reflection; in 2-D it has this closed form). `None` when the source points coincide.
+    pub fn estimate(src: &[[f32; 2]], dst: &[[f32; 2]]) -> Option<Similarity> {
+        let n = src.len().min(dst.len());
+        if n < 2 {
+            return None;
+        }
+        let mean = |pts: &[[f32; 2]]| {
+            let (sx, sy) = pts[..n]
+                .iter()
+                .fold((0.0, 0.0), |(x, y), p| (x + p[0] as f64, y + p[1] as f64));
+            (sx / n as f64, sy / n as f64)
+        };
+        let (msx, msy) = mean(src);
+        let (mdx, mdy) = mean(dst);
+        let (mut dot, mut cross, mut norm) = (0.0, 0.0, 0.0);
+        for (s, d) in src[..n].iter().zip(&dst[..n]) {
+            let (sx, sy) = (s[0] as f64 - msx, s[1] as f64 - msy);
+            let (dx, dy) = (d[0] as f64 - mdx, d[1] as f64 - mdy);
+            dot += sx * dx + sy * dy;
+            cross += sx * dy - sy * dx;
+            norm += sx * sx + sy * sy;
+        }
+        if norm < 1e-12 || !norm.is_finite() {
+            return None;
+        }
+        let a = dot / norm;
+        let b = cross / norm;
+        Some(Similarity {
+            a,
+            b,
+            tx: mdx - (a * msx - b * msy),
+            ty: mdy - (b * msx + a * msy),
+        })
+    }
+
+    /// Map a point.
+    pub fn apply(&self, x: f64, y: f64) -> (f64, f64) {
+        (
+            self.a * x - self.b * y + self.tx,
+            self.b * x + self.a * y + self.ty,
+        )
+    }
+
+    /// The inverse transform; `None` for a degenerate (zero-scale) one.
+    pub fn inverse(&self) -> Option<Similarity> {
+        let det = self.a * self.a + self.b * self.b;
+        if det < 1e-18 {
+            return None;
+        }
+        let (ia, ib) = (self.a / det, -self.b / det);
+        Some(Similarity {
+            a: ia,
+            b: ib,
+            tx: -(ia * self.tx - ib * self.ty),
+            ty: -(ib * self.tx + ia * self.ty),
+        })
+    }
+}
+
+/// Warp the face with `landmarks` in `image` to a 112x112 RGB crop aligned to [`ARCFACE_TEMPLATE`].
+/// Pixels that fall outside the image are black, as in the embedder's training pipeline.
+/// `None` when the landmarks are degenerate.
+pub fn align_face(image: &RgbImage, landmarks: &Landmarks) -> Option<RgbImage> {
+    let to_template = Similarity::estimate(landmarks, &ARCFACE_TEMPLATE)?;
+    let from_template = to_template.inverse()?;
+    Some(warp(
+        image,
+        &from_template,
+        ALIGNED_SIDE as u32,
+        ALIGNED_SIDE as u32,
+    ))
+}
+
+/// Sample `image` at `map(x, y)` for every output pixel, bilinearly, black outside.
+pub fn warp(image: &RgbImage, map: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    let raw = image.as_raw();
+    let pixel = |x: i64, y: i64, c: usize| -> f64 {
+        if x < 0 || y < 0 || x >= w || y >= h {
+            0.0
+        } else {
+            raw[((y * w + x) * 3) as usize + c] as f64
+        }
+    };
+    let mut out = RgbImage::new(out_w, out_h);
+    for (ox, oy, px) in out.enumerate_pixels_mut() {
+        let (sx, sy) = map.apply(ox as f64, oy as f64);
+        if !(sx.is_finite() && sy.is_finite()) {
+            continue;
+        }
+        let (x0, y0) = (sx.floor(), sy.floor());
+        let (fx, fy) = (sx - x0, sy - y0);
+        let (x0, y0) = (x0 as i64, y0 as i64);
+        for c in 0..3 {
+            let top = pixel(x0, y0, c) * (1.0 - fx) + pixel(x0 + 1, y0, c) * fx;
+            let bottom = pixel(x0, y0 + 1, c) * (1.0 - fx) + pixel(x0 + 1, y0 + 1, c) * fx;
+            px.0[c] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_recovers_a_known_transform() {
+        let known = Similarity {
+            a: 0.8 * 0.3f64.cos(),
+            b: 0.8 * 0.3f64.sin(),
+            tx: 12.5,
+            ty: -4.0,
+        };
+        let src: Vec<[f32; 2]> = ARCFACE_TEMPLATE.to_vec();
+        let dst: Vec<[f32; 2]> = src
+            .iter()
+            .map(|p| {
+                let (x, y) = known.apply(p[0] as f64, p[1] as f64);
+                [x as f32, y as f32]
+            })
+            .collect();
+        let got = Similarity::estimate(&src, &dst).expect("estimate");
+        assert!((got.a - known.a).abs() < 1e-4, "{got:?}");
+        assert!((got.b - known.b).abs() < 1e-4, "{got:?}");
+        assert!((got.tx - known.tx).abs() < 1e-3, "{got:?}");
+        assert!((got.ty - known.ty).abs() < 1e-3, "{got:?}");
+    }
+
+    #[test]
+    fn inverse_undoes_the_transform() {
+        let t = Similarity {
+            a: 1.7,
+            b: -0.4,
+            tx: 3.0,
+            ty: 9.0,
+        };
+        let inv = t.inverse().unwrap();
+        let (x, y) = t.apply(5.0, -2.0);
+        let (bx, by) = inv.apply(x, y);
+        assert!((bx - 5.0).abs() < 1e-9 && (by + 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn coincident_points_are_rejected() {
+        assert!(Similarity::estimate(&[[1.0, 1.0]; 5], &ARCFACE_TEMPLATE).is_none());
+    }
+
+    #[test]
+    fn aligning_template_landmarks_is_identity() {
+        let image = RgbImage::from_fn(112, 112, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let aligned = align_face(&image, &ARCFACE_TEMPLATE).unwrap();
+        assert_eq!(aligned.get_pixel(40, 60), image.get_pixel(40, 60));
+        assert_eq!(aligned.get_pixel(100, 5), image.get_pixel(100, 5));
+    }
+
+    #[test]
+    fn warp_translation_shifts_pixels_and_blacks_out_the_outside() {
+        let image = RgbImage::from_fn(10, 10, |x, y| image::Rgb([x as u8 * 10, y as u8 * 10, 1]));
+        let shift = Similarity {
+            a: 1.0,
+            b: 0.0,
+            tx: 2.0,
+            ty: 3.0,
+        };
+        let out = warp(&image, &shift, 10, 10);
+        assert_eq!(out.get_pixel(0, 0), image.get_pixel(2, 3));
+        assert_eq!(out.get_pixel(9, 9), &image::Rgb([0, 0, 0]));
+    }
+}

@@ -1,0 +1,21 @@
+//! Face vision: image decoding, MTCNN detection, ArcFace alignment, embeddings and matching.
+//!
+//! Nothing here knows about clips, queues, storage or AWS.
+
+pub mod align;
+pub mod detect;
+pub mod embed;
+pub mod gallery;
+pub mod image;
+pub mod pipeline;
+mod resize;
+
+pub use self::image::{decode_image, load_image, RgbImage};
+pub use align::{align_face, Similarity, ARCFACE_TEMPLATE};
+pub use detect::{Detection, DetectorOptions, FaceBox, FaceDetector, Landmarks};
+pub use embed::{FaceEmbedder, EMBEDDING_DIM};
+pub use gallery::{
+    calibrate_threshold, cosine, mean_embedding, Calibration, Candidate, Gallery, Identity,
+    Template, DEFAULT_MATCH_THRESHOLD,
+};
+pub use pipeline::{Face, FacePipeline, PipelineOptions, StageTimes};
