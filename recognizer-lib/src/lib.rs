@@ -5,6 +5,7 @@
 //! - [`directory`]: the people directory (academic records and face templates), SQLite backend.
 //! - [`enrollment`]: photos -> templates in the directory, threshold calibration.
 //! - [`evaluation`]: open-set identification accuracy.
+//! - [`wire`]: clip metadata and the other types that cross process boundaries.
 //! - [`runtime`]: ONNX Runtime loading and shareable inference sessions.
 //!
 //! Models and the ONNX Runtime library come from [`rollcall_models`]'s cache
@@ -29,5 +30,6 @@ pub mod error;
 pub mod evaluation;
 pub mod runtime;
 pub mod vision;
+pub mod wire;
 
 pub use error::RecognizerError;
