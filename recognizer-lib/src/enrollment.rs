@@ -9,8 +9,8 @@ use crate::directory::{
 };
 use crate::error::RecognizerError;
 use crate::vision::{
-    calibrate_threshold, load_image, mean_embedding, Calibration, FacePipeline, Gallery, Template,
-    DEFAULT_MATCH_THRESHOLD,
+    calibrate_threshold, load_image, robust_mean_embedding, Calibration, FacePipeline, Gallery,
+    Template, DEFAULT_MATCH_THRESHOLD,
 };
 
 /// Identifies the embedding model whose vectors the directory holds; a gallery made by another
@@ -141,19 +141,28 @@ pub fn embed_person_photos(
     result
 }
 
-/// Store a person's template (mean of the samples), replacing any earlier enrolment.
-/// Returns `false` (and stores nothing) when no photo was usable.
+/// What [`store_enrollment`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredEnrollment {
+    /// Whether a template was stored (false: no usable photo; nothing changed).
+    pub stored: bool,
+    /// Photos left out of the template because their face does not match the person's other photos.
+    pub left_out: Vec<String>,
+}
+
+/// Store a person's template (robust mean of the samples), replacing any earlier enrolment.
+/// Stores nothing when no photo was usable.
 pub fn store_enrollment(
     directory: &dyn PeopleDirectory,
     enrollment: &PersonEnrollment,
-) -> Result<bool, RecognizerError> {
+) -> Result<StoredEnrollment, RecognizerError> {
     let embeddings: Vec<&[f32]> = enrollment
         .samples
         .iter()
         .map(|s| s.embedding.as_slice())
         .collect();
-    let Some(mean) = mean_embedding(&embeddings) else {
-        return Ok(false);
+    let Some((mean, left_out)) = robust_mean_embedding(&embeddings) else {
+        return Ok(StoredEnrollment::default());
     };
     if let Some(model) = directory.setting(SETTING_EMBEDDING_MODEL)? {
         if model != EMBEDDING_MODEL_ID && !directory.gallery()?.is_empty() {
@@ -167,9 +176,22 @@ pub fn store_enrollment(
             ));
         }
     }
-    directory.enroll(&enrollment.person_id, &mean, &enrollment.samples)?;
+    let kept: Vec<EnrollmentSample> = enrollment
+        .samples
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !left_out.contains(i))
+        .map(|(_, s)| s.clone())
+        .collect();
+    directory.enroll(&enrollment.person_id, &mean, &kept)?;
     directory.set_setting(SETTING_EMBEDDING_MODEL, EMBEDDING_MODEL_ID)?;
-    Ok(true)
+    Ok(StoredEnrollment {
+        stored: true,
+        left_out: left_out
+            .iter()
+            .map(|i| enrollment.samples[*i].image.clone())
+            .collect(),
+    })
 }
 
 /// Recompute the match threshold from every stored photo embedding and save it.
@@ -261,14 +283,14 @@ mod tests {
                 photos: Vec::new(),
                 samples,
             };
-            assert!(store_enrollment(&directory, &enrollment).unwrap());
+            assert!(store_enrollment(&directory, &enrollment).unwrap().stored);
         }
         let empty = PersonEnrollment {
             person_id: "nobody".into(),
             photos: Vec::new(),
             samples: Vec::new(),
         };
-        assert!(!store_enrollment(&directory, &empty).unwrap());
+        assert!(!store_enrollment(&directory, &empty).unwrap().stored);
         let calibration = recalibrate(&directory).unwrap();
         assert_eq!(calibration.genuine_pairs, 6);
         let gallery = load_gallery(&directory, None).unwrap();

@@ -82,14 +82,19 @@ pub fn run(args: EnrollArgs, config: &ConfigFile) -> Result<ExitCode> {
         }
         let rejected = enrollment.photos.len() - enrollment.used();
         match store_enrollment(&directory, &enrollment) {
-            Ok(true) => {
+            Ok(outcome) if outcome.stored => {
                 enrolled += 1;
                 println!(
                     "{person_id}: enrolled from {} image(s), {rejected} rejected",
-                    enrollment.used()
+                    enrollment.used() - outcome.left_out.len()
                 );
+                for file in &outcome.left_out {
+                    notes.push(format!(
+                        "{file}: left out, its face does not match the person's other photos"
+                    ));
+                }
             }
-            Ok(false) => {
+            Ok(_) => {
                 failed += 1;
                 let why = if photos.is_empty() {
                     "folder is empty"

@@ -300,14 +300,7 @@ impl FaceDetector {
             if score <= self.options.thresholds[2] {
                 continue;
             }
-            // The reference crops with 1-based box coordinates, hence the -1.
-            let w = b.width() + 1.0;
-            let h = b.height() + 1.0;
-            let p = &points[k * 10..k * 10 + 10];
-            let mut landmarks = [[0f32; 2]; 5];
-            for (i, mark) in landmarks.iter_mut().enumerate() {
-                *mark = [w * p[i] + b.x1 - 1.0, h * p[5 + i] + b.y1 - 1.0];
-            }
+            let landmarks = landmarks_in_box(b, &points[k * 10..k * 10 + 10]);
             candidates.push(Candidate {
                 bbox: *b,
                 score,
@@ -332,6 +325,18 @@ impl FaceDetector {
             })
             .collect())
     }
+}
+
+/// O-Net's relative landmark outputs (5 x, then 5 y) mapped into image coordinates of `b`.
+/// The reference crops with 1-based box coordinates, hence the -1.
+fn landmarks_in_box(b: &FaceBox, p: &[f32]) -> Landmarks {
+    let w = b.width() + 1.0;
+    let h = b.height() + 1.0;
+    let mut landmarks = [[0f32; 2]; 5];
+    for (i, mark) in landmarks.iter_mut().enumerate() {
+        *mark = [w * p[i] + b.x1 - 1.0, h * p[5 + i] + b.y1 - 1.0];
+    }
+    landmarks
 }
 
 fn check_len(model: &SessionPool, values: &[f32], expected: usize) -> Result<(), RecognizerError> {

@@ -34,6 +34,44 @@ pub fn mean_embedding(embeddings: &[&[f32]]) -> Option<Vec<f32>> {
     l2_normalised(sum)
 }
 
+/// An enrolment photo whose face is less similar than this to the mean of the person's other
+/// photos shows somebody else (a wrong largest face, a poster, a false detection): genuine pairs
+/// score far above it and even the closest strangers average around 0.3.
+pub const OUTLIER_SIMILARITY: f32 = 0.25;
+
+/// Mean template of one person's photo embeddings, leaving out photos that do not look like the
+/// others (see [`OUTLIER_SIMILARITY`]). Needs three photos to outvote one; returns the mean and the
+/// indices left out.
+pub fn robust_mean_embedding(embeddings: &[&[f32]]) -> Option<(Vec<f32>, Vec<usize>)> {
+    let mut left_out = Vec::new();
+    if embeddings.len() >= 3 {
+        for (i, e) in embeddings.iter().enumerate() {
+            let others: Vec<&[f32]> = embeddings
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, o)| *o)
+                .collect();
+            if let Some(mean) = mean_embedding(&others) {
+                if cosine(e, &mean) < OUTLIER_SIMILARITY {
+                    left_out.push(i);
+                }
+            }
+        }
+        // Never discard the majority: then the photos disagree and nobody can tell who is right.
+        if left_out.len() * 2 >= embeddings.len() {
+            left_out.clear();
+        }
+    }
+    let kept: Vec<&[f32]> = embeddings
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !left_out.contains(i))
+        .map(|(_, e)| *e)
+        .collect();
+    mean_embedding(&kept).map(|mean| (mean, left_out))
+}
+
 /// One enrolled person's template.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Template {
@@ -320,6 +358,24 @@ mod tests {
         assert!((m[0] - m[1]).abs() < 1e-6 && (cosine(&m, &m) - 1.0).abs() < 1e-6);
         assert!(mean_embedding(&[&[1.0, 0.0], &[1.0]]).is_none());
         assert!(mean_embedding(&[]).is_none());
+    }
+
+    #[test]
+    fn robust_mean_leaves_out_a_photo_of_someone_else() {
+        let ada = [
+            unit(&[1.0, 0.1, 0.0]),
+            unit(&[1.0, 0.0, 0.1]),
+            unit(&[0.9, 0.1, 0.1]),
+        ];
+        let stranger = unit(&[0.0, 0.0, 1.0]);
+        let mut all: Vec<&[f32]> = ada.iter().map(|v| v.as_slice()).collect();
+        all.push(&stranger);
+        let (mean, left_out) = robust_mean_embedding(&all).unwrap();
+        assert_eq!(left_out, vec![3]);
+        assert!(cosine(&mean, &ada[0]) > 0.99);
+        // Two photos cannot outvote each other.
+        let (_, left_out) = robust_mean_embedding(&[&ada[0], &stranger]).unwrap();
+        assert!(left_out.is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod detect;
 pub mod embed;
 pub mod gallery;
 pub mod image;
+pub mod landmarks;
 pub mod pipeline;
 mod resize;
 
@@ -15,7 +16,8 @@ pub use align::{align_face, Similarity, ARCFACE_TEMPLATE};
 pub use detect::{Detection, DetectorOptions, FaceBox, FaceDetector, Landmarks};
 pub use embed::{FaceEmbedder, EMBEDDING_DIM};
 pub use gallery::{
-    calibrate_threshold, cosine, mean_embedding, Calibration, Candidate, Gallery, Identity,
-    Template, DEFAULT_MATCH_THRESHOLD,
+    calibrate_threshold, cosine, mean_embedding, robust_mean_embedding, Calibration, Candidate,
+    Gallery, Identity, Template, DEFAULT_MATCH_THRESHOLD,
 };
+pub use landmarks::LandmarkModel;
 pub use pipeline::{Face, FacePipeline, PipelineOptions, StageTimes};

@@ -8,6 +8,7 @@ use super::align::align_face;
 use super::detect::{Detection, DetectorOptions, FaceDetector};
 use super::embed::FaceEmbedder;
 use super::image::pad_replicate;
+use super::landmarks::LandmarkModel;
 use super::RgbImage;
 use crate::error::RecognizerError;
 use crate::runtime::{init_onnxruntime, RuntimeOptions};
@@ -23,6 +24,9 @@ pub struct PipelineOptions {
     pub runtime: RuntimeOptions,
     /// Retry once on an edge-replicated padded copy when no face is found.
     pub retry_padded: bool,
+    /// Align with the dense landmark model's points instead of MTCNN's five (see
+    /// [`super::landmarks`]).
+    pub dense_landmarks: bool,
 }
 
 impl Default for PipelineOptions {
@@ -31,6 +35,7 @@ impl Default for PipelineOptions {
             detector: DetectorOptions::default(),
             runtime: RuntimeOptions::default(),
             retry_padded: true,
+            dense_landmarks: true,
         }
     }
 }
@@ -62,6 +67,7 @@ pub struct Detections {
 /// The MTCNN detector and the embedder, loaded once and shared (`Send + Sync`).
 pub struct FacePipeline {
     detector: FaceDetector,
+    landmarks: Option<LandmarkModel>,
     embedder: FaceEmbedder,
     options: PipelineOptions,
 }
@@ -81,8 +87,17 @@ impl FacePipeline {
             &options.runtime,
         )?;
         let embedder = FaceEmbedder::load(&cache.model_path("fr_feature.onnx")?, &options.runtime)?;
+        let landmarks = if options.dense_landmarks {
+            Some(LandmarkModel::load(
+                &cache.model_path("fr_landmark.onnx")?,
+                &options.runtime,
+            )?)
+        } else {
+            None
+        };
         Ok(FacePipeline {
             detector,
+            landmarks,
             embedder,
             options,
         })
@@ -130,19 +145,23 @@ impl FacePipeline {
         detections: &Detections,
         face: &Detection,
     ) -> Result<Option<Face>, RecognizerError> {
-        // Faces found by the padded retry are warped from the padded image so that the border
+        // Faces found by the padded retry are aligned in the padded image so that the border
         // they touch is the same replicated border the detector saw.
-        let aligned = match &detections.padded {
-            Some((padded, (ox, oy))) => {
-                let mut marks = face.landmarks;
-                for mark in &mut marks {
-                    mark[0] += *ox as f32;
-                    mark[1] += *oy as f32;
-                }
-                align_face(padded, &marks)
-            }
-            None => align_face(image, &face.landmarks),
+        let (source, (ox, oy)) = match &detections.padded {
+            Some((padded, offset)) => (padded, (offset.0 as f32, offset.1 as f32)),
+            None => (image, (0.0, 0.0)),
         };
+        let mut marks = face.landmarks;
+        for mark in &mut marks {
+            mark[0] += ox;
+            mark[1] += oy;
+        }
+        if let Some(model) = &self.landmarks {
+            if let Some(dense) = model.five_points(source, &face.bbox.translated(ox, oy))? {
+                marks = dense;
+            }
+        }
+        let aligned = align_face(source, &marks);
         let Some(aligned) = aligned else {
             return Ok(None);
         };
