@@ -28,6 +28,8 @@ enum Command {
     /// Fetch and list the models and the ONNX Runtime library.
     #[command(subcommand)]
     Models(cmd::models::ModelsCommand),
+    /// Fetch everything and run the demo: enrol from one photo, recognise others, strangers unknown.
+    Demo(cmd::demo::DemoArgs),
     /// Enrol people from DIR/<person>/<images> into the people directory.
     Enroll(cmd::enroll::EnrollArgs),
     /// Name every face in one or more images.
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
     let outcome =
         settings::ConfigFile::load(cli.config.as_deref()).and_then(|config| match cli.command {
             Command::Models(command) => cmd::models::run(command),
+            Command::Demo(args) => cmd::demo::run(args, &config),
             Command::Enroll(args) => cmd::enroll::run(args, &config),
             Command::Identify(args) => cmd::identify::run(args, &config),
             Command::Eval(args) => cmd::eval::run(args, &config),

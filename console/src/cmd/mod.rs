@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod demo;
 pub mod enroll;
 pub mod eval;
 pub mod identify;

