@@ -1,5 +1,30 @@
-//! Edge side of rollcall: capture, 0.5 s H.264 clips, spool, upload, results and latency.
+//! Edge side of rollcall: capture video, cut it into 0.5 s H.264 clips, keep them in a disk
+//! spool and upload them.
 //!
-//! Not implemented yet: this crate is a placeholder in the workspace layout so that the edge parts
-//! land in their own crate (tracked by the "Edge capture, 0.5 s clips and clip recognition" issue).
-//! It exports nothing, so nothing can mistake it for a working capture path.
+//! ```text
+//! source (camera | file | test pattern) --Frame--> segment::ClipSegmenter --EncodedClip-->
+//!     spool::ClipSpool (disk, bounded) --> upload::Uploader --> upload::ClipSink (local dir | S3)
+//! ```
+//!
+//! - [`source`]: one trait, [`source::FrameSource`], handing out I420 [`source::Frame`]s; open a
+//!   source from a spec string (`file:PATH`, `v4l2:/dev/videoN`, `rpicam`, `test`).
+//! - [`segment`]: frames -> self-contained Annex-B clips (SPS/PPS + IDR first) with
+//!   [`ClipMeta`](rollcall_recognizer::wire::ClipMeta), encoded in-process with openh264.
+//! - [`spool`]: crash-safe, byte-bounded on-disk queue of clips waiting for upload.
+//! - [`upload`]: the [`upload::ClipSink`] trait, a local-directory sink, and the
+//!   [`upload::Uploader`] worker pool with exponential backoff.
+//!
+//! `examples/capture_to_dir.rs` wires all four together.
+
+pub mod ids;
+pub mod latency;
+pub mod segment;
+pub mod source;
+pub mod spool;
+pub mod upload;
+
+pub use ids::{validate_id, InvalidId};
+pub use segment::{ClipSegmenter, EncodedClip, SegmentConfig, SegmentError};
+pub use source::{open_source, CaptureError, Frame, FrameSource, Pace, SourceOptions, SourceSpec};
+pub use spool::{ClipSpool, SpoolError};
+pub use upload::{ClipSink, LocalDirSink, SinkError, UploadEvent, Uploader, UploaderConfig};

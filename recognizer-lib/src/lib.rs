@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+pub mod clip;
 pub mod directory;
 pub mod enrollment;
 pub mod error;

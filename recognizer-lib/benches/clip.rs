@@ -1,0 +1,181 @@
+//! Clip analysis speed: a 0.5 s 640x360 clip cut from the hamilton video (libx264, no B-frames,
+//! like the edge's clips), one thread.
+//!
+//! ```text
+//! ROLLCALL_HOME=~/.local/share/rollcall cargo bench -p rollcall-recognizer --bench clip
+//! ```
+//!
+//! - `clip/decode`: decode all 15 frames, convert the 3 sampled ones to RGB.
+//! - `clip/analyze`: the whole [`ClipAnalyzer::analyze`] with the default pipeline and policy.
+//! - `clip/analyze_min_face_40_no_retry`: the same with larger minimum face (40 px) and no padded
+//!   retry, to show what the detector settings cost.
+//!
+//! Needs the shared data (`$ROLLCALL_DATA`, default `../shared/data`), `ffmpeg` with libx264 and
+//! the models; without them it prints why and measures nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rollcall_models::ModelCache;
+use rollcall_recognizer::clip::{decode_clip, ClipAnalyzer, ClipLimits, SamplePolicy};
+use rollcall_recognizer::directory::sqlite::SqliteDirectory;
+use rollcall_recognizer::enrollment::{
+    embed_person_photos, load_gallery, recalibrate, store_enrollment,
+};
+use rollcall_recognizer::vision::{FacePipeline, Gallery, PipelineOptions};
+use rollcall_recognizer::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
+
+const VIDEO: &str = "videos/short_hamilton_clip/short_hamilton_clip.mp4";
+const START_SECONDS: &str = "4.0";
+const FPS: f32 = 29.97;
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("ROLLCALL_DATA")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+}
+
+/// The 0.5 s clip, transcoded with the ffmpeg CLI.
+fn clip(data: &Path) -> Result<Vec<u8>, String> {
+    let video = data.join(VIDEO);
+    if !video.is_file() {
+        return Err(format!("no video {}", video.display()));
+    }
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let out = tmp.path().join("clip.h264");
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y", "-ss", START_SECONDS, "-i"])
+        .arg(&video)
+        .args([
+            "-t", "0.5", "-an", "-c:v", "libx264", "-bf", "0", "-g", "15",
+        ])
+        .args(["-f", "h264"])
+        .arg(&out)
+        .output()
+        .map_err(|e| format!("cannot run ffmpeg: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "ffmpeg (with libx264) failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    std::fs::read(&out).map_err(|e| e.to_string())
+}
+
+fn load(options: PipelineOptions) -> Result<Arc<FacePipeline>, String> {
+    let cache = ModelCache::from_env().map_err(|e| e.to_string())?;
+    FacePipeline::load(&cache, options)
+        .map(Arc::new)
+        .map_err(|e| format!("models not available (set ROLLCALL_HOME): {e}"))
+}
+
+fn gallery(data: &Path, pipeline: &FacePipeline) -> Result<Gallery, String> {
+    let directory = SqliteDirectory::open_in_memory().map_err(|e| e.to_string())?;
+    for (person, photo) in [
+        (
+            "lin_manuel_miranda",
+            "examples/lin_manuel_miranda/lin-manuel-miranda.png",
+        ),
+        (
+            "alex_lacamoire",
+            "examples/alex_lacamoire/alex-lacamoire.png",
+        ),
+    ] {
+        let enrollment = embed_person_photos(pipeline, person, &[data.join(photo)]);
+        store_enrollment(&directory, &enrollment).map_err(|e| e.to_string())?;
+    }
+    recalibrate(&directory).map_err(|e| e.to_string())?;
+    load_gallery(&directory, None).map_err(|e| e.to_string())
+}
+
+fn bench_clip(c: &mut Criterion) {
+    let data = data_dir();
+    let bytes = match clip(&data) {
+        Ok(bytes) => bytes,
+        Err(reason) => {
+            eprintln!("clip bench skipped: {reason}");
+            return;
+        }
+    };
+    let meta = ClipMeta {
+        device_id: "bench".into(),
+        session_id: "clip".into(),
+        seq: 0,
+        first_frame_ns: 0,
+        last_frame_ns: 0,
+        closed_ns: 0,
+        fps: FPS,
+        width: 640,
+        height: 360,
+        frame_count: 0,
+        codec: CLIP_CODEC_H264_ANNEXB.into(),
+    };
+    let clip_id = meta.clip_id();
+    let mut group = c.benchmark_group("clip");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(10));
+
+    group.bench_function("decode", |b| {
+        let policy = SamplePolicy::default();
+        b.iter(|| decode_clip(&clip_id, &bytes, &ClipLimits::default(), &policy, FPS).unwrap())
+    });
+
+    let mut fast = PipelineOptions::default();
+    fast.detector.min_face_size = 40.0;
+    fast.retry_padded = false;
+    for (name, options) in [
+        ("analyze", PipelineOptions::default()),
+        ("analyze_min_face_40_no_retry", fast),
+    ] {
+        let pipeline = match load(options) {
+            Ok(p) => p,
+            Err(reason) => {
+                eprintln!("clip analysis bench skipped: {reason}");
+                return;
+            }
+        };
+        let gallery = match gallery(&data, &pipeline) {
+            Ok(g) => g,
+            Err(reason) => {
+                eprintln!("clip analysis bench skipped: {reason}");
+                return;
+            }
+        };
+        let analyzer = ClipAnalyzer::new(pipeline);
+        let sample = analyzer
+            .analyze(&clip_id, Some(&meta), &bytes, &gallery)
+            .unwrap();
+        eprintln!(
+            "{name}: {} frames, {} analysed, {} faces, people {:?}; decode {:.1} detect {:.1} embed {:.1} total {:.1} ms",
+            sample.frames_decoded,
+            sample.frames_analyzed,
+            sample.faces_detected,
+            sample
+                .people
+                .iter()
+                .map(|p| format!("{} {:.3}", p.person_id, p.best_similarity))
+                .collect::<Vec<_>>(),
+            sample.timings.decode_ms,
+            sample.timings.detect_ms,
+            sample.timings.embed_ms,
+            sample.timings.total_ms,
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                analyzer
+                    .analyze(&clip_id, Some(&meta), &bytes, &gallery)
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_clip);
+criterion_main!(benches);

@@ -1,0 +1,546 @@
+//! Clip analysis on real video: Annex-B clips cut with the `ffmpeg` CLI (libx264) from the videos in
+//! `$ROLLCALL_DATA/videos/` (default `../shared/data` beside the workspace), people enrolled from
+//! their reference photos into an in-memory SQLite directory.
+//!
+//! Skipped, with the reason printed, when the data, `ffmpeg` with libx264 or the models (in
+//! `$ROLLCALL_HOME`) are missing; with `ROLLCALL_REQUIRE_DATA=1` a missing piece fails instead.
+//! Run with `--nocapture` to see who each clip reported.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use rollcall_models::ModelCache;
+use rollcall_recognizer::clip::{
+    decode_clip, ClipAnalysis, ClipAnalyzer, ClipError, ClipLimits, SamplePolicy,
+};
+use rollcall_recognizer::directory::sqlite::SqliteDirectory;
+use rollcall_recognizer::enrollment::{
+    embed_person_photos, load_gallery, recalibrate, store_enrollment,
+};
+use rollcall_recognizer::vision::{FacePipeline, Gallery, PipelineOptions};
+use rollcall_recognizer::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
+
+const HAMILTON: &str = "videos/short_hamilton_clip/short_hamilton_clip.mp4";
+const OBAMA: &str = "videos/armbiantest_obama/obama.mp4";
+/// Clip starts (seconds) spread over each video; the hamilton video ends with an audience.
+const HAMILTON_STARTS: [f32; 9] = [0.0, 1.2, 2.0, 3.0, 4.0, 5.0, 6.5, 7.5, 9.0];
+const OBAMA_STARTS: [f32; 5] = [0.0, 1.0, 2.0, 2.8, 3.4];
+const ENROLLED: [(&str, &str); 4] = [
+    (
+        "lin_manuel_miranda",
+        "examples/lin_manuel_miranda/lin-manuel-miranda.png",
+    ),
+    (
+        "alex_lacamoire",
+        "examples/alex_lacamoire/alex-lacamoire.png",
+    ),
+    ("barack_obama", "examples/barack_obama/obama.jpg"),
+    ("joe_biden", "examples/joe_biden/biden.jpg"),
+];
+
+fn require_data() -> bool {
+    std::env::var("ROLLCALL_REQUIRE_DATA").is_ok_and(|v| v == "1")
+}
+
+/// Return from the test with a printed reason, or fail when data is required.
+macro_rules! skip {
+    ($($arg:tt)*) => {{
+        let reason = format!($($arg)*);
+        if require_data() {
+            panic!("{reason} (and ROLLCALL_REQUIRE_DATA=1)");
+        }
+        eprintln!("SKIPPED: {reason}");
+        return;
+    }};
+}
+
+/// Unwrap a `Result<T, String>` set-up step or skip the test.
+macro_rules! or_skip {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(reason) => skip!("{reason}"),
+        }
+    };
+}
+
+/// The data folder and a scratch folder for the transcoded clips.
+struct Fixture {
+    data: PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+fn fixture() -> Result<Fixture, String> {
+    let data = match std::env::var_os("ROLLCALL_DATA").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+    };
+    for needed in [HAMILTON, OBAMA] {
+        if !data.join(needed).is_file() {
+            return Err(format!(
+                "no test video {} (set ROLLCALL_DATA to the shared data folder)",
+                data.join(needed).display()
+            ));
+        }
+    }
+    let encoders = Command::new("ffmpeg")
+        .args(["-hide_banner", "-encoders"])
+        .output()
+        .map_err(|e| format!("cannot run ffmpeg: {e}"))?;
+    if !String::from_utf8_lossy(&encoders.stdout).contains("libx264") {
+        return Err("ffmpeg has no libx264 encoder (ffmpeg -encoders)".to_string());
+    }
+    let tmp = tempfile::tempdir().map_err(|e| format!("no temporary folder: {e}"))?;
+    Ok(Fixture { data, tmp })
+}
+
+impl Fixture {
+    /// Cut `seconds` of `video` from `start` into a raw H.264 Annex-B file with libx264 and read it.
+    /// `extra` comes after the codec (e.g. `-bf 0 -g 15`).
+    fn transcode(&self, video: &str, start: f32, seconds: f32, extra: &[&str]) -> Vec<u8> {
+        let name = Path::new(video).file_stem().unwrap().to_string_lossy();
+        let out = self.tmp.path().join(format!(
+            "{name}-{start:.2}-{}.h264",
+            extra.join("").replace([' ', '-', ':', '='], "_")
+        ));
+        let mut command = Command::new("ffmpeg");
+        command
+            .args([
+                "-v",
+                "error",
+                "-nostdin",
+                "-y",
+                "-ss",
+                &start.to_string(),
+                "-i",
+            ])
+            .arg(self.data.join(video))
+            .args(["-t", &seconds.to_string(), "-an", "-c:v", "libx264"])
+            .args(extra)
+            .args(["-f", "h264"])
+            .arg(&out);
+        let status = command.output().expect("run ffmpeg");
+        assert!(
+            status.status.success(),
+            "ffmpeg failed on {video} at {start}s: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        std::fs::read(&out).expect("read transcoded clip")
+    }
+
+    /// The edge's clip format: no B-frames, a keyframe at the start.
+    fn edge_clip(&self, video: &str, start: f32) -> Vec<u8> {
+        self.transcode(video, start, 0.5, &["-bf", "0", "-g", "15"])
+    }
+
+    /// Decode the clip with ffmpeg to packed RGB frames (display order).
+    fn ffmpeg_frames(&self, clip: &[u8], width: u32, height: u32) -> Vec<Vec<u8>> {
+        let input = self.tmp.path().join("reference-input.h264");
+        std::fs::write(&input, clip).unwrap();
+        let output = Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-f", "h264", "-i"])
+            .arg(&input)
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .output()
+            .expect("run ffmpeg");
+        assert!(output.status.success());
+        let frame = (width * height * 3) as usize;
+        assert_eq!(output.stdout.len() % frame, 0);
+        output.stdout.chunks(frame).map(<[u8]>::to_vec).collect()
+    }
+}
+
+fn pipeline() -> Result<Arc<FacePipeline>, String> {
+    static PIPELINE: OnceLock<Result<Arc<FacePipeline>, String>> = OnceLock::new();
+    PIPELINE
+        .get_or_init(|| {
+            let cache = ModelCache::from_env().map_err(|e| format!("no model cache: {e}"))?;
+            FacePipeline::load(&cache, PipelineOptions::default())
+                .map(Arc::new)
+                .map_err(|e| {
+                    format!(
+                        "models not available in {} (set ROLLCALL_HOME, run `rollcall models fetch`): {e}",
+                        cache.root().display()
+                    )
+                })
+        })
+        .clone()
+}
+
+/// Everyone in [`ENROLLED`], one reference photo each, in an in-memory SQLite directory.
+fn gallery(data: &Path, pipeline: &FacePipeline) -> Gallery {
+    let directory = SqliteDirectory::open_in_memory().unwrap();
+    for (person, photo) in ENROLLED {
+        let enrollment = embed_person_photos(pipeline, person, &[data.join(photo)]);
+        assert_eq!(
+            enrollment.used(),
+            1,
+            "{person}: {:?}",
+            enrollment.photos.first().map(|p| &p.1)
+        );
+        let _ = store_enrollment(&directory, &enrollment).unwrap();
+    }
+    recalibrate(&directory).unwrap();
+    let gallery = load_gallery(&directory, None).unwrap();
+    assert_eq!(gallery.len(), ENROLLED.len());
+    gallery
+}
+
+fn meta(seq: u64, fps: f32, width: u32, height: u32) -> ClipMeta {
+    ClipMeta {
+        device_id: "test-cam".into(),
+        session_id: "clip-analysis".into(),
+        seq,
+        first_frame_ns: 0,
+        last_frame_ns: 0,
+        closed_ns: 0,
+        fps,
+        width,
+        height,
+        frame_count: 0,
+        codec: CLIP_CODEC_H264_ANNEXB.into(),
+    }
+}
+
+fn report(label: &str, a: &ClipAnalysis) {
+    let people: Vec<String> = a
+        .people
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {:.3} (frame {}, seen in {})",
+                p.person_id, p.best_similarity, p.frame_index, p.frames_seen
+            )
+        })
+        .collect();
+    eprintln!(
+        "{label}: [{}] unknown {} (max {} in a frame, closest {}), {} faces, frames {}/{} analysed, \
+         decode {:.1} detect {:.1} embed {:.1} total {:.1} ms",
+        people.join(", "),
+        a.unknown_faces,
+        a.max_unknown_in_a_frame,
+        a.closest_unknown
+            .as_ref()
+            .map_or("-".to_string(), |c| format!("{} {:.3}", c.person_id, c.similarity)),
+        a.faces_detected,
+        a.frames_analyzed,
+        a.frames_decoded,
+        a.timings.decode_ms,
+        a.timings.detect_ms,
+        a.timings.embed_ms,
+        a.timings.total_ms,
+    );
+}
+
+/// Analyse clips cut at `starts` of `video` with the default policy.
+fn analyse_video(
+    fx: &Fixture,
+    analyzer: &ClipAnalyzer,
+    gallery: &Gallery,
+    video: &str,
+    starts: &[f32],
+    fps: f32,
+) -> Vec<ClipAnalysis> {
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &start)| {
+            let bytes = fx.edge_clip(video, start);
+            let meta = meta(i as u64, fps, 0, 0);
+            let analysis = analyzer
+                .analyze(&meta.clip_id(), Some(&meta), &bytes, gallery)
+                .unwrap_or_else(|e| panic!("{video} at {start}s: {e}"));
+            report(&format!("{video} @{start:.1}s"), &analysis);
+            // 0.5 s at `fps`, give or take a frame of rounding in ffmpeg's cut.
+            let expected = (0.5 * fps).round() as u32;
+            assert!(
+                analysis.frames_decoded + 1 >= expected,
+                "{} frames, expected about {expected}",
+                analysis.frames_decoded
+            );
+            assert_eq!(
+                analysis.frames_analyzed,
+                SamplePolicy::default().count(analysis.frames_decoded as usize, fps) as u32
+            );
+            analysis
+        })
+        .collect()
+}
+
+#[test]
+fn hamilton_clips_report_lin_manuel_miranda_and_nobody_unexpected() {
+    let fx = or_skip!(fixture());
+    let pipeline = or_skip!(pipeline());
+    let gallery = gallery(&fx.data, &pipeline);
+    let analyzer = ClipAnalyzer::new(pipeline);
+    let analyses = analyse_video(&fx, &analyzer, &gallery, HAMILTON, &HAMILTON_STARTS, 29.97);
+    for (a, start) in analyses.iter().zip(HAMILTON_STARTS) {
+        assert_eq!((a.width, a.height), (640, 360));
+        assert_eq!(a.sample_stride, 7);
+        for p in &a.people {
+            assert!(
+                p.person_id == "lin_manuel_miranda" || p.person_id == "alex_lacamoire",
+                "hamilton clip at {start}s reported {}: {a:?}",
+                p.person_id
+            );
+            assert!(p.best_similarity >= a.threshold);
+            assert!(p.frames_seen >= 1 && p.frames_seen <= a.frames_analyzed);
+            assert!(p.bbox.area() > 0.0);
+        }
+        assert!(a.max_unknown_in_a_frame <= a.unknown_faces);
+        if let Some(c) = &a.closest_unknown {
+            assert!(c.similarity < a.threshold);
+        }
+        assert!(a.timings.total_ms >= a.timings.decode_ms + a.timings.detect_ms);
+    }
+    let lin = analyses
+        .iter()
+        .filter(|a| a.person("lin_manuel_miranda").is_some())
+        .count();
+    assert!(lin >= 1, "lin_manuel_miranda never reported");
+    // The last clip is the audience: strangers, counted per analysed frame.
+    let audience = analyses.last().unwrap();
+    assert!(
+        audience.unknown_faces >= audience.max_unknown_in_a_frame,
+        "{audience:?}"
+    );
+}
+
+#[test]
+fn obama_clips_report_barack_obama_and_never_joe_biden() {
+    let fx = or_skip!(fixture());
+    let pipeline = or_skip!(pipeline());
+    let gallery = gallery(&fx.data, &pipeline);
+    let analyzer = ClipAnalyzer::new(pipeline);
+    let analyses = analyse_video(&fx, &analyzer, &gallery, OBAMA, &OBAMA_STARTS, 15.0);
+    for (a, start) in analyses.iter().zip(OBAMA_STARTS) {
+        assert_eq!((a.width, a.height), (844, 614));
+        assert_eq!(a.sample_stride, 3, "15 fps, at least 4 per second");
+        assert!(
+            a.people.iter().all(|p| p.person_id == "barack_obama"),
+            "obama clip at {start}s reported someone else: {a:?}"
+        );
+    }
+    let seen = analyses
+        .iter()
+        .filter(|a| a.person("barack_obama").is_some())
+        .count();
+    assert!(
+        seen * 2 > analyses.len(),
+        "barack_obama in only {seen} of {} clips",
+        analyses.len()
+    );
+    // The JSON form carries everything.
+    let json = serde_json::to_value(&analyses[0]).unwrap();
+    assert!(json["timings"]["total_ms"].as_f64().unwrap() > 0.0);
+    assert!(json["people"].is_array());
+}
+
+#[test]
+fn clips_with_b_frames_decode_every_frame_in_display_order() {
+    let fx = or_skip!(fixture());
+    // x264's defaults: B-frames (-bf 3), so frames are stored out of display order.
+    let bytes = fx.transcode(HAMILTON, 4.0, 0.5, &["-frames:v", "15"]);
+    let types = slice_types(&bytes);
+    assert!(
+        types.iter().any(|t| t % 5 == 1),
+        "the clip should contain B slices: {types:?}"
+    );
+    let (frames, stats) = decode_clip(
+        "b-frames",
+        &bytes,
+        &ClipLimits::default(),
+        &SamplePolicy::All,
+        29.97,
+    )
+    .unwrap();
+    assert_eq!(stats.frames_decoded, 15, "{stats:?}");
+    assert_eq!(frames.len(), 15);
+
+    // Each of our frames is closest to ffmpeg's frame at the same position.
+    let reference = fx.ffmpeg_frames(&bytes, 640, 360);
+    assert_eq!(reference.len(), 15);
+    for frame in &frames {
+        let diffs: Vec<f64> = reference
+            .iter()
+            .map(|r| mean_abs_diff(frame.image.as_raw(), r))
+            .collect();
+        let own = diffs[frame.index];
+        assert!(own < 4.0, "frame {}: differs by {own:.2}", frame.index);
+        let best = diffs.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(
+            own <= best + 1e-9,
+            "frame {} matches another ffmpeg frame better: {diffs:?}",
+            frame.index
+        );
+    }
+
+    // The edge's format (no B-frames) decodes completely too.
+    let plain = fx.edge_clip(HAMILTON, 4.0);
+    assert!(slice_types(&plain).iter().all(|t| t % 5 != 1));
+    let (_, stats) = decode_clip(
+        "plain",
+        &plain,
+        &ClipLimits::default(),
+        &SamplePolicy::default(),
+        29.97,
+    )
+    .unwrap();
+    assert_eq!(stats.frames_decoded, 15);
+    assert_eq!(stats.frames_converted, 3);
+}
+
+#[test]
+fn damaged_real_clips_are_errors_naming_the_clip() {
+    let fx = or_skip!(fixture());
+    let bytes = fx.edge_clip(HAMILTON, 2.0);
+    let limits = ClipLimits::default();
+    let policy = SamplePolicy::default();
+
+    let half = &bytes[..bytes.len() / 2];
+    let e = decode_clip("cam/s/00000001", half, &limits, &policy, 29.97).unwrap_err();
+    assert_eq!(e.clip_id(), "cam/s/00000001");
+    assert!(e.is_bad_input());
+    assert!(e.to_string().contains("cam/s/00000001"), "{e}");
+
+    let e = decode_clip(
+        "cam/s/00000002",
+        &bytes[..bytes.len() - 1],
+        &limits,
+        &policy,
+        29.97,
+    )
+    .unwrap_err();
+    assert!(matches!(e, ClipError::Corrupt { .. }), "{e}");
+
+    // Second half only: no parameter sets, no IDR picture.
+    let e = decode_clip(
+        "cam/s/00000003",
+        &bytes[bytes.len() / 2..],
+        &limits,
+        &policy,
+        29.97,
+    )
+    .unwrap_err();
+    assert_eq!(e.clip_id(), "cam/s/00000003");
+
+    // Random bytes.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..bytes.len())
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let e = decode_clip("cam/s/00000004", &noise, &limits, &policy, 29.97).unwrap_err();
+    assert_eq!(e.clip_id(), "cam/s/00000004");
+
+    // Cut cleanly between pictures: decodes, but the metadata's frame count exposes it.
+    let cut = slice_offsets(&bytes)[8];
+    let (_, stats) = decode_clip("cam/s/00000005", &bytes[..cut], &limits, &policy, 29.97).unwrap();
+    assert_eq!(stats.frames_decoded, 8);
+    let pipeline = or_skip!(pipeline());
+    let analyzer = ClipAnalyzer::new(pipeline);
+    let mut m = meta(5, 29.97, 640, 360);
+    m.frame_count = 15;
+    let e = analyzer
+        .analyze(&m.clip_id(), Some(&m), &bytes[..cut], &Gallery::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClipError::Truncated {
+                expected: 15,
+                decoded: 8,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.clip_id(), "test-cam/clip-analysis/00000005");
+    // And a whole clip analyses fine against an empty gallery: every face is unknown.
+    let a = analyzer
+        .analyze(&m.clip_id(), Some(&m), &bytes, &Gallery::default())
+        .unwrap();
+    assert!(a.people.is_empty());
+    assert_eq!(a.unknown_faces, a.faces_detected);
+    assert!(a.closest_unknown.is_none(), "nobody enrolled");
+    m.codec = "vp8".into();
+    let e = analyzer
+        .analyze(&m.clip_id(), Some(&m), &bytes, &Gallery::default())
+        .unwrap_err();
+    assert!(matches!(e, ClipError::UnsupportedCodec { .. }), "{e}");
+}
+
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let sum: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.len() as f64
+}
+
+/// Byte offsets of the start codes of the slice NAL units (types 1 and 5).
+fn slice_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut i = 0;
+    while i + 3 < bytes.len() {
+        if bytes[i] == 0 && bytes[i + 1] == 0 && bytes[i + 2] == 1 {
+            if matches!(bytes[i + 3] & 0x1f, 1 | 5) {
+                offsets.push(if i > 0 && bytes[i - 1] == 0 { i - 1 } else { i });
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    offsets
+}
+
+/// `slice_type` of every slice (0 P, 1 B, 2 I; +5 when all slices of the picture share it).
+fn slice_types(bytes: &[u8]) -> Vec<u32> {
+    slice_offsets(bytes)
+        .into_iter()
+        .map(|offset| {
+            let start = offset + bytes[offset..].iter().position(|&b| b == 1).unwrap() + 2;
+            let mut reader = BitReader {
+                bytes: &bytes[start..(start + 16).min(bytes.len())],
+                bit: 0,
+            };
+            let _first_mb = reader.ue();
+            reader.ue()
+        })
+        .collect()
+}
+
+/// Exp-Golomb reader over the first bytes of a slice header (no emulation-prevention bytes
+/// occur that early).
+struct BitReader<'a> {
+    bytes: &'a [u8],
+    bit: usize,
+}
+
+impl BitReader<'_> {
+    fn read(&mut self) -> u32 {
+        let byte = self.bytes[self.bit / 8];
+        let value = (byte >> (7 - self.bit % 8)) & 1;
+        self.bit += 1;
+        u32::from(value)
+    }
+    fn ue(&mut self) -> u32 {
+        let mut zeros = 0;
+        while self.read() == 0 {
+            zeros += 1;
+        }
+        let mut value = 1u32;
+        for _ in 0..zeros {
+            value = (value << 1) | self.read();
+        }
+        value - 1
+    }
+}
