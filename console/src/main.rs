@@ -36,6 +36,8 @@ enum Command {
     Identify(cmd::identify::IdentifyArgs),
     /// Measure identification accuracy on VALDIR/<person>/<images>.
     Eval(cmd::eval::EvalArgs),
+    /// Cut a video into 0.5 s clips and recognise the people in each, as fast as possible.
+    Scan(cmd::scan::ScanArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
             Command::Enroll(args) => cmd::enroll::run(args, &config),
             Command::Identify(args) => cmd::identify::run(args, &config),
             Command::Eval(args) => cmd::eval::run(args, &config),
+            Command::Scan(args) => cmd::scan::run(args, &config),
         });
     match outcome {
         Ok(code) => code,

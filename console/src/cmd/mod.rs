@@ -5,3 +5,4 @@ pub mod enroll;
 pub mod eval;
 pub mod identify;
 pub mod models;
+pub mod scan;

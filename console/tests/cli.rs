@@ -1,0 +1,279 @@
+//! The `rollcall` binary end to end: enroll, identify, eval and scan on the real data set, and the
+//! bad-input contracts (clear message naming the input, the run goes on, exit status).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn required() -> bool {
+    std::env::var("ROLLCALL_REQUIRE_DATA").is_ok_and(|v| v == "1")
+}
+
+fn data_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("ROLLCALL_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    if dir.join("faces").is_dir() {
+        return Some(dir);
+    }
+    assert!(!required(), "data folder {} missing", dir.display());
+    eprintln!("SKIPPED: data folder {} not found", dir.display());
+    None
+}
+
+fn rollcall(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args(args)
+        .output()
+        .expect("run rollcall")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Models are needed for everything past argument parsing; skip (or fail in CI) without them.
+fn models_present() -> bool {
+    let out = rollcall(&["models", "list", "--json"]);
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let ok = listing["files"].as_array().is_some_and(|files| {
+        files
+            .iter()
+            .filter(|f| f["kind"] == "model" || f["kind"] == "runtime")
+            .all(|f| f["present"] == true)
+    });
+    assert!(
+        ok || !required(),
+        "models missing: run `rollcall models fetch`"
+    );
+    if !ok {
+        eprintln!("SKIPPED: models not fetched");
+    }
+    ok
+}
+
+/// Enrol the reference photos of `examples/` (one photo per person) into `db`.
+fn enroll_examples(data: &Path, db: &Path, people: &[(&str, &str)]) {
+    let dir = db.parent().unwrap().join("enroll");
+    for (person, photo) in people {
+        std::fs::create_dir_all(dir.join(person)).unwrap();
+        std::fs::copy(
+            data.join("examples").join(person).join(photo),
+            dir.join(person).join(photo),
+        )
+        .unwrap();
+    }
+    let out = rollcall(&[
+        "enroll",
+        "--photos",
+        dir.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn scan(video: &Path, db: &Path) -> serde_json::Value {
+    let out = rollcall(&[
+        "scan",
+        video.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("scan --json prints one JSON object")
+}
+
+fn reported(report: &serde_json::Value) -> Vec<String> {
+    report["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["person_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn scan_reports_the_right_people_in_the_real_videos() {
+    let Some(data) = data_dir() else { return };
+    if !models_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("people.db");
+    enroll_examples(
+        &data,
+        &db,
+        &[
+            ("lin_manuel_miranda", "lin-manuel-miranda.png"),
+            ("alex_lacamoire", "alex-lacamoire.png"),
+            ("barack_obama", "obama.jpg"),
+            ("joe_biden", "biden.jpg"),
+        ],
+    );
+    let hamilton = scan(
+        &data.join("videos/short_hamilton_clip/short_hamilton_clip.mp4"),
+        &db,
+    );
+    let people = reported(&hamilton);
+    assert!(
+        people.contains(&"lin_manuel_miranda".to_string()),
+        "{hamilton}"
+    );
+    for p in &people {
+        assert!(
+            p == "lin_manuel_miranda" || p == "alex_lacamoire",
+            "{p} reported in the Hamilton clip: {hamilton}"
+        );
+    }
+    assert!(hamilton["clips"].as_u64().unwrap() >= 19);
+    assert!(
+        hamilton["unknown_faces"].as_u64().unwrap() > 0,
+        "the audience is unknown"
+    );
+    assert!(hamilton["ms_per_clip_median"].as_f64().unwrap() > 0.0);
+
+    let obama = scan(&data.join("videos/armbiantest_obama/obama.mp4"), &db);
+    let people = reported(&obama);
+    assert!(people.contains(&"barack_obama".to_string()), "{obama}");
+    assert!(!people.contains(&"joe_biden".to_string()), "{obama}");
+}
+
+#[test]
+fn eval_json_has_the_contract_keys_and_identify_names_inputs_in_errors() {
+    let Some(data) = data_dir() else { return };
+    if !models_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("people.db");
+    // Two AT&T people enrolled from train/, probed with val/ plus a never-enrolled person.
+    let train = tmp.path().join("train");
+    let val = tmp.path().join("val");
+    for (person, enrolled) in [("att_s1", true), ("att_s2", true), ("att_s33", false)] {
+        if enrolled {
+            copy_dir(&data.join("faces/train").join(person), &train.join(person));
+        }
+        copy_dir(&data.join("faces/val").join(person), &val.join(person));
+    }
+    // Bad input inside the trees: a stray file, a non-image, an empty person folder.
+    std::fs::write(train.join("README.txt"), "stray").unwrap();
+    std::fs::write(train.join("att_s1").join("notes.txt"), "not an image").unwrap();
+    std::fs::create_dir(train.join("empty_person")).unwrap();
+    let out = rollcall(&[
+        "enroll",
+        "--photos",
+        train.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("notes.txt"), "rejected file named: {log}");
+    assert!(log.contains("README.txt"), "stray file named: {log}");
+    assert!(log.contains("empty_person: NOT enrolled"), "{log}");
+
+    let out = rollcall(&[
+        "eval",
+        "--photos",
+        val.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for key in [
+        "closed_set_top1",
+        "open_set_accuracy",
+        "false_accept_rate",
+        "false_reject_rate",
+        "probes",
+        "ms_per_image_median",
+        "failures",
+    ] {
+        assert!(report.get(key).is_some(), "missing {key}: {report}");
+    }
+    assert_eq!(report["probes"], 15);
+    assert!(
+        report["closed_set_top1"].as_f64().unwrap() >= 0.9,
+        "{report}"
+    );
+
+    let corrupt = tmp.path().join("corrupt.jpg");
+    std::fs::write(&corrupt, b"\xff\xd8\xff\xe0 truncated").unwrap();
+    let good = data
+        .join("faces/val/att_s1")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = rollcall(&[
+        "identify",
+        "--db",
+        db.to_str().unwrap(),
+        corrupt.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "one image was fine: {log}");
+    assert!(log.contains("corrupt.jpg"), "{log}");
+    assert!(
+        log.contains("att_s1"),
+        "the good image is still identified: {log}"
+    );
+
+    let out = rollcall(&[
+        "identify",
+        "--db",
+        db.to_str().unwrap(),
+        corrupt.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "nothing could be identified");
+}
+
+#[test]
+fn missing_inputs_fail_with_a_message_naming_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-dir");
+    let db = tmp.path().join("x.db");
+    let out = rollcall(&[
+        "enroll",
+        "--photos",
+        missing.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no-such-dir"), "{}", text(&out));
+
+    let video = tmp.path().join("no-such-video.mp4");
+    let out = rollcall(&[
+        "scan",
+        video.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no-such-video.mp4"), "{}", text(&out));
+
+    let garbage_db = tmp.path().join("garbage.db");
+    std::fs::write(&garbage_db, vec![0x42u8; 4096]).unwrap();
+    let out = rollcall(&["identify", "--db", garbage_db.to_str().unwrap(), "x.jpg"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("garbage.db"), "{}", text(&out));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
