@@ -1,6 +1,7 @@
 //! `rollcall`: enrol people, identify faces, evaluate accuracy, manage models.
 
 mod cmd;
+mod embedded;
 mod settings;
 
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Cut a video into 0.5 s clips and recognise the people in each, as fast as possible.
     Scan(cmd::scan::ScanArgs),
+    /// Capture, upload and recognise live: the edge and the embedded recognition service in one
+    /// process (headless for now: the console UI is a later step).
+    Session(cmd::session::SessionArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
             Command::Identify(args) => cmd::identify::run(args, &config),
             Command::Eval(args) => cmd::eval::run(args, &config),
             Command::Scan(args) => cmd::scan::run(args, &config),
+            Command::Session(args) => cmd::session::run(args, &config),
         });
     match outcome {
         Ok(code) => code,

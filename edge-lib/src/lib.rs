@@ -11,20 +11,30 @@
 //! - [`segment`]: frames -> self-contained Annex-B clips (SPS/PPS + IDR first) with
 //!   [`ClipMeta`](rollcall_recognizer::wire::ClipMeta), encoded in-process with openh264.
 //! - [`spool`]: crash-safe, byte-bounded on-disk queue of clips waiting for upload.
-//! - [`upload`]: the [`upload::ClipSink`] trait, a local-directory sink, and the
+//! - [`upload`]: the [`upload::ClipSink`] trait, a local-directory sink (the embedded object
+//!   store), a sink over any [`ClipStore`](rollcall_recognizer::store::ClipStore), and the
 //!   [`upload::Uploader`] worker pool with exponential backoff.
+//! - [`receive`]: results from the result queue, duplicates dropped, latency recorded.
+//! - [`session`]: all of the above for one capture session, with counters (captured, uploaded,
+//!   results, errors, lost).
 //!
 //! `examples/capture_to_dir.rs` wires all four together.
 
 pub mod ids;
 pub mod latency;
+pub mod receive;
 pub mod segment;
+pub mod session;
 pub mod source;
 pub mod spool;
 pub mod upload;
 
 pub use ids::{validate_id, InvalidId};
+pub use receive::{ReceivedResult, ResultReceiver};
 pub use segment::{ClipSegmenter, EncodedClip, SegmentConfig, SegmentError};
+pub use session::{run_session, SessionConfig, SessionReport};
 pub use source::{open_source, CaptureError, Frame, FrameSource, Pace, SourceOptions, SourceSpec};
 pub use spool::{ClipSpool, SpoolError};
-pub use upload::{ClipSink, LocalDirSink, SinkError, UploadEvent, Uploader, UploaderConfig};
+pub use upload::{
+    ClipSink, LocalDirSink, SinkError, StoreSink, UploadEvent, Uploader, UploaderConfig,
+};

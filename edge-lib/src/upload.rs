@@ -9,15 +9,14 @@
 
 #![warn(missing_docs)]
 
-use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rollcall_recognizer::store::{validate_key, ClipStore, InvalidKey, LocalClipStore, StoreError};
 use rollcall_recognizer::wire::ClipMeta;
 
 use crate::spool::{ClipSpool, SpooledClip};
@@ -82,45 +81,53 @@ impl<T: ClipSink + ?Sized> ClipSink for Arc<T> {
     }
 }
 
-/// Checks an object key: relative, `/`-separated segments of `[A-Za-z0-9._-]` (1..=255
-/// characters each, not `.` or `..`), 1024 characters at most.
+/// Checks an object key with the object store's rules
+/// ([`rollcall_recognizer::store::validate_key`]: relative, `/`-separated segments of
+/// `[A-Za-z0-9._-]`, 1..=255 characters each, not `.` or `..`, 1024 characters at most).
 pub fn validate_object_key(key: &str) -> Result<(), SinkError> {
-    let invalid = |reason: &str| {
-        Err(SinkError::InvalidKey {
+    validate_key(key).map_err(SinkError::from)
+}
+
+impl From<InvalidKey> for SinkError {
+    fn from(e: InvalidKey) -> Self {
+        SinkError::InvalidKey {
+            key: e.key,
+            reason: e.reason.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for SinkError {
+    fn from(e: StoreError) -> Self {
+        let retryable = e.is_retryable();
+        match e {
+            StoreError::InvalidKey(e) => e.into(),
+            StoreError::Io { key, path, source } => SinkError::Io { key, path, source },
+            other => SinkError::Other {
+                key: other.key().to_string(),
+                message: other.to_string(),
+                retryable,
+            },
+        }
+    }
+}
+
+/// Checks the ids that become key segments, naming the key on failure.
+fn check_clip_ids(meta: &ClipMeta, key: &str) -> Result<(), SinkError> {
+    for (kind, id) in [
+        ("device id", &meta.device_id),
+        ("session id", &meta.session_id),
+    ] {
+        crate::ids::validate_id(kind, id).map_err(|e| SinkError::InvalidKey {
             key: key.to_string(),
-            reason: reason.to_string(),
-        })
-    };
-    if key.is_empty() {
-        return invalid("empty");
-    }
-    if key.len() > 1024 {
-        return invalid("longer than 1024 characters");
-    }
-    if key.starts_with('/') {
-        return invalid("absolute");
-    }
-    for segment in key.split('/') {
-        if segment.is_empty() {
-            return invalid("empty path segment");
-        }
-        if segment == "." || segment == ".." {
-            return invalid("relative path segment");
-        }
-        if segment.len() > 255 {
-            return invalid("path segment longer than 255 characters");
-        }
-        if !segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
-            return invalid("character outside [A-Za-z0-9._-/]");
-        }
+            reason: e.to_string(),
+        })?;
     }
     Ok(())
 }
 
-/// A sink writing to a local directory, the embedded deployment's object store:
+/// A sink writing to a local directory, the embedded deployment's object store. It is a
+/// [`LocalClipStore`] (one implementation for the edge and the function):
 /// `root/<key>` holds the clip bytes and `root/<key>.json` its [`ClipMeta`]
 /// (e.g. `clips/pi-1/s1/00000003.h264` and `clips/pi-1/s1/00000003.h264.json`).
 ///
@@ -128,85 +135,70 @@ pub fn validate_object_key(key: &str) -> Result<(), SinkError> {
 /// the bytes exist under their key, the metadata is there too.
 #[derive(Debug)]
 pub struct LocalDirSink {
-    root: PathBuf,
-    counter: AtomicU64,
+    store: Arc<LocalClipStore>,
 }
 
 impl LocalDirSink {
     /// A sink rooted at `root` (created on the first put if missing).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self {
-            root: root.into(),
-            counter: AtomicU64::new(0),
-        }
+        Self::from_store(Arc::new(LocalClipStore::new(root)))
+    }
+
+    /// A sink putting into `store`, e.g. one shared with the function and announcing new clips.
+    pub fn from_store(store: Arc<LocalClipStore>) -> Self {
+        Self { store }
+    }
+
+    /// The store behind the sink.
+    pub fn store(&self) -> &Arc<LocalClipStore> {
+        &self.store
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.store.root()
     }
 
     /// Path of the object stored under `key`, if the key is valid.
     pub fn path_for(&self, key: &str) -> Result<PathBuf, SinkError> {
-        validate_object_key(key)?;
-        Ok(self.root.join(key))
-    }
-
-    fn write_atomic(&self, key: &str, path: &Path, data: &[u8]) -> Result<(), SinkError> {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("object");
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()));
-        let result = (|| {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            fs::rename(&tmp, path)
-        })();
-        result.map_err(|source| {
-            let _ = fs::remove_file(&tmp);
-            SinkError::Io {
-                key: key.to_string(),
-                path: path.to_path_buf(),
-                source,
-            }
-        })
+        Ok(self.store.path_for(key)?)
     }
 }
 
 impl ClipSink for LocalDirSink {
     fn put(&self, meta: &ClipMeta, bytes: &[u8]) -> Result<(), SinkError> {
         let key = meta.object_key();
-        for (kind, id) in [
-            ("device id", &meta.device_id),
-            ("session id", &meta.session_id),
-        ] {
-            crate::ids::validate_id(kind, id).map_err(|e| SinkError::InvalidKey {
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
-        }
-        let path = self.path_for(&key)?;
-        let json = serde_json::to_vec_pretty(meta).map_err(|e| SinkError::Other {
-            key: key.clone(),
-            message: format!("metadata: {e}"),
-            retryable: false,
-        })?;
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|source| SinkError::Io {
-                key: key.clone(),
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        let mut json_path = path.clone().into_os_string();
-        json_path.push(".json");
-        self.write_atomic(&key, Path::new(&json_path), &json)?;
-        self.write_atomic(&key, &path, bytes)?;
-        tracing::debug!(%key, bytes = bytes.len(), root = %self.root.display(), "clip stored");
-        Ok(())
+        check_clip_ids(meta, &key)?;
+        Ok(self.store.put_blocking(&key, meta, bytes)?)
+    }
+}
+
+/// A sink putting into any [`ClipStore`] (S3...), driving its async `put` on a Tokio runtime
+/// from the uploader's threads.
+pub struct StoreSink<S> {
+    store: S,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<S> std::fmt::Debug for StoreSink<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSink").finish_non_exhaustive()
+    }
+}
+
+impl<S: ClipStore> StoreSink<S> {
+    /// A sink into `store`, whose futures run on `runtime` (a multi-thread runtime: the
+    /// uploader's threads block on them).
+    pub fn new(store: S, runtime: tokio::runtime::Handle) -> Self {
+        Self { store, runtime }
+    }
+}
+
+impl<S: ClipStore> ClipSink for StoreSink<S> {
+    fn put(&self, meta: &ClipMeta, bytes: &[u8]) -> Result<(), SinkError> {
+        let key = meta.object_key();
+        check_clip_ids(meta, &key)?;
+        Ok(self.runtime.block_on(self.store.put(&key, meta, bytes))?)
     }
 }
 

@@ -210,7 +210,9 @@ pub fn recalibrate(directory: &dyn PeopleDirectory) -> Result<Calibration, Recog
 }
 
 /// The stored match threshold, or the default when none was calibrated.
-pub fn stored_threshold(directory: &dyn PeopleDirectory) -> Result<f32, RecognizerError> {
+pub fn stored_threshold<D: PeopleDirectory + ?Sized>(
+    directory: &D,
+) -> Result<f32, RecognizerError> {
     Ok(directory
         .setting(SETTING_MATCH_THRESHOLD)?
         .and_then(|v| v.parse::<f32>().ok())
@@ -219,8 +221,8 @@ pub fn stored_threshold(directory: &dyn PeopleDirectory) -> Result<f32, Recogniz
 }
 
 /// Everyone enrolled in `directory`, deciding at `threshold` (or the stored calibrated one).
-pub fn load_gallery(
-    directory: &dyn PeopleDirectory,
+pub fn load_gallery<D: PeopleDirectory + ?Sized>(
+    directory: &D,
     threshold: Option<f32>,
 ) -> Result<Gallery, RecognizerError> {
     let threshold = match threshold {

@@ -7,6 +7,10 @@
 //! - [`evaluation`]: open-set identification accuracy.
 //! - [`wire`]: clip metadata and the other types that cross process boundaries.
 //! - [`runtime`]: ONNX Runtime loading and shareable inference sessions.
+//! - [`clip`]: H.264 clip decoding and per-clip analysis.
+//! - [`store`], [`results`], [`handler`], [`pool`]: the recognition service: the object store
+//!   holding clips, the per-device result queues, the function (clip event -> result) shared by
+//!   every deployment, and the autoscaling worker pool that runs it in-process.
 //!
 //! Models and the ONNX Runtime library come from [`rollcall_models`]'s cache
 //! (`rollcall models fetch`).
@@ -29,7 +33,11 @@ pub mod directory;
 pub mod enrollment;
 pub mod error;
 pub mod evaluation;
+pub mod handler;
+pub mod pool;
+pub mod results;
 pub mod runtime;
+pub mod store;
 pub mod vision;
 pub mod wire;
 

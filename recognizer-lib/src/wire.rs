@@ -1,6 +1,8 @@
 //! Types that cross process boundaries (edge -> store -> function -> queue -> edge), serialised
 //! as JSON. `docs/protocol.md` documents the JSON.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Codec tag of a rollcall clip: H.264 Annex-B elementary stream, SPS/PPS + IDR first, no B-frames.
@@ -39,5 +41,196 @@ impl ClipMeta {
     /// Object-store key of the clip's bytes: `clips/<device>/<session>/<seq>.h264`.
     pub fn object_key(&self) -> String {
         format!("clips/{}.h264", self.clip_id())
+    }
+}
+
+/// "Clip created": the object key of a stored clip and its metadata. What a storage notification
+/// (S3 `ObjectCreated`, the local store's notifier) tells the recognizer function.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClipEvent {
+    /// Object-store key of the clip's bytes (normally [`ClipMeta::object_key`]).
+    pub key: String,
+    pub meta: ClipMeta,
+}
+
+impl ClipEvent {
+    /// The event for a clip stored under its standard key ([`ClipMeta::object_key`]).
+    pub fn for_clip(meta: ClipMeta) -> ClipEvent {
+        ClipEvent {
+            key: meta.object_key(),
+            meta,
+        }
+    }
+}
+
+/// A face box in pixels of the clip's frames: top-left `(x1, y1)`, bottom-right `(x2, y2)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PixelBox {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+}
+
+/// An enrolled person recognised in a clip, with their directory record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecognizedPerson {
+    pub person_id: String,
+    /// Display name from the people directory.
+    pub name: String,
+    /// Academic details from the people directory (`student_id`, `programme`, `year`, ...).
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
+    /// Best cosine similarity of their faces in the clip.
+    pub similarity: f32,
+    /// Box of that best face.
+    #[serde(rename = "box")]
+    pub bbox: PixelBox,
+    /// Frame of the clip (display order, from 0) holding that face.
+    pub frame: u32,
+}
+
+/// Where the function's time for one clip went, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionTimings {
+    /// H.264 decoding (every frame) and RGB conversion (sampled frames).
+    pub decode_ms: f64,
+    /// Face detection on the sampled frames.
+    pub detect_ms: f64,
+    /// Face alignment and embedding.
+    pub embed_ms: f64,
+    /// People-directory work: gallery freshness check and record look-ups.
+    pub lookup_ms: f64,
+    /// The whole invocation until the result was ready to publish (clip fetch included).
+    pub total_ms: f64,
+}
+
+/// What the recognizer function reports for one clip; sent to the result queue of the clip's
+/// device. One per clip, even when the clip could not be processed (`error` is then set).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecognitionResult {
+    /// `device/session/seq` ([`ClipMeta::clip_id`]); duplicates share it.
+    pub clip_id: String,
+    pub device_id: String,
+    pub session_id: String,
+    pub seq: u64,
+    /// Enrolled people seen in the clip, most similar first.
+    #[serde(default)]
+    pub people: Vec<RecognizedPerson>,
+    /// Faces (summed over analysed frames) that matched nobody.
+    #[serde(default)]
+    pub unknown_faces: u32,
+    #[serde(default)]
+    pub timings: FunctionTimings,
+    /// Why the clip could not be processed (names the object key); `None` on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Which function instance (process, Lambda sandbox) produced the result.
+    #[serde(default)]
+    pub instance_id: String,
+    /// True for the first clip an instance processed (models loaded just before).
+    #[serde(default)]
+    pub cold_start: bool,
+    /// [`ClipMeta::closed_ns`], copied so the edge computes end-to-end latency from the result
+    /// alone.
+    #[serde(default)]
+    pub closed_ns: u64,
+    /// Wall clock when the result was ready to publish, ns since the Unix epoch.
+    #[serde(default)]
+    pub completed_ns: u64,
+}
+
+impl RecognitionResult {
+    /// A result for `meta` with nobody seen, no timings and no error, completed at 0.
+    pub fn empty_for(meta: &ClipMeta) -> RecognitionResult {
+        RecognitionResult {
+            clip_id: meta.clip_id(),
+            device_id: meta.device_id.clone(),
+            session_id: meta.session_id.clone(),
+            seq: meta.seq,
+            people: Vec::new(),
+            unknown_faces: 0,
+            timings: FunctionTimings::default(),
+            error: None,
+            instance_id: String::new(),
+            cold_start: false,
+            closed_ns: meta.closed_ns,
+            completed_ns: 0,
+        }
+    }
+
+    /// Whether the clip was processed (no `error`).
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Wall clock now, nanoseconds since the Unix epoch (0 before 1970).
+pub fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> ClipMeta {
+        ClipMeta {
+            device_id: "pi-lab-1".into(),
+            session_id: "s1".into(),
+            seq: 42,
+            first_frame_ns: 1,
+            last_frame_ns: 2,
+            closed_ns: 3,
+            fps: 30.0,
+            width: 640,
+            height: 480,
+            frame_count: 15,
+            codec: CLIP_CODEC_H264_ANNEXB.into(),
+        }
+    }
+
+    #[test]
+    fn clip_event_uses_the_object_key() {
+        let event = ClipEvent::for_clip(meta());
+        assert_eq!(event.key, "clips/pi-lab-1/s1/00000042.h264");
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["meta"]["seq"], 42);
+        assert_eq!(serde_json::from_value::<ClipEvent>(json).unwrap(), event);
+    }
+
+    #[test]
+    fn result_json_round_trip_and_field_names() {
+        let mut result = RecognitionResult::empty_for(&meta());
+        result.people.push(RecognizedPerson {
+            person_id: "ada".into(),
+            name: "Ada".into(),
+            details: BTreeMap::from([("year".to_string(), "2".to_string())]),
+            similarity: 0.61,
+            bbox: PixelBox {
+                x1: 1.0,
+                y1: 2.0,
+                x2: 3.0,
+                y2: 4.0,
+            },
+            frame: 7,
+        });
+        let json = serde_json::to_value(&result).unwrap();
+        assert_eq!(json["people"][0]["box"]["x2"], 3.0);
+        assert_eq!(json["closed_ns"], 3);
+        assert!(json.get("error").is_none(), "no error key on success");
+        assert_eq!(
+            serde_json::from_value::<RecognitionResult>(json).unwrap(),
+            result
+        );
+        result.error = Some("clip x: corrupt".into());
+        let json = serde_json::to_value(&result).unwrap();
+        assert_eq!(json["error"], "clip x: corrupt");
+        assert!(!serde_json::from_value::<RecognitionResult>(json)
+            .unwrap()
+            .is_ok());
     }
 }

@@ -6,3 +6,4 @@ pub mod eval;
 pub mod identify;
 pub mod models;
 pub mod scan;
+pub mod session;

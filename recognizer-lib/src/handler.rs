@@ -1,0 +1,462 @@
+//! The recognition function, shared by every deployment: [`ClipEvent`] in ->
+//! fetch the clip from the [`ClipStore`] -> [`ClipAnalyzer`] -> people-directory records ->
+//! [`RecognitionResult`] published to the clip's device on the [`ResultQueue`].
+//!
+//! - **One result per clip, always.** A clip that cannot be processed (missing, over the size
+//!   limit, corrupt, unreadable metadata, directory failure) yields a result with `error` set,
+//!   naming the object key, so the edge knows at once and nothing is retried forever. The only
+//!   failure returned to the caller is a result that could not be *published*
+//!   ([`HandlerError::Publish`]): the trigger may redeliver the event, and the redelivery only
+//!   republishes the remembered result.
+//! - **Idempotent.** The last [`HandlerConfig::recent_results`] results are remembered by object
+//!   key: a redelivered event republishes the same result without analysing the clip again (the
+//!   edge drops duplicates by clip id anyway).
+//! - **Fresh gallery.** The gallery (mean embeddings + threshold) is loaded on the first clip,
+//!   reloaded when the directory's [`gallery_version`](PeopleDirectory::gallery_version) changes
+//!   (checked at most every [`HandlerConfig::version_poll`]) and after
+//!   [`HandlerConfig::gallery_ttl`]; person records are fetched by id and cached until the next
+//!   reload.
+//!
+//! [`RecognitionHandler::handle`] is async because stores and queues are (S3, SQS), but it runs
+//! the CPU-bound clip analysis and the (synchronous) directory calls on the calling thread: call
+//! it from a thread that may block (a worker thread through a runtime handle's `block_on`,
+//! `spawn_blocking`, or a Lambda invocation).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::clip::{ClipAnalysis, ClipAnalyzer, ClipLimits};
+use crate::directory::{default_display_name, PeopleDirectory, PersonRecord};
+use crate::enrollment::load_gallery;
+use crate::error::RecognizerError;
+use crate::results::{QueueError, ResultQueue};
+use crate::store::{ClipStore, DEFAULT_MAX_CLIP_BYTES};
+use crate::vision::Gallery;
+use crate::wire::{
+    unix_now_ns, ClipEvent, FunctionTimings, PixelBox, RecognitionResult, RecognizedPerson,
+};
+
+/// How a [`RecognitionHandler`] behaves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandlerConfig {
+    /// Largest clip fetched and analysed (default [`DEFAULT_MAX_CLIP_BYTES`], 8 MiB); a larger one
+    /// gets an error result naming its key.
+    pub max_clip_bytes: usize,
+    /// Fixed match threshold instead of the one calibrated at enrolment.
+    pub threshold: Option<f32>,
+    /// Least time between two checks of the directory's gallery version (default 1 s; zero checks
+    /// on every clip).
+    pub version_poll: Duration,
+    /// Reload the gallery after this long even when its version did not change (default 60 s).
+    pub gallery_ttl: Duration,
+    /// Results remembered for redelivered events (default 1024).
+    pub recent_results: usize,
+    /// Reported in every result's `instance_id`.
+    pub instance_id: String,
+}
+
+impl Default for HandlerConfig {
+    fn default() -> Self {
+        HandlerConfig {
+            max_clip_bytes: DEFAULT_MAX_CLIP_BYTES,
+            threshold: None,
+            version_poll: Duration::from_secs(1),
+            gallery_ttl: Duration::from_secs(60),
+            recent_results: 1024,
+            instance_id: default_instance_id(),
+        }
+    }
+}
+
+/// `<host>-<pid>`: names this process in results.
+pub fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+/// What the handler could not do. Processing failures are *results* (with `error`), not errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// The result was computed but could not be sent; handling the same event again republishes it.
+    #[error("clip {clip_id}: result not published: {source}")]
+    Publish {
+        clip_id: String,
+        #[source]
+        source: QueueError,
+    },
+}
+
+impl HandlerError {
+    /// Whether handling the same event again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HandlerError::Publish { source, .. } => {
+                !matches!(source, QueueError::InvalidDevice { .. })
+            }
+        }
+    }
+}
+
+/// Counters of a handler, for dashboards and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandlerStats {
+    /// Events whose clip was analysed (or failed): one per distinct event.
+    pub processed: u64,
+    /// Of those, results with `error` set.
+    pub errors: u64,
+    /// Redelivered events answered from memory.
+    pub duplicates: u64,
+    /// Gallery loads (the first one included).
+    pub gallery_loads: u64,
+    /// Results that could not be published.
+    pub publish_failures: u64,
+}
+
+struct GalleryState {
+    gallery: Arc<Gallery>,
+    version: Option<u64>,
+    loaded_at: Option<Instant>,
+    checked_at: Option<Instant>,
+    records: HashMap<String, PersonRecord>,
+}
+
+#[derive(Default)]
+struct Recent {
+    by_key: HashMap<String, RecognitionResult>,
+    order: VecDeque<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    processed: AtomicU64,
+    errors: AtomicU64,
+    duplicates: AtomicU64,
+    gallery_loads: AtomicU64,
+    publish_failures: AtomicU64,
+}
+
+/// The recognition function; see the [module docs](self). Shareable between threads.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use rollcall_models::ModelCache;
+/// use rollcall_recognizer::clip::ClipAnalyzer;
+/// use rollcall_recognizer::directory::sqlite::SqliteDirectory;
+/// use rollcall_recognizer::handler::{HandlerConfig, RecognitionHandler};
+/// use rollcall_recognizer::results::LocalResultQueue;
+/// use rollcall_recognizer::store::LocalClipStore;
+/// use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
+/// use rollcall_recognizer::wire::ClipEvent;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let meta: rollcall_recognizer::wire::ClipMeta = todo!();
+/// let pipeline = Arc::new(FacePipeline::load(&ModelCache::from_env()?, PipelineOptions::default())?);
+/// let handler = RecognitionHandler::new(
+///     Arc::new(LocalClipStore::new("/srv/rollcall/objects")),
+///     Arc::new(SqliteDirectory::open("people.db")?),
+///     Arc::new(LocalResultQueue::new()),
+///     ClipAnalyzer::new(pipeline),
+///     HandlerConfig::default(),
+/// );
+/// let runtime = tokio::runtime::Runtime::new()?;
+/// let result = runtime.block_on(handler.handle(ClipEvent::for_clip(meta)))?;
+/// println!("{:?} {:?}", result.people, result.error);
+/// # Ok(())
+/// # }
+/// ```
+pub struct RecognitionHandler<S, D: ?Sized, Q> {
+    store: S,
+    directory: Arc<D>,
+    results: Q,
+    analyzer: ClipAnalyzer,
+    config: HandlerConfig,
+    state: Mutex<GalleryState>,
+    recent: Mutex<Recent>,
+    cold: AtomicBool,
+    counters: Counters,
+}
+
+impl<S, D: ?Sized, Q> std::fmt::Debug for RecognitionHandler<S, D, Q> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecognitionHandler")
+            .field("config", &self.config)
+            .field("analyzer", &self.analyzer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl<S, D, Q> RecognitionHandler<S, D, Q>
+where
+    S: ClipStore,
+    D: PeopleDirectory + ?Sized,
+    Q: ResultQueue,
+{
+    /// A handler reading clips from `store`, people from `directory`, publishing to `results`.
+    /// The analyzer's byte limit is set to `config.max_clip_bytes`.
+    pub fn new(
+        store: S,
+        directory: Arc<D>,
+        results: Q,
+        analyzer: ClipAnalyzer,
+        config: HandlerConfig,
+    ) -> Self {
+        let limits = ClipLimits {
+            max_bytes: config.max_clip_bytes,
+            ..analyzer.limits
+        };
+        RecognitionHandler {
+            store,
+            directory,
+            results,
+            analyzer: analyzer.with_limits(limits),
+            config,
+            state: Mutex::new(GalleryState {
+                gallery: Arc::new(Gallery::default()),
+                version: None,
+                loaded_at: None,
+                checked_at: None,
+                records: HashMap::new(),
+            }),
+            recent: Mutex::new(Recent::default()),
+            cold: AtomicBool::new(true),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &HandlerConfig {
+        &self.config
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The result queue.
+    pub fn results(&self) -> &Q {
+        &self.results
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> HandlerStats {
+        let c = &self.counters;
+        HandlerStats {
+            processed: c.processed.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            duplicates: c.duplicates.load(Ordering::Relaxed),
+            gallery_loads: c.gallery_loads.load(Ordering::Relaxed),
+            publish_failures: c.publish_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Load the gallery now (instead of on the first clip), e.g. while the process starts.
+    pub fn warm_up(&self) -> Result<usize, RecognizerError> {
+        let mut state = lock(&self.state);
+        self.reload(&mut state, Instant::now())?;
+        Ok(state.gallery.len())
+    }
+
+    /// Handle one "clip created" event: publish (and return) its result. See the
+    /// [module docs](self).
+    pub async fn handle(&self, event: ClipEvent) -> Result<RecognitionResult, HandlerError> {
+        let remembered = lock(&self.recent).by_key.get(&event.key).cloned();
+        let result = match remembered {
+            Some(result) => {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(key = %event.key, "redelivered event: republishing the remembered result");
+                result
+            }
+            None => {
+                let result = self.process(&event).await;
+                self.counters.processed.fetch_add(1, Ordering::Relaxed);
+                if result.error.is_some() {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                self.remember(&event.key, &result);
+                result
+            }
+        };
+        if let Err(source) = self.results.publish(&result).await {
+            self.counters
+                .publish_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(HandlerError::Publish {
+                clip_id: result.clip_id.clone(),
+                source,
+            });
+        }
+        Ok(result)
+    }
+
+    fn remember(&self, key: &str, result: &RecognitionResult) {
+        if self.config.recent_results == 0 {
+            return;
+        }
+        let mut recent = lock(&self.recent);
+        if recent
+            .by_key
+            .insert(key.to_string(), result.clone())
+            .is_none()
+        {
+            recent.order.push_back(key.to_string());
+        }
+        while recent.order.len() > self.config.recent_results {
+            if let Some(old) = recent.order.pop_front() {
+                recent.by_key.remove(&old);
+            }
+        }
+    }
+
+    /// Fetch, analyse, look up: the result of one clip (with `error` when any step failed).
+    async fn process(&self, event: &ClipEvent) -> RecognitionResult {
+        let started = Instant::now();
+        let cold_start = self.cold.swap(false, Ordering::Relaxed);
+        let key = &event.key;
+        let mut meta = event.meta.clone();
+        let mut result = RecognitionResult::empty_for(&meta);
+        let outcome: Result<(), String> = async {
+            let stored = self
+                .store
+                .get(key, self.config.max_clip_bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(stored_meta) = stored.meta {
+                // Object metadata is authoritative (an S3 event carries only the key).
+                meta = stored_meta;
+                result = RecognitionResult::empty_for(&meta);
+            }
+            let lookup_started = Instant::now();
+            let (gallery, mut lookup) = match self.current_gallery() {
+                Ok(gallery) => (gallery, lookup_started.elapsed()),
+                Err(e) => return Err(format!("{key}: people directory: {e}")),
+            };
+            let analysis = self
+                .analyzer
+                .analyze(&meta.clip_id(), Some(&meta), &stored.bytes, &gallery)
+                .map_err(|e| format!("{key}: {e}"))?;
+            let lookup_started = Instant::now();
+            result.people = self
+                .people(&analysis)
+                .map_err(|e| format!("{key}: people directory: {e}"))?;
+            lookup += lookup_started.elapsed();
+            result.unknown_faces = analysis.unknown_faces;
+            result.timings = FunctionTimings {
+                decode_ms: analysis.timings.decode_ms,
+                detect_ms: analysis.timings.detect_ms,
+                embed_ms: analysis.timings.embed_ms,
+                lookup_ms: ms(lookup),
+                total_ms: 0.0,
+            };
+            Ok(())
+        }
+        .await;
+        if let Err(message) = outcome {
+            tracing::warn!(%key, error = %message, "clip not processed");
+            result.people.clear();
+            result.unknown_faces = 0;
+            result.error = Some(message);
+        }
+        result.instance_id = self.config.instance_id.clone();
+        result.cold_start = cold_start;
+        result.timings.total_ms = ms(started.elapsed());
+        result.completed_ns = unix_now_ns();
+        result
+    }
+
+    /// The gallery, reloaded first when stale.
+    fn current_gallery(&self) -> Result<Arc<Gallery>, RecognizerError> {
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        let must_check = state
+            .checked_at
+            .is_none_or(|t| now.duration_since(t) >= self.config.version_poll);
+        if must_check {
+            let version = self.directory.gallery_version()?;
+            state.checked_at = Some(now);
+            let expired = state
+                .loaded_at
+                .is_none_or(|t| now.duration_since(t) >= self.config.gallery_ttl);
+            if expired || state.version != Some(version) {
+                self.reload(&mut state, now)?;
+            }
+        }
+        Ok(Arc::clone(&state.gallery))
+    }
+
+    fn reload(&self, state: &mut GalleryState, now: Instant) -> Result<(), RecognizerError> {
+        // Version first: a change during the load is seen at the next check.
+        let version = self.directory.gallery_version()?;
+        let gallery = load_gallery(self.directory.as_ref(), self.config.threshold)?;
+        tracing::info!(
+            people = gallery.len(),
+            threshold = gallery.threshold(),
+            version,
+            "gallery loaded"
+        );
+        state.gallery = Arc::new(gallery);
+        state.version = Some(version);
+        state.loaded_at = Some(now);
+        state.checked_at = Some(now);
+        state.records.clear();
+        self.counters.gallery_loads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Directory records of the people seen, fetched by id (cached until the next reload).
+    fn people(&self, analysis: &ClipAnalysis) -> Result<Vec<RecognizedPerson>, RecognizerError> {
+        let mut people = Vec::with_capacity(analysis.people.len());
+        for sighting in &analysis.people {
+            let cached = lock(&self.state).records.get(&sighting.person_id).cloned();
+            let record = match cached {
+                Some(record) => record,
+                None => {
+                    let record = match self.directory.person(&sighting.person_id)? {
+                        Some(record) => record,
+                        // Removed since the gallery was loaded: still name them.
+                        None => PersonRecord {
+                            person_id: sighting.person_id.clone(),
+                            name: default_display_name(&sighting.person_id),
+                            details: Default::default(),
+                            enrolled_at: None,
+                            image_count: 0,
+                        },
+                    };
+                    lock(&self.state)
+                        .records
+                        .insert(sighting.person_id.clone(), record.clone());
+                    record
+                }
+            };
+            people.push(RecognizedPerson {
+                person_id: record.person_id,
+                name: record.name,
+                details: record.details,
+                similarity: sighting.best_similarity,
+                bbox: PixelBox {
+                    x1: sighting.bbox.x1,
+                    y1: sighting.bbox.y1,
+                    x2: sighting.bbox.x2,
+                    y2: sighting.bbox.y2,
+                },
+                frame: sighting.frame_index,
+            });
+        }
+        Ok(people)
+    }
+}

@@ -1,0 +1,249 @@
+//! The object store holding clips: [`ClipStore`] (put / get by key, with [`ClipMeta`] as object
+//! metadata) and its backends.
+//!
+//! - [`local::LocalClipStore`]: a directory (embedded deployment); `root/<key>` holds the bytes
+//!   and `root/<key>.json` the metadata. The edge's `LocalDirSink` writes through it.
+//! - S3 sits beside it (AWS deployment).
+//!
+//! The trait's methods return `Send` futures so that network backends (the AWS SDK is async)
+//! implement it directly; the local backend's futures complete without waiting. Every key is
+//! checked with [`validate_key`] before it touches a backend.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use crate::wire::ClipMeta;
+
+pub mod local;
+
+pub use local::LocalClipStore;
+
+/// Longest accepted object key, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+/// Longest accepted segment (between two `/`) of an object key, in bytes.
+pub const MAX_KEY_SEGMENT_LEN: usize = 255;
+/// Default largest clip the function fetches (8 MiB).
+pub const DEFAULT_MAX_CLIP_BYTES: usize = 8 * 1024 * 1024;
+
+/// An object key that is not safe to use as a relative path (or as an S3 key of ours).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("refusing object key {key:?}: {reason}")]
+pub struct InvalidKey {
+    /// The key.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// Checks an object key: relative, `/`-separated segments of `[A-Za-z0-9._-]` (1..=255 bytes
+/// each, not `.` or `..`), at most [`MAX_KEY_LEN`] bytes. So absolute paths, `..`, backslashes,
+/// spaces, control and non-ASCII characters are all refused: a valid key is a safe relative path
+/// on every file system and needs no escaping anywhere.
+pub fn validate_key(key: &str) -> Result<(), InvalidKey> {
+    let invalid = |reason| {
+        Err(InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return invalid("empty");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return invalid("longer than 1024 characters");
+    }
+    if key.starts_with('/') {
+        return invalid("absolute");
+    }
+    if key.contains('\\') {
+        return invalid("contains a backslash");
+    }
+    if key.chars().any(char::is_control) {
+        return invalid("contains a control character");
+    }
+    for segment in key.split('/') {
+        if segment.is_empty() {
+            return invalid("empty path segment");
+        }
+        if segment == "." || segment == ".." {
+            return invalid("relative path segment");
+        }
+        if segment.len() > MAX_KEY_SEGMENT_LEN {
+            return invalid("path segment longer than 255 characters");
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return invalid("character outside [A-Za-z0-9._-/]");
+        }
+    }
+    Ok(())
+}
+
+/// Why a store operation failed. Every variant names the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key is refused by [`validate_key`]. Not retryable.
+    #[error(transparent)]
+    InvalidKey(#[from] InvalidKey),
+    /// Nothing is stored under the key.
+    #[error("no clip stored under {key}")]
+    NotFound { key: String },
+    /// The object is larger than the caller's limit; it was not read.
+    #[error("clip {key}: {size} bytes is over the {limit}-byte limit")]
+    TooLarge { key: String, size: u64, limit: u64 },
+    /// A file system operation failed.
+    #[error("clip {key}: I/O error on {}: {source}", path.display())]
+    Io {
+        key: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The object's metadata is missing fields or is not a [`ClipMeta`].
+    #[error("clip {key}: unreadable metadata: {message}")]
+    Metadata { key: String, message: String },
+    /// Any other backend failure (network, service error, permissions...).
+    #[error("clip {key}: {backend} store: {message}")]
+    Backend {
+        key: String,
+        backend: &'static str,
+        message: String,
+        retryable: bool,
+    },
+}
+
+impl StoreError {
+    /// The key the error is about.
+    pub fn key(&self) -> &str {
+        match self {
+            StoreError::InvalidKey(e) => &e.key,
+            StoreError::NotFound { key }
+            | StoreError::TooLarge { key, .. }
+            | StoreError::Io { key, .. }
+            | StoreError::Metadata { key, .. }
+            | StoreError::Backend { key, .. } => key,
+        }
+    }
+
+    /// Whether the same call may succeed later (I/O hiccups, throttling, network).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Io { .. } => true,
+            StoreError::Backend { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+}
+
+/// A clip read back from a store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredClip {
+    /// The Annex-B bytes.
+    pub bytes: Vec<u8>,
+    /// Its metadata, when the object carries any.
+    pub meta: Option<ClipMeta>,
+}
+
+/// Where clips live between the edge and the function: get and put by key, with [`ClipMeta`] as
+/// object metadata.
+///
+/// `put` is idempotent (the edge retries; the same clip may be put twice). Implementations are
+/// shared between threads. Futures are `Send` so a multi-threaded async runtime can drive them;
+/// callers on plain threads use a runtime handle's `block_on`.
+pub trait ClipStore: Send + Sync {
+    /// Short backend name for messages (`"local"`, `"s3"`).
+    fn backend(&self) -> &'static str;
+
+    /// Store `bytes` under `key` with `meta` as metadata, replacing any earlier object.
+    fn put(
+        &self,
+        key: &str,
+        meta: &ClipMeta,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Read the object under `key`; [`StoreError::TooLarge`] without reading it when it is over
+    /// `max_bytes`.
+    fn get(
+        &self,
+        key: &str,
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<StoredClip, StoreError>> + Send;
+}
+
+impl<T: ClipStore> ClipStore for std::sync::Arc<T> {
+    fn backend(&self) -> &'static str {
+        (**self).backend()
+    }
+    fn put(
+        &self,
+        key: &str,
+        meta: &ClipMeta,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).put(key, meta, bytes)
+    }
+    fn get(
+        &self,
+        key: &str,
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<StoredClip, StoreError>> + Send {
+        (**self).get(key, max_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        for ok in [
+            "clips/dev/s/00000001.h264",
+            "a",
+            "a.b/c-d_e",
+            "x..y",
+            &"k".repeat(255),
+        ] {
+            assert!(validate_key(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/abs",
+            "/etc/passwd",
+            "a/../b",
+            "..",
+            "../x",
+            "a//b",
+            "a/",
+            "./a",
+            "a b",
+            "a\\b",
+            "..\\x",
+            "C:\\x",
+            "a\nb",
+            "a\0b",
+            "a\tb",
+            "ü",
+            "a/.",
+            "a%2Fb",
+            &"x".repeat(256),
+            &"x/".repeat(600),
+        ] {
+            let err = validate_key(bad).unwrap_err();
+            assert!(err.to_string().contains("refusing object key"), "{err}");
+            assert_eq!(err.key, bad);
+        }
+        assert_eq!(
+            validate_key("a\\b").unwrap_err().reason,
+            "contains a backslash"
+        );
+        assert_eq!(
+            validate_key("a\u{7}b").unwrap_err().reason,
+            "contains a control character"
+        );
+    }
+}
