@@ -42,6 +42,13 @@ enum Command {
     /// Capture, upload and recognise live: the edge and the embedded recognition service in one
     /// process (headless for now: the console UI is a later step).
     Session(cmd::session::SessionArgs),
+    /// The AWS deployment: provision the bucket, queues, table and notification.
+    #[cfg(feature = "aws")]
+    #[command(subcommand)]
+    Aws(cmd::aws::AwsCommand),
+    /// Recognise clips from the S3 -> SQS clip-events queue (AWS deployment).
+    #[cfg(feature = "aws")]
+    Worker(cmd::aws::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +66,10 @@ fn main() -> ExitCode {
             Command::Eval(args) => cmd::eval::run(args, &config),
             Command::Scan(args) => cmd::scan::run(args, &config),
             Command::Session(args) => cmd::session::run(args, &config),
+            #[cfg(feature = "aws")]
+            Command::Aws(command) => cmd::aws::run(command),
+            #[cfg(feature = "aws")]
+            Command::Worker(args) => cmd::aws::worker(args, &config),
         });
     match outcome {
         Ok(code) => code,

@@ -11,11 +11,13 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use rollcall_models::ModelCache;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
+use rollcall_recognizer::directory::PeopleDirectory;
 use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
 
 /// The config file's keys.
@@ -68,10 +70,20 @@ pub struct RecognizerArgs {
     /// Fixed cosine match threshold instead of the one calibrated at enrolment.
     #[arg(long, env = "ROLLCALL_THRESHOLD", value_name = "COSINE")]
     pub threshold: Option<f32>,
+    /// Where the people directory lives: `local` (SQLite, --db) or `aws` (the DynamoDB table
+    /// `<ROLLCALL_AWS_PREFIX>-people`, default prefix `rollcall`). Only `enroll` honours `aws` so far.
+    #[arg(
+        long,
+        env = "ROLLCALL_BACKEND",
+        default_value = "local",
+        value_name = "local|aws"
+    )]
+    pub backend: String,
 }
 
 /// Resolved settings for one run.
 pub struct Recognition {
+    pub backend: String,
     pub cache: ModelCache,
     pub db: PathBuf,
     pub options: PipelineOptions,
@@ -106,7 +118,13 @@ impl RecognizerArgs {
                 "--threshold is a cosine similarity between -1 and 1, got {t}"
             );
         }
+        anyhow::ensure!(
+            matches!(self.backend.as_str(), "local" | "aws"),
+            "--backend must be local or aws, got {:?}",
+            self.backend
+        );
         Ok(Recognition {
+            backend: self.backend.clone(),
             cache,
             db,
             options,
@@ -120,6 +138,27 @@ impl Recognition {
     pub fn pipeline(&self) -> Result<FacePipeline> {
         FacePipeline::load(&self.cache, self.options.clone())
             .context("cannot load the face models (run `rollcall models fetch` first)")
+    }
+
+    /// The people directory of the configured backend, and where it is (for messages).
+    pub fn people_directory(&self) -> Result<(Arc<dyn PeopleDirectory>, String)> {
+        if self.backend == "aws" {
+            #[cfg(feature = "aws")]
+            {
+                let prefix = std::env::var("ROLLCALL_AWS_PREFIX")
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "rollcall".to_string());
+                let table = rollcall_recognizer::aws::Names::new(&prefix).table();
+                let directory =
+                    rollcall_recognizer::directory::dynamodb::DynamoDirectory::connect(&table)
+                        .with_context(|| format!("cannot open the DynamoDB table {table}"))?;
+                return Ok((Arc::new(directory), format!("dynamodb:{table}")));
+            }
+            #[cfg(not(feature = "aws"))]
+            anyhow::bail!("this rollcall was built without the `aws` feature");
+        }
+        Ok((Arc::new(self.directory()?), self.db.display().to_string()))
     }
 
     /// Open (or create) the people directory.

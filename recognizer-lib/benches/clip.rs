@@ -2,16 +2,21 @@
 //! like the edge's clips), one thread.
 //!
 //! ```text
+//! export CARGO_TARGET_DIR=/root/.cache/rollcall/cargo-target   # optional: the shared target dir
 //! ROLLCALL_HOME=~/.local/share/rollcall cargo bench -p rollcall-recognizer --bench clip
 //! ```
 //!
 //! - `clip/decode`: decode all 15 frames, convert the 3 sampled ones to RGB.
-//! - `clip/analyze`: the whole [`ClipAnalyzer::analyze`] with the default pipeline and policy.
-//! - `clip/analyze_min_face_40_no_retry`: the same with larger minimum face (40 px) and no padded
-//!   retry, to show what the detector settings cost.
+//! - `clip/analyze`: the whole [`ClipAnalyzer::analyze`] as configured by default: fast detector
+//!   (UltraFace + O-Net), identities carried between sampled frames.
+//! - `clip/analyze_fast_embed_all`: fast detector, every face embedded (no carrying over).
+//! - `clip/analyze_mtcnn`: the MTCNN cascade and every face embedded (the analysis before the
+//!   fast detector), for comparison.
+//! - `frame/detect_fast`, `frame/detect_mtcnn`: detection alone on the clip's first frame.
+//! - `frame/embed_face`: landmarks, alignment and embedding of one face of that frame.
 //!
 //! Needs the shared data (`$ROLLCALL_DATA`, default `../shared/data`), `ffmpeg` with libx264 and
-//! the models; without them it prints why and measures nothing.
+//! the models (`fr_detect.onnx` included); without them it prints why and measures nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,7 +30,7 @@ use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::enrollment::{
     embed_person_photos, load_gallery, recalibrate, store_enrollment,
 };
-use rollcall_recognizer::vision::{FacePipeline, Gallery, PipelineOptions};
+use rollcall_recognizer::vision::{DetectorKind, FacePipeline, Gallery, PipelineOptions};
 use rollcall_recognizer::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
 const VIDEO: &str = "videos/short_hamilton_clip/short_hamilton_clip.mp4";
@@ -126,28 +131,37 @@ fn bench_clip(c: &mut Criterion) {
         b.iter(|| decode_clip(&clip_id, &bytes, &ClipLimits::default(), &policy, FPS).unwrap())
     });
 
-    let mut fast = PipelineOptions::default();
-    fast.detector.min_face_size = 40.0;
-    fast.retry_padded = false;
-    for (name, options) in [
-        ("analyze", PipelineOptions::default()),
-        ("analyze_min_face_40_no_retry", fast),
+    let pipeline = match load(PipelineOptions::default()) {
+        Ok(p) => p,
+        Err(reason) => {
+            eprintln!("clip analysis bench skipped: {reason}");
+            return;
+        }
+    };
+    if !pipeline.has_fast_detector() {
+        eprintln!("clip analysis bench skipped: fr_detect.onnx missing (rollcall models fetch)");
+        return;
+    }
+    let gallery = match gallery(&data, &pipeline) {
+        Ok(g) => g,
+        Err(reason) => {
+            eprintln!("clip analysis bench skipped: {reason}");
+            return;
+        }
+    };
+    let default = ClipAnalyzer::new(pipeline.clone());
+    assert_eq!(default.detector, DetectorKind::Fast);
+    for (name, analyzer) in [
+        ("analyze", default.clone()),
+        ("analyze_fast_embed_all", default.clone().with_reuse(None)),
+        (
+            "analyze_mtcnn",
+            default
+                .clone()
+                .with_detector(DetectorKind::Mtcnn)
+                .with_reuse(None),
+        ),
     ] {
-        let pipeline = match load(options) {
-            Ok(p) => p,
-            Err(reason) => {
-                eprintln!("clip analysis bench skipped: {reason}");
-                return;
-            }
-        };
-        let gallery = match gallery(&data, &pipeline) {
-            Ok(g) => g,
-            Err(reason) => {
-                eprintln!("clip analysis bench skipped: {reason}");
-                return;
-            }
-        };
-        let analyzer = ClipAnalyzer::new(pipeline);
         let sample = analyzer
             .analyze(&clip_id, Some(&meta), &bytes, &gallery)
             .unwrap();
@@ -159,7 +173,7 @@ fn bench_clip(c: &mut Criterion) {
             sample
                 .people
                 .iter()
-                .map(|p| format!("{} {:.3}", p.person_id, p.best_similarity))
+                .map(|p| format!("{} {:.3} seen {}", p.person_id, p.best_similarity, p.frames_seen))
                 .collect::<Vec<_>>(),
             sample.timings.decode_ms,
             sample.timings.detect_ms,
@@ -172,6 +186,38 @@ fn bench_clip(c: &mut Criterion) {
                     .analyze(&clip_id, Some(&meta), &bytes, &gallery)
                     .unwrap()
             })
+        });
+    }
+    group.finish();
+
+    let (frames, _) = decode_clip(
+        &clip_id,
+        &bytes,
+        &ClipLimits::default(),
+        &SamplePolicy::Every(1000),
+        FPS,
+    )
+    .unwrap();
+    let frame = &frames[0].image;
+    let mut group = c.benchmark_group("frame");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for (name, kind) in [
+        ("detect_fast", DetectorKind::Fast),
+        ("detect_mtcnn", DetectorKind::Mtcnn),
+    ] {
+        let found = pipeline.detect_with(frame, kind).unwrap();
+        eprintln!("{name}: {} faces", found.faces.len());
+        group.bench_function(name, |b| {
+            b.iter(|| pipeline.detect_with(frame, kind).unwrap())
+        });
+    }
+    let detections = pipeline.detect_with(frame, DetectorKind::Fast).unwrap();
+    if let Some(face) = detections.faces.first() {
+        group.bench_function("embed_face", |b| {
+            b.iter(|| pipeline.embed(frame, &detections, face).unwrap())
         });
     }
     group.finish();

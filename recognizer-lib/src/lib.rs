@@ -12,6 +12,10 @@
 //!   holding clips, the per-device result queues, the function (clip event -> result) shared by
 //!   every deployment, and the autoscaling worker pool that runs it in-process.
 //!
+//! - [`events`]: storage notifications (S3 events, SQS-wrapped) -> clip events.
+//! - `aws` (feature `aws`): S3 store, SQS result queues, DynamoDB directory, provisioning and
+//!   the SQS worker loop.
+//!
 //! Models and the ONNX Runtime library come from [`rollcall_models`]'s cache
 //! (`rollcall models fetch`).
 //!
@@ -28,11 +32,14 @@
 //! # }
 //! ```
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod clip;
 pub mod directory;
 pub mod enrollment;
 pub mod error;
 pub mod evaluation;
+pub mod events;
 pub mod handler;
 pub mod pool;
 pub mod results;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rollcall_recognizer::directory::{records_csv, PeopleDirectory};
+use rollcall_recognizer::directory::records_csv;
 use rollcall_recognizer::enrollment::{
     embed_person_photos, recalibrate, scan_photo_tree, store_enrollment, PhotoOutcome,
 };
@@ -27,7 +27,7 @@ pub struct EnrollArgs {
 
 pub fn run(args: EnrollArgs, config: &ConfigFile) -> Result<ExitCode> {
     let settings = args.recognizer.resolve(config)?;
-    let directory = settings.directory()?;
+    let (directory, location) = settings.people_directory()?;
     if let Some(csv) = &args.records {
         let import = records_csv::read_records(csv)
             .with_context(|| format!("cannot import records from {}", csv.display()))?;
@@ -81,7 +81,7 @@ pub fn run(args: EnrollArgs, config: &ConfigFile) -> Result<ExitCode> {
             }
         }
         let rejected = enrollment.photos.len() - enrollment.used();
-        match store_enrollment(&directory, &enrollment) {
+        match store_enrollment(directory.as_ref(), &enrollment) {
             Ok(outcome) if outcome.stored => {
                 enrolled += 1;
                 println!(
@@ -112,10 +112,10 @@ pub fn run(args: EnrollArgs, config: &ConfigFile) -> Result<ExitCode> {
             println!("  {note}");
         }
     }
-    let calibration = recalibrate(&directory)?;
+    let calibration = recalibrate(directory.as_ref())?;
     println!(
         "{enrolled} enrolled, {failed} not enrolled; people directory {}",
-        settings.db.display()
+        location
     );
     match &calibration.fallback {
         None => println!(

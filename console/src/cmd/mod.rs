@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod demo;
 pub mod enroll;
 pub mod eval;

@@ -82,7 +82,7 @@ enum PaceArg {
 }
 
 /// `300`, `300s`, `90s`, `5m`, `1h`, `250ms`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

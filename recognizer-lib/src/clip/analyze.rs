@@ -1,5 +1,34 @@
 //! Per-clip analysis: decode, run the face pipeline on the sampled frames, identify every face and
 //! aggregate the answers into one [`ClipAnalysis`] per clip.
+//!
+//! # Detector
+//!
+//! Clips are analysed with the fast detector ([`DetectorKind::Fast`]: UltraFace proposals refined
+//! by MTCNN's O-Net, ~5 ms per 640x360 frame instead of ~40 ms for the whole MTCNN cascade) when
+//! the pipeline has it (`fr_detect.onnx` in the model cache), MTCNN otherwise;
+//! [`ClipAnalyzer::detector`] chooses. Photos (enrolment, `rollcall eval`) keep MTCNN.
+//!
+//! # Identities carried between sampled frames
+//!
+//! Embedding costs ~10 ms per face, more than detection. Within one clip (0.5 s) a face seldom
+//! moves far between two sampled frames, so a face whose box overlaps (IoU at least
+//! [`ReusePolicy::min_iou`], 0.3 by default) the box of a face of the previous sampled frame that
+//! was **confidently recognised** takes over that identity without being embedded again: it
+//! counts as a sighting of the same person in this frame (`frames_seen`), with the similarity
+//! measured when it was embedded (so `best_similarity`, `frame_index` and `bbox` still describe
+//! a face that was actually embedded). Confident means named with a similarity at least
+//! [`ReusePolicy::uncertain_margin`] (0.05) above the threshold. Faces that came out unknown, or
+//! named within the margin of the threshold, are embedded again in every sampled frame, so
+//! borderline faces collect more evidence (and `closest_unknown` still sees every stranger).
+//! Each face of the previous frame is taken over by at most one face (the best-overlapping one);
+//! the carried identity moves with the face, so a face tracked through three sampled frames is
+//! embedded once. `ClipAnalyzer::reuse = None` embeds every face.
+//!
+//! Sampled frames are ~0.23 s apart at 30 fps, and a head turning or walking can move a third of
+//! its width in that time (IoU 0.31 between frames 0 and 7 of the clip `benches/clip.rs` times).
+//! Hence 0.3: at 0.5 that face is embedded twice; on the 14 clips of `tests/clip_analysis.rs`,
+//! 0.3 embedded 38 instead of 43 of 54 faces and named the same people. Two different faces
+//! seldom overlap that much.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +39,8 @@ use serde::{Deserialize, Serialize};
 use super::decode::{decode_clip_with, ClipLimits};
 use super::sample::{effective_fps, SamplePolicy};
 use super::ClipError;
-use crate::vision::{Candidate, FaceBox, FacePipeline, Gallery, Identity};
+use crate::vision::ultraface::iou;
+use crate::vision::{Candidate, DetectorKind, FaceBox, FacePipeline, Gallery, Identity};
 use crate::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
 /// Analyses clips with a shared face pipeline. `Send + Sync`: one analyzer can serve many threads
@@ -28,6 +58,7 @@ use crate::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let pipeline = FacePipeline::load(&ModelCache::from_env()?, PipelineOptions::default())?;
 /// let gallery = load_gallery(&SqliteDirectory::open("people.sqlite")?, None)?;
+/// // Fast detector when fr_detect.onnx is in the cache; every 2nd frame.
 /// let analyzer = ClipAnalyzer::new(Arc::new(pipeline)).with_policy("every:2".parse()?);
 /// let bytes = std::fs::read("clip.h264")?;
 /// let analysis = analyzer.analyze("cam1/session/00000007", None, &bytes, &gallery)?;
@@ -44,6 +75,32 @@ pub struct ClipAnalyzer {
     pub policy: SamplePolicy,
     /// Size and frame-count bounds.
     pub limits: ClipLimits,
+    /// Face detector for the sampled frames ([`ClipAnalyzer::new`] picks `Fast` when the
+    /// pipeline has it).
+    pub detector: DetectorKind,
+    /// When a face takes over the identity of the face it overlaps in the previous sampled frame
+    /// instead of being embedded (see the [module documentation](self)); `None`: embed every face.
+    pub reuse: Option<ReusePolicy>,
+}
+
+/// When a face of a sampled frame reuses the identity of a face of the previous sampled frame
+/// instead of being embedded again.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReusePolicy {
+    /// Smallest box IoU between the two faces.
+    pub min_iou: f32,
+    /// The earlier face must have been named with a similarity at least this far above the
+    /// threshold; unknown faces and names closer to the threshold are embedded again.
+    pub uncertain_margin: f32,
+}
+
+impl Default for ReusePolicy {
+    fn default() -> Self {
+        ReusePolicy {
+            min_iou: 0.3,
+            uncertain_margin: 0.05,
+        }
+    }
 }
 
 impl std::fmt::Debug for ClipAnalyzer {
@@ -51,6 +108,8 @@ impl std::fmt::Debug for ClipAnalyzer {
         f.debug_struct("ClipAnalyzer")
             .field("policy", &self.policy)
             .field("limits", &self.limits)
+            .field("detector", &self.detector)
+            .field("reuse", &self.reuse)
             .finish_non_exhaustive()
     }
 }
@@ -76,7 +135,7 @@ pub struct ClipTimings {
     pub decode_ms: f64,
     /// Face detection on the sampled frames (padded retries included).
     pub detect_ms: f64,
-    /// Alignment and embedding of the detected faces.
+    /// Alignment and embedding of the detected faces (those not carried over).
     pub embed_ms: f64,
     /// Wall-clock time of the whole analysis (the above plus matching and bookkeeping).
     pub total_ms: f64,
@@ -84,8 +143,9 @@ pub struct ClipTimings {
 
 /// What one clip showed.
 ///
-/// Faces are counted per analysed frame: the same person visible in 4 analysed frames adds 4 to
-/// [`unknown_faces`](Self::unknown_faces) (nothing tracks faces across frames), which is why
+/// Faces are counted per analysed frame: the same stranger visible in 4 analysed frames adds 4 to
+/// [`unknown_faces`](Self::unknown_faces) (only confidently recognised faces are followed from
+/// one analysed frame to the next, see [`ReusePolicy`]), which is why
 /// [`max_unknown_in_a_frame`](Self::max_unknown_in_a_frame) is given too: the most strangers
 /// visible at once, a lower bound on how many different unknown people were seen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,7 +153,8 @@ pub struct ClipAnalysis {
     pub clip_id: String,
     /// One entry per distinct enrolled person recognised, highest `best_similarity` first.
     pub people: Vec<PersonSighting>,
-    /// Faces (summed over analysed frames) that matched nobody.
+    /// Faces (summed over analysed frames) that matched nobody (unknown faces are embedded in
+    /// every analysed frame, never carried over).
     pub unknown_faces: u32,
     /// Largest number of unmatched faces in a single analysed frame.
     pub max_unknown_in_a_frame: u32,
@@ -101,7 +162,9 @@ pub struct ClipAnalysis {
     /// similarity: how near the clip came to naming someone else. `None` without unmatched faces
     /// or with an empty gallery.
     pub closest_unknown: Option<Candidate>,
-    /// All faces detected and embedded, summed over analysed frames (known and unknown).
+    /// All faces detected and identified, summed over analysed frames (known and unknown;
+    /// embedded, or recognised by overlap with the previous frame's face, see
+    /// [`ReusePolicy`]).
     pub faces_detected: u32,
     /// Frames the decoder produced.
     pub frames_decoded: u32,
@@ -135,13 +198,38 @@ fn count(n: usize) -> u32 {
 }
 
 impl ClipAnalyzer {
-    /// An analyzer with the default policy (`auto`: at least 4 frames per second) and limits.
+    /// An analyzer with the default policy (`auto`: at least 4 frames per second), limits and
+    /// [`ReusePolicy`], and the fast detector when the pipeline has it (MTCNN otherwise, with a
+    /// warning: `rollcall models fetch` adds `fr_detect.onnx`).
     pub fn new(pipeline: Arc<FacePipeline>) -> ClipAnalyzer {
+        let detector = if pipeline.has_fast_detector() {
+            DetectorKind::Fast
+        } else {
+            tracing::warn!(
+                "fast face detector (fr_detect.onnx) not in the model cache: clips are analysed \
+                 with MTCNN, about 10x slower per frame (run `rollcall models fetch`)"
+            );
+            DetectorKind::Mtcnn
+        };
         ClipAnalyzer {
             pipeline,
             policy: SamplePolicy::default(),
             limits: ClipLimits::default(),
+            detector,
+            reuse: Some(ReusePolicy::default()),
         }
+    }
+
+    /// Use another face detector (`Fast` fails on every clip when the pipeline lacks it).
+    pub fn with_detector(mut self, detector: DetectorKind) -> ClipAnalyzer {
+        self.detector = detector;
+        self
+    }
+
+    /// Use another reuse policy (`None`: embed every face of every analysed frame).
+    pub fn with_reuse(mut self, reuse: Option<ReusePolicy>) -> ClipAnalyzer {
+        self.reuse = reuse;
+        self
     }
 
     /// Use another sampling policy.
@@ -184,6 +272,9 @@ impl ClipAnalyzer {
         let mut tally = Tally::default();
         let mut detect = Duration::ZERO;
         let mut embed = Duration::ZERO;
+        let mut embedded = 0usize;
+        // Faces of the previous analysed frame that may hand their identity on.
+        let mut previous: Vec<(FaceBox, Identity)> = Vec::new();
 
         let stats = decode_clip_with(
             clip_id,
@@ -191,22 +282,46 @@ impl ClipAnalyzer {
             &self.limits,
             |index| index % stride == 0,
             |frame| {
-                let (faces, times) =
-                    self.pipeline
-                        .faces(&frame.image)
-                        .map_err(|source| ClipError::Recognition {
-                            clip: clip_id.to_string(),
-                            frame_index: frame.index,
-                            source: Box::new(source),
-                        })?;
-                detect += times.detect;
-                embed += times.embed;
-                tally.add_frame(
-                    frame.index,
-                    faces
-                        .iter()
-                        .map(|face| (face.detection.bbox, gallery.identify(&face.embedding))),
-                );
+                let failed = |source| ClipError::Recognition {
+                    clip: clip_id.to_string(),
+                    frame_index: frame.index,
+                    source: Box::new(source),
+                };
+                let started = Instant::now();
+                let detections = self
+                    .pipeline
+                    .detect_with(&frame.image, self.detector)
+                    .map_err(failed)?;
+                detect += started.elapsed();
+
+                let boxes: Vec<FaceBox> = detections.faces.iter().map(|d| d.bbox).collect();
+                let carried = match &self.reuse {
+                    Some(policy) => carry_over(&boxes, &previous, policy, gallery.threshold()),
+                    None => vec![None; boxes.len()],
+                };
+                let mut current = Vec::with_capacity(boxes.len());
+                for (face, carried) in detections.faces.iter().zip(carried) {
+                    let identity = match carried {
+                        Some(identity) => identity,
+                        None => {
+                            let started = Instant::now();
+                            let embedding = self
+                                .pipeline
+                                .embed(&frame.image, &detections, face)
+                                .map_err(failed)?;
+                            embed += started.elapsed();
+                            // Degenerate landmarks: not a usable face.
+                            let Some(embedding) = embedding else {
+                                continue;
+                            };
+                            embedded += 1;
+                            gallery.identify(&embedding.embedding)
+                        }
+                    };
+                    current.push((face.bbox, identity));
+                }
+                tally.add_frame(frame.index, current.iter().cloned());
+                previous = current;
                 Ok(())
             },
         )?;
@@ -248,11 +363,48 @@ impl ClipAnalyzer {
             unknown = analysis.unknown_faces,
             frames = analysis.frames_decoded,
             analysed = analysis.frames_analyzed,
+            faces = analysis.faces_detected,
+            embedded,
             total_ms = analysis.timings.total_ms,
             "clip analysed"
         );
         Ok(analysis)
     }
+}
+
+/// For each face box of this frame, the identity it takes over from `previous` (the faces of
+/// the previous analysed frame), or `None` when it must be embedded.
+///
+/// Pairs are made greedily by decreasing IoU (at least `policy.min_iou`), each earlier face
+/// handing on its identity at most once; only confident identities (named, similarity at least
+/// `threshold + policy.uncertain_margin`) are handed on.
+fn carry_over(
+    boxes: &[FaceBox],
+    previous: &[(FaceBox, Identity)],
+    policy: &ReusePolicy,
+    threshold: f32,
+) -> Vec<Option<Identity>> {
+    let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+    for (i, b) in boxes.iter().enumerate() {
+        for (j, (p, identity)) in previous.iter().enumerate() {
+            let confident = matches!(identity, Identity::Known(c)
+                if c.similarity >= threshold + policy.uncertain_margin);
+            let overlap = iou(b, p);
+            if confident && overlap >= policy.min_iou {
+                pairs.push((overlap, i, j));
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out = vec![None; boxes.len()];
+    let mut used = vec![false; previous.len()];
+    for (_, i, j) in pairs {
+        if out[i].is_none() && !used[j] {
+            used[j] = true;
+            out[i] = Some(previous[j].1.clone());
+        }
+    }
+    out
 }
 
 /// Per-clip aggregation of the identified faces of each analysed frame.
@@ -424,6 +576,60 @@ mod tests {
             ("bob", 0.31)
         );
         assert!(tally.into_people().is_empty());
+    }
+
+    #[test]
+    fn confident_identities_carry_over_to_overlapping_faces_only() {
+        let policy = ReusePolicy::default();
+        let previous = vec![
+            (bbox(0.0), known("ada", 0.60)),
+            (bbox(100.0), known("bob", 0.43)),
+            (bbox(200.0), unknown(Some(("ada", 0.2)))),
+        ];
+        // Same places, a little moved; one new face far away.
+        let now = [bbox(4.0), bbox(104.0), bbox(204.0), bbox(400.0)];
+        let carried = carry_over(&now, &previous, &policy, 0.40);
+        assert_eq!(carried[0], Some(known("ada", 0.60)));
+        // bob is within 0.05 of the threshold: embedded again.
+        assert_eq!(carried[1], None);
+        // Unknown faces are always embedded again.
+        assert_eq!(carried[2], None);
+        assert_eq!(carried[3], None);
+        // Exactly at threshold + margin counts as confident.
+        let at_margin = carry_over(&now[..1], &[(bbox(0.0), known("ada", 0.5))], &policy, 0.45);
+        assert_eq!(at_margin[0], Some(known("ada", 0.5)));
+    }
+
+    #[test]
+    fn carry_over_needs_enough_overlap_and_hands_each_identity_on_once() {
+        let policy = ReusePolicy::default();
+        let previous = vec![(bbox(0.0), known("ada", 0.7))];
+        // 40 px wide boxes: moved by 20 px the IoU is 1/3, below 0.5.
+        assert_eq!(carry_over(&[bbox(20.0)], &previous, &policy, 0.4), [None]);
+        // Two faces over the same earlier one: the better overlap takes it, the other is embedded.
+        let carried = carry_over(&[bbox(8.0), bbox(2.0)], &previous, &policy, 0.4);
+        assert_eq!(carried, [None, Some(known("ada", 0.7))]);
+        // A looser policy carries the 20 px move too.
+        let loose = ReusePolicy {
+            min_iou: 0.3,
+            ..policy
+        };
+        assert!(carry_over(&[bbox(20.0)], &previous, &loose, 0.4)[0].is_some());
+        // Nothing before: everything is embedded.
+        assert_eq!(carry_over(&[bbox(0.0)], &[], &policy, 0.4), [None]);
+    }
+
+    #[test]
+    fn carried_faces_count_frames_but_keep_the_embedded_best_face() {
+        let mut tally = Tally::default();
+        tally.add_frame(0, [(bbox(0.0), known("ada", 0.62))]);
+        // Frames 7 and 14 carry ada's identity over (same similarity, moved box).
+        tally.add_frame(7, [(bbox(4.0), known("ada", 0.62))]);
+        tally.add_frame(14, [(bbox(8.0), known("ada", 0.62))]);
+        let people = tally.into_people();
+        assert_eq!(people[0].frames_seen, 3);
+        assert_eq!(people[0].frame_index, 0);
+        assert_eq!(people[0].bbox, bbox(0.0));
     }
 
     #[test]

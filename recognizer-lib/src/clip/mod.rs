@@ -15,7 +15,7 @@ pub mod analyze;
 pub mod decode;
 pub mod sample;
 
-pub use analyze::{ClipAnalysis, ClipAnalyzer, ClipTimings, PersonSighting};
+pub use analyze::{ClipAnalysis, ClipAnalyzer, ClipTimings, PersonSighting, ReusePolicy};
 pub use decode::{
     decode_clip, decode_clip_with, ClipLimits, DecodeStats, DecodedFrame, DEFAULT_MAX_CLIP_BYTES,
     DEFAULT_MAX_CLIP_FRAMES,

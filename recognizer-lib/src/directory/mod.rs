@@ -13,7 +13,8 @@
 //! [`gallery version`](PeopleDirectory::gallery_version) that long-running workers poll to know when to
 //! reload the gallery.
 //!
-//! Backends: [`sqlite::SqliteDirectory`] (embedded default, one file). A DynamoDB backend lives beside it.
+//! Backends: [`sqlite::SqliteDirectory`] (embedded default, one file). [`dynamodb::DynamoDirectory`]
+//! (feature `aws`, one DynamoDB table) beside it.
 //!
 //! ```
 //! use rollcall_recognizer::directory::{PeopleDirectory, PersonRecord, sqlite::SqliteDirectory};
@@ -35,6 +36,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 pub mod records_csv;
 pub mod sqlite;
 

@@ -6,7 +6,7 @@
 //! duplicates (the edge drops them by clip id).
 //!
 //! Backends: [`local::LocalResultQueue`] (in-process, per-device channels; embedded deployment)
-//! and SQS beside it (AWS deployment). The trait's futures are `Send`; waiting
+//! and [`sqs::SqsResultQueue`] (feature `aws`; one SQS queue per device, AWS deployment). The trait's futures are `Send`; waiting
 //! ([`ResultQueue::receive`] with a non-zero `wait`) needs a Tokio runtime, as every network
 //! backend does.
 
@@ -16,6 +16,8 @@ use std::time::Duration;
 use crate::wire::RecognitionResult;
 
 pub mod local;
+#[cfg(feature = "aws")]
+pub mod sqs;
 
 pub use local::LocalResultQueue;
 

@@ -3,7 +3,7 @@
 //!
 //! - [`local::LocalClipStore`]: a directory (embedded deployment); `root/<key>` holds the bytes
 //!   and `root/<key>.json` the metadata. The edge's `LocalDirSink` writes through it.
-//! - S3 sits beside it (AWS deployment).
+//! - [`s3::S3ClipStore`] (feature `aws`): an S3 bucket (AWS deployment).
 //!
 //! The trait's methods return `Send` futures so that network backends (the AWS SDK is async)
 //! implement it directly; the local backend's futures complete without waiting. Every key is
@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use crate::wire::ClipMeta;
 
 pub mod local;
+#[cfg(feature = "aws")]
+pub mod s3;
 
 pub use local::LocalClipStore;
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ort::value::TensorRef;
 
-use super::resize::resize_area_rgb;
+use super::resize::{resize_area_rgb, AreaResizer, Window};
 use super::RgbImage;
 use crate::error::RecognizerError;
 use crate::runtime::{RuntimeOptions, SessionPool};
@@ -133,6 +133,25 @@ impl FaceDetector {
             return Ok(Vec::new());
         }
         let mut faces = self.stage_output(image, refined)?;
+        faces.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(faces)
+    }
+
+    /// MTCNN's last stage (O-Net) on face boxes proposed by something else (e.g. another
+    /// detector; see [`super::ultraface`]): each box is made square around its centre and
+    /// truncated to whole pixels, then scored, regressed and given five landmarks exactly as the
+    /// cascade treats R-Net's boxes (same threshold, same NMS). Highest score first.
+    pub fn refine_proposals(
+        &self,
+        image: &RgbImage,
+        boxes: &[FaceBox],
+    ) -> Result<Vec<Detection>, RecognizerError> {
+        let (width, height) = image.dimensions();
+        if width < 12 || height < 12 || boxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let squared = boxes.iter().map(|b| square(*b)).collect();
+        let mut faces = self.stage_output(image, squared)?;
         faces.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(faces)
     }
@@ -457,34 +476,27 @@ fn nms<T: Scored>(items: &[T], threshold: f32, overlap: Overlap) -> Vec<usize> {
 
 /// Pixels of `image` under each box (1-based inclusive box coordinates, zeros outside the image),
 /// resized to `side` x `side`, normalised and laid out as a transposed `[N, side, side, 3]` batch.
+///
+/// The crops are read straight from the image (no per-crop copy); the result is bit-identical to
+/// copying each crop into a zero-filled buffer and area-resizing it (see [`AreaResizer`]).
 fn crop_batch(image: &RgbImage, boxes: &[FaceBox], side: usize) -> Vec<f32> {
-    let (width, height) = (image.width() as i64, image.height() as i64);
+    let size = (image.width() as usize, image.height() as usize);
     let raw = image.as_raw();
-    let mut batch = Vec::with_capacity(boxes.len() * side * side * 3);
-    for b in boxes {
+    let per_crop = side * side * 3;
+    let mut batch = vec![0f32; boxes.len() * per_crop];
+    let mut resizer = AreaResizer::default();
+    let mut resized = Vec::with_capacity(per_crop);
+    for (b, out) in boxes.iter().zip(batch.chunks_exact_mut(per_crop)) {
         let crop_w = (b.x2 - b.x1 + 1.0) as i64;
         let crop_h = (b.y2 - b.y1 + 1.0) as i64;
-        let (crop_w, crop_h) = (crop_w.max(1) as usize, crop_h.max(1) as usize);
-        let mut crop = vec![0u8; crop_w * crop_h * 3];
-        let x0 = b.x1 as i64 - 1;
-        let y0 = b.y1 as i64 - 1;
-        for r in 0..crop_h as i64 {
-            let y = y0 + r;
-            if y < 0 || y >= height {
-                continue;
-            }
-            let c_start = (-x0).max(0);
-            let c_end = (width - x0).min(crop_w as i64);
-            if c_start >= c_end {
-                continue;
-            }
-            let src = ((y * width + x0 + c_start) * 3) as usize;
-            let len = ((c_end - c_start) * 3) as usize;
-            let dst = ((r * crop_w as i64 + c_start) * 3) as usize;
-            crop[dst..dst + len].copy_from_slice(&raw[src..src + len]);
-        }
-        let resized = resize_area_rgb(&crop, crop_w, crop_h, side, side);
-        batch.extend(transposed_tensor(&resized, side, side));
+        let window = Window {
+            x: b.x1 as i64 - 1,
+            y: b.y1 as i64 - 1,
+            width: crop_w.max(1) as usize,
+            height: crop_h.max(1) as usize,
+        };
+        resizer.resize_window(raw, size, window, (side, side), &mut resized);
+        transpose_normalise_into(&resized, side, side, out);
     }
     batch
 }
@@ -492,16 +504,21 @@ fn crop_batch(image: &RgbImage, boxes: &[FaceBox], side: usize) -> Vec<f32> {
 /// Interleaved RGB rows (height x width) -> normalised `[width, height, 3]`.
 fn transposed_tensor(pixels: &[f32], width: usize, height: usize) -> Vec<f32> {
     let mut out = vec![0f32; width * height * 3];
-    for y in 0..height {
-        for x in 0..width {
-            let s = (y * width + x) * 3;
+    transpose_normalise_into(pixels, width, height, &mut out);
+    out
+}
+
+/// [`transposed_tensor`] into `out` (`width * height * 3` values).
+fn transpose_normalise_into(pixels: &[f32], width: usize, height: usize, out: &mut [f32]) {
+    debug_assert_eq!(out.len(), width * height * 3);
+    for (y, row) in pixels.chunks_exact(width * 3).take(height).enumerate() {
+        for (x, px) in row.chunks_exact(3).enumerate() {
             let d = (x * height + y) * 3;
-            for c in 0..3 {
-                out[d + c] = (pixels[s + c] - 127.5) * 0.0078125;
-            }
+            out[d] = (px[0] - 127.5) * 0.0078125;
+            out[d + 1] = (px[1] - 127.5) * 0.0078125;
+            out[d + 2] = (px[2] - 127.5) * 0.0078125;
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -560,6 +577,62 @@ mod tests {
         let out = transposed_tensor(&pixels, 2, 1);
         assert_eq!(out[0], 0.0);
         assert!((out[3] - 0.99609375).abs() < 1e-6);
+    }
+
+    /// The straightforward crop: copy into a zero-filled buffer, area-resize, transpose.
+    fn reference_crop_batch(image: &RgbImage, boxes: &[FaceBox], side: usize) -> Vec<f32> {
+        let (width, height) = (image.width() as i64, image.height() as i64);
+        let raw = image.as_raw();
+        let mut batch = Vec::new();
+        for b in boxes {
+            let crop_w = ((b.x2 - b.x1 + 1.0) as i64).max(1) as usize;
+            let crop_h = ((b.y2 - b.y1 + 1.0) as i64).max(1) as usize;
+            let mut crop = vec![0u8; crop_w * crop_h * 3];
+            let (x0, y0) = (b.x1 as i64 - 1, b.y1 as i64 - 1);
+            for r in 0..crop_h as i64 {
+                for c in 0..crop_w as i64 {
+                    let (x, y) = (x0 + c, y0 + r);
+                    if x >= 0 && y >= 0 && x < width && y < height {
+                        let s = ((y * width + x) * 3) as usize;
+                        let d = ((r * crop_w as i64 + c) * 3) as usize;
+                        crop[d..d + 3].copy_from_slice(&raw[s..s + 3]);
+                    }
+                }
+            }
+            let resized = resize_area_rgb(&crop, crop_w, crop_h, side, side);
+            batch.extend(transposed_tensor(&resized, side, side));
+        }
+        batch
+    }
+
+    #[test]
+    fn crop_batch_is_bit_identical_to_copy_then_resize() {
+        let image = RgbImage::from_fn(61, 47, |x, y| {
+            image::Rgb([
+                (x * 7 + y * 3) as u8,
+                (x * y) as u8,
+                (255 - x * 2 - y) as u8,
+            ])
+        });
+        let b = |x1: f32, y1: f32, x2: f32, y2: f32| FaceBox { x1, y1, x2, y2 };
+        let boxes = [
+            b(1.0, 1.0, 61.0, 47.0),    // the whole image
+            b(10.0, 5.0, 40.0, 35.0),   // inside, shrinking
+            b(-7.0, -3.0, 20.0, 24.0),  // over the top-left corner
+            b(50.0, 30.0, 80.0, 60.0),  // over the bottom-right corner
+            b(20.0, 20.0, 30.0, 30.0),  // enlarging (11 px -> 24/48)
+            b(-30.0, 10.0, -5.0, 35.0), // entirely outside
+            b(5.0, 40.0, 30.0, 52.0),   // wide, partly below
+            b(3.0, 4.0, 3.0, 4.0),      // one pixel
+        ];
+        for side in [24, 48] {
+            let fast = crop_batch(&image, &boxes, side);
+            let reference = reference_crop_batch(&image, &boxes, side);
+            assert_eq!(fast.len(), reference.len());
+            for (i, (f, r)) in fast.iter().zip(&reference).enumerate() {
+                assert_eq!(f.to_bits(), r.to_bits(), "side {side}, value {i}");
+            }
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Face vision: image decoding, MTCNN detection, ArcFace alignment, embeddings and matching.
+//! Face vision: image decoding, face detection (MTCNN, or UltraFace + O-Net for video), ArcFace
+//! alignment, embeddings and matching.
 //!
 //! Nothing here knows about clips, queues, storage or AWS.
 
@@ -10,6 +11,7 @@ pub mod image;
 pub mod landmarks;
 pub mod pipeline;
 mod resize;
+pub mod ultraface;
 
 pub use self::image::{decode_image, load_image, RgbImage};
 pub use align::{align_face, Similarity, ARCFACE_TEMPLATE};
@@ -20,4 +22,7 @@ pub use gallery::{
     Gallery, Identity, Template, DEFAULT_MATCH_THRESHOLD,
 };
 pub use landmarks::LandmarkModel;
-pub use pipeline::{Face, FacePipeline, PipelineOptions, StageTimes};
+pub use pipeline::{
+    DetectorKind, Face, FacePipeline, PipelineOptions, StageTimes, FAST_DETECTOR_MODEL,
+};
+pub use ultraface::{FastDetectorOptions, UltraFace};

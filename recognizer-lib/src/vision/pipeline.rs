@@ -1,4 +1,7 @@
 //! Detect -> align -> embed, the whole per-image path, with the padded retry for tight crops.
+//!
+//! Two detectors ([`DetectorKind`]): the MTCNN cascade (photos, enrolment, the evaluation
+//! figures) and the fast UltraFace + O-Net hybrid for video frames ([`super::ultraface`]).
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +12,7 @@ use super::detect::{Detection, DetectorOptions, FaceDetector};
 use super::embed::FaceEmbedder;
 use super::image::pad_replicate;
 use super::landmarks::LandmarkModel;
+use super::ultraface::{FastDetectorOptions, UltraFace};
 use super::RgbImage;
 use crate::error::RecognizerError;
 use crate::runtime::{init_onnxruntime, RuntimeOptions};
@@ -17,10 +21,63 @@ use crate::runtime::{init_onnxruntime, RuntimeOptions};
 /// that fill the whole photo (tight crops) are found once there is some background around them.
 pub const RETRY_PAD_FRACTION: f32 = 0.25;
 
+/// Which face detector finds the faces.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorKind {
+    /// The MTCNN cascade (P-Net over an image pyramid, R-Net, O-Net): the most thorough, ~40 ms
+    /// per 640x360 frame on one core. Used for photos; the accuracy figures are measured with it.
+    #[default]
+    Mtcnn,
+    /// UltraFace RFB-320 proposals refined by MTCNN's O-Net ([`super::ultraface`]): ~5 ms per
+    /// 640x360 frame, for video. Needs `fr_detect.onnx` in the model cache.
+    Fast,
+}
+
+impl DetectorKind {
+    /// The name used in settings: `mtcnn` or `fast`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorKind::Mtcnn => "mtcnn",
+            DetectorKind::Fast => "fast",
+        }
+    }
+}
+
+impl std::fmt::Display for DetectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DetectorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mtcnn" => Ok(DetectorKind::Mtcnn),
+            "fast" | "ultraface" => Ok(DetectorKind::Fast),
+            other => Err(format!(
+                "unknown detector {other:?} (expected mtcnn or fast)"
+            )),
+        }
+    }
+}
+
+/// Model file of the fast detector's proposals.
+pub const FAST_DETECTOR_MODEL: &str = "fr_detect.onnx";
+
 /// Settings of the whole per-image pipeline.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PipelineOptions {
+    /// MTCNN settings (also the O-Net threshold of the fast detector).
     pub detector: DetectorOptions,
+    /// The detector [`FacePipeline::faces`], [`FacePipeline::detect`] and
+    /// [`FacePipeline::largest_face`] use (the `*_with` variants choose per call).
+    pub detector_kind: DetectorKind,
+    /// Settings of the fast detector.
+    pub fast: FastDetectorOptions,
     pub runtime: RuntimeOptions,
     /// Retry once on an edge-replicated padded copy when no face is found.
     pub retry_padded: bool,
@@ -33,6 +90,8 @@ impl Default for PipelineOptions {
     fn default() -> Self {
         PipelineOptions {
             detector: DetectorOptions::default(),
+            detector_kind: DetectorKind::default(),
+            fast: FastDetectorOptions::default(),
             runtime: RuntimeOptions::default(),
             retry_padded: true,
             dense_landmarks: true,
@@ -64,16 +123,20 @@ pub struct Detections {
     padded: Option<(RgbImage, (u32, u32))>,
 }
 
-/// The MTCNN detector and the embedder, loaded once and shared (`Send + Sync`).
+/// The detectors and the embedder, loaded once and shared (`Send + Sync`).
 pub struct FacePipeline {
     detector: FaceDetector,
+    /// UltraFace for [`DetectorKind::Fast`], when its model is in the cache.
+    fast: Option<UltraFace>,
     landmarks: Option<LandmarkModel>,
     embedder: FaceEmbedder,
     options: PipelineOptions,
 }
 
 impl FacePipeline {
-    /// Load ONNX Runtime and the four models from the model cache.
+    /// Load ONNX Runtime and the models from the model cache: MTCNN, the landmark model and the
+    /// embedder, and `fr_detect.onnx` for [`DetectorKind::Fast`] (required when
+    /// `options.detector_kind` is `Fast`, loaded when present otherwise).
     pub fn load(
         cache: &ModelCache,
         options: PipelineOptions,
@@ -86,6 +149,19 @@ impl FacePipeline {
             options.detector.clone(),
             &options.runtime,
         )?;
+        // Optional unless it is the configured detector: photos never need it.
+        let fast = match cache
+            .model_path(FAST_DETECTOR_MODEL)
+            .map_err(RecognizerError::from)
+            .and_then(|path| UltraFace::load(&path, &options.runtime))
+        {
+            Ok(fast) => Some(fast),
+            Err(e) if options.detector_kind == DetectorKind::Fast => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "fast face detector not available");
+                None
+            }
+        };
         let embedder = FaceEmbedder::load(&cache.model_path("fr_feature.onnx")?, &options.runtime)?;
         let landmarks = if options.dense_landmarks {
             Some(LandmarkModel::load(
@@ -97,10 +173,16 @@ impl FacePipeline {
         };
         Ok(FacePipeline {
             detector,
+            fast,
             landmarks,
             embedder,
             options,
         })
+    }
+
+    /// Whether [`DetectorKind::Fast`] can be used (its model was in the cache).
+    pub fn has_fast_detector(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// Settings in use.
@@ -108,9 +190,19 @@ impl FacePipeline {
         &self.options
     }
 
-    /// Every face in the image (padded retry included), highest score first.
+    /// Every face in the image (padded retry included), highest score first, with the
+    /// configured detector.
     pub fn detect(&self, image: &RgbImage) -> Result<Detections, RecognizerError> {
-        let faces = self.detector.detect(image)?;
+        self.detect_with(image, self.options.detector_kind)
+    }
+
+    /// Every face in the image found by `kind` (padded retry included), highest score first.
+    pub fn detect_with(
+        &self,
+        image: &RgbImage,
+        kind: DetectorKind,
+    ) -> Result<Detections, RecognizerError> {
+        let faces = self.detect_once(image, kind)?;
         if !faces.is_empty() || !self.options.retry_padded {
             return Ok(Detections {
                 faces,
@@ -118,7 +210,7 @@ impl FacePipeline {
             });
         }
         let (padded, (ox, oy)) = pad_replicate(image, RETRY_PAD_FRACTION);
-        let found = self.detector.detect(&padded)?;
+        let found = self.detect_once(&padded, kind)?;
         let faces = found
             .into_iter()
             .map(|mut d| {
@@ -136,6 +228,26 @@ impl FacePipeline {
             from_padded_retry,
             padded: from_padded_retry.then_some((padded, (ox, oy))),
         })
+    }
+
+    /// One detector pass, no retry.
+    fn detect_once(
+        &self,
+        image: &RgbImage,
+        kind: DetectorKind,
+    ) -> Result<Vec<Detection>, RecognizerError> {
+        match kind {
+            DetectorKind::Mtcnn => self.detector.detect(image),
+            DetectorKind::Fast => {
+                let Some(fast) = &self.fast else {
+                    return Err(RecognizerError::Model {
+                        model: FAST_DETECTOR_MODEL.to_string(),
+                        message: "not in the model cache (run `rollcall models fetch`)".to_string(),
+                    });
+                };
+                fast.detect_refined(&self.detector, image, &self.options.fast)
+            }
+        }
     }
 
     /// Align and embed one detected face. `None` when its landmarks are degenerate.
@@ -174,8 +286,17 @@ impl FacePipeline {
 
     /// Detect, align and embed every face in the image.
     pub fn faces(&self, image: &RgbImage) -> Result<(Vec<Face>, StageTimes), RecognizerError> {
+        self.faces_with(image, self.options.detector_kind)
+    }
+
+    /// [`faces`](Self::faces) with the detector `kind`.
+    pub fn faces_with(
+        &self,
+        image: &RgbImage,
+        kind: DetectorKind,
+    ) -> Result<(Vec<Face>, StageTimes), RecognizerError> {
         let started = Instant::now();
-        let detections = self.detect(image)?;
+        let detections = self.detect_with(image, kind)?;
         let detect = started.elapsed();
         let started = Instant::now();
         let mut faces = Vec::with_capacity(detections.faces.len());
@@ -218,5 +339,29 @@ impl FacePipeline {
                 embed: started.elapsed(),
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detector_kind_parses_and_prints_its_settings_name() {
+        for kind in [DetectorKind::Mtcnn, DetectorKind::Fast] {
+            assert_eq!(kind.to_string().parse::<DetectorKind>(), Ok(kind));
+        }
+        assert_eq!(" FAST ".parse::<DetectorKind>(), Ok(DetectorKind::Fast));
+        assert!("hog".parse::<DetectorKind>().is_err());
+        assert_eq!(DetectorKind::default(), DetectorKind::Mtcnn);
+        assert_eq!(
+            PipelineOptions::default().detector_kind,
+            DetectorKind::Mtcnn,
+            "photos keep MTCNN"
+        );
+        assert_eq!(
+            serde_json::to_string(&DetectorKind::Fast).unwrap(),
+            "\"fast\""
+        );
     }
 }

@@ -75,34 +75,128 @@ pub fn resize_area_rgb(
     dst_h: usize,
 ) -> Vec<f32> {
     debug_assert_eq!(src.len(), src_w * src_h * 3);
-    let shrink = src_w >= dst_w && src_h >= dst_h;
-    let x_taps = axis_taps(src_w, dst_w, shrink);
-    let y_taps = axis_taps(src_h, dst_h, shrink);
-
-    // Horizontal pass: every source row to dst_w columns.
-    let mut rows = vec![0f32; src_h * dst_w * 3];
-    for y in 0..src_h {
-        let src_row = &src[y * src_w * 3..(y + 1) * src_w * 3];
-        let out_row = &mut rows[y * dst_w * 3..(y + 1) * dst_w * 3];
-        for tap in &x_taps {
-            let s = tap.src * 3;
-            let d = tap.dst * 3;
-            out_row[d] += src_row[s] as f32 * tap.weight;
-            out_row[d + 1] += src_row[s + 1] as f32 * tap.weight;
-            out_row[d + 2] += src_row[s + 2] as f32 * tap.weight;
-        }
-    }
-    // Vertical pass.
-    let mut out = vec![0f32; dst_h * dst_w * 3];
-    let row_len = dst_w * 3;
-    for tap in &y_taps {
-        let src_row = &rows[tap.src * row_len..(tap.src + 1) * row_len];
-        let out_row = &mut out[tap.dst * row_len..(tap.dst + 1) * row_len];
-        for (o, s) in out_row.iter_mut().zip(src_row) {
-            *o += s * tap.weight;
-        }
-    }
+    let mut out = Vec::new();
+    AreaResizer::default().resize_window(
+        src,
+        (src_w, src_h),
+        Window {
+            x: 0,
+            y: 0,
+            width: src_w,
+            height: src_h,
+        },
+        (dst_w, dst_h),
+        &mut out,
+    );
     out
+}
+
+/// A rectangle of an image, possibly reaching outside it; pixels outside the image are black.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub x: i64,
+    pub y: i64,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// [`resize_area_rgb`] of windows of an image without copying the window out first, with its
+/// scratch memory kept between calls (MTCNN resizes hundreds of crops per image).
+///
+/// Results are bit-identical to copying the window into a zero-filled buffer and calling
+/// [`resize_area_rgb`] on it: the same taps are applied in the same order, and the taps that
+/// would read the black outside (adding exactly `0.0`) are skipped.
+#[derive(Debug, Default)]
+pub struct AreaResizer {
+    rows: Vec<f32>,
+    /// Horizontal taps that land inside the image, in destination order: (image offset, weight).
+    inside_x: Vec<(usize, f32)>,
+    /// Per destination column: its offset in a row and its range of `inside_x`.
+    columns: Vec<(usize, usize, usize)>,
+    /// Window rows some vertical tap reads.
+    needed: Vec<bool>,
+}
+
+impl AreaResizer {
+    /// Resize `window` of the `size.0` x `size.1` interleaved RGB image `src` to `dst`
+    /// (width, height) into `out` (interleaved RGB `f32`, 0..255; resized and overwritten).
+    pub fn resize_window(
+        &mut self,
+        src: &[u8],
+        size: (usize, usize),
+        window: Window,
+        dst: (usize, usize),
+        out: &mut Vec<f32>,
+    ) {
+        let (src_w, src_h) = size;
+        let (dst_w, dst_h) = dst;
+        let (crop_w, crop_h) = (window.width, window.height);
+        debug_assert_eq!(src.len(), src_w * src_h * 3);
+        let shrink = crop_w >= dst_w && crop_h >= dst_h;
+        let x_taps = axis_taps(crop_w, dst_w, shrink);
+        let y_taps = axis_taps(crop_h, dst_h, shrink);
+        // Taps come grouped by destination column, in order.
+        self.inside_x.clear();
+        self.columns.clear();
+        let mut taps = x_taps.iter().peekable();
+        for d in 0..dst_w {
+            let start = self.inside_x.len();
+            while let Some(tap) = taps.next_if(|t| t.dst == d) {
+                let x = window.x + tap.src as i64;
+                if x >= 0 && x < src_w as i64 {
+                    self.inside_x.push((x as usize * 3, tap.weight));
+                }
+            }
+            self.columns.push((d * 3, start, self.inside_x.len()));
+        }
+
+        // Horizontal pass: the window's rows that lie inside the image and that a vertical tap
+        // reads, to dst_w columns. Each column sums its taps in order from 0.0, as adding them
+        // one by one into a zeroed row does. Rows outside the image stay unread (zeros).
+        let row_len = dst_w * 3;
+        self.rows.resize(crop_h * row_len, 0.0);
+        let row_inside = |r: usize| {
+            let y = window.y + r as i64;
+            (y >= 0 && y < src_h as i64).then_some(y as usize)
+        };
+        self.needed.clear();
+        self.needed.resize(crop_h, false);
+        for tap in &y_taps {
+            self.needed[tap.src] = true;
+        }
+        for (r, _) in self.needed.iter().enumerate().filter(|(_, n)| **n) {
+            let Some(y) = row_inside(r) else {
+                continue;
+            };
+            let src_row = &src[y * src_w * 3..(y + 1) * src_w * 3];
+            let out_row = &mut self.rows[r * row_len..(r + 1) * row_len];
+            for &(d, start, end) in &self.columns {
+                let (mut red, mut green, mut blue) = (0f32, 0f32, 0f32);
+                for &(s, weight) in &self.inside_x[start..end] {
+                    let px = &src_row[s..s + 3];
+                    red += px[0] as f32 * weight;
+                    green += px[1] as f32 * weight;
+                    blue += px[2] as f32 * weight;
+                }
+                out_row[d] = red;
+                out_row[d + 1] = green;
+                out_row[d + 2] = blue;
+            }
+        }
+        // Vertical pass.
+        out.clear();
+        out.resize(dst_h * row_len, 0.0);
+        for tap in &y_taps {
+            if row_inside(tap.src).is_none() {
+                continue;
+            }
+            let src_row = &self.rows[tap.src * row_len..(tap.src + 1) * row_len];
+            let out_row = &mut out[tap.dst * row_len..(tap.dst + 1) * row_len];
+            for (o, s) in out_row.iter_mut().zip(src_row) {
+                *o += s * tap.weight;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +230,87 @@ mod tests {
         assert_eq!(reds.first().copied(), Some(0.0));
         assert_eq!(reds.last().copied(), Some(100.0));
         assert!(reds.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    /// The resize as first written: every row, every tap, one allocation per call.
+    fn reference_resize(
+        src: &[u8],
+        src_w: usize,
+        src_h: usize,
+        dst_w: usize,
+        dst_h: usize,
+    ) -> Vec<f32> {
+        let shrink = src_w >= dst_w && src_h >= dst_h;
+        let x_taps = axis_taps(src_w, dst_w, shrink);
+        let y_taps = axis_taps(src_h, dst_h, shrink);
+        let mut rows = vec![0f32; src_h * dst_w * 3];
+        for y in 0..src_h {
+            let src_row = &src[y * src_w * 3..(y + 1) * src_w * 3];
+            let out_row = &mut rows[y * dst_w * 3..(y + 1) * dst_w * 3];
+            for tap in &x_taps {
+                for c in 0..3 {
+                    out_row[tap.dst * 3 + c] += src_row[tap.src * 3 + c] as f32 * tap.weight;
+                }
+            }
+        }
+        let mut out = vec![0f32; dst_h * dst_w * 3];
+        let row_len = dst_w * 3;
+        for tap in &y_taps {
+            for i in 0..row_len {
+                out[tap.dst * row_len + i] += rows[tap.src * row_len + i] * tap.weight;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn windows_match_copying_the_window_then_resizing_bit_for_bit() {
+        let (w, h) = (37usize, 29usize);
+        let src: Vec<u8> = (0..w * h * 3).map(|i| (i * 131 % 251) as u8).collect();
+        let mut resizer = AreaResizer::default();
+        let mut out = Vec::new();
+        for &(x, y, cw, ch, dw, dh) in &[
+            (0i64, 0i64, 37usize, 29usize, 12usize, 9usize),
+            (0, 0, 37, 29, 37, 29),
+            (0, 0, 37, 29, 80, 50),
+            (5, 3, 20, 20, 24, 24),
+            (-4, -6, 20, 20, 48, 48),
+            (30, 20, 15, 15, 24, 24),
+            (-20, 0, 10, 10, 24, 24),
+            (2, 2, 1, 1, 24, 24),
+            (10, -3, 30, 8, 7, 5),
+        ] {
+            let mut crop = vec![0u8; cw * ch * 3];
+            for r in 0..ch as i64 {
+                for c in 0..cw as i64 {
+                    let (sx, sy) = (x + c, y + r);
+                    if sx >= 0 && sy >= 0 && sx < w as i64 && sy < h as i64 {
+                        let s = (sy as usize * w + sx as usize) * 3;
+                        let d = (r as usize * cw + c as usize) * 3;
+                        crop[d..d + 3].copy_from_slice(&src[s..s + 3]);
+                    }
+                }
+            }
+            let expected = reference_resize(&crop, cw, ch, dw, dh);
+            let window = Window {
+                x,
+                y,
+                width: cw,
+                height: ch,
+            };
+            resizer.resize_window(&src, (w, h), window, (dw, dh), &mut out);
+            assert_eq!(out.len(), expected.len());
+            for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "window {window:?} -> {dw}x{dh}, value {i}"
+                );
+            }
+            if (x, y, cw, ch) == (0, 0, w, h) {
+                assert_eq!(resize_area_rgb(&src, w, h, dw, dh), expected);
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,356 @@
+//! The AWS backends over HTTP against a moto server (`scripts/moto`, started by `scripts/test`):
+//! provisioning, the S3 clip store, the SQS result queues, the DynamoDB people directory (called
+//! from inside Tokio), and the S3 -> SQS notification with lenient event parsing.
+//!
+//! Needs `AWS_ENDPOINT_URL` pointing at loopback; without it every test prints why it is skipped,
+//! unless `ROLLCALL_REQUIRE_AWS=1` (then they fail). Each test uses resources of its own
+//! (a unique prefix), so they run in parallel on one server.
+#![cfg(feature = "aws")]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rollcall_recognizer::aws::{self, Names, ProvisionOptions, SdkConfig, SqsClient};
+use rollcall_recognizer::directory::dynamodb::DynamoDirectory;
+use rollcall_recognizer::directory::{EnrollmentSample, PeopleDirectory, PersonRecord};
+use rollcall_recognizer::events;
+use rollcall_recognizer::results::sqs::SqsResultQueue;
+use rollcall_recognizer::results::ResultQueue;
+use rollcall_recognizer::store::s3::S3ClipStore;
+use rollcall_recognizer::store::{ClipStore, StoreError};
+use rollcall_recognizer::wire::{ClipMeta, RecognitionResult, CLIP_CODEC_H264_ANNEXB};
+
+/// The moto endpoint, or `None` (skip) when it is not configured.
+fn endpoint(test: &str) -> Option<String> {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) if !url.is_empty() => {
+            assert!(
+                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
+                "AWS tests talk to loopback only, not {url}"
+            );
+            Some(url)
+        }
+        _ => {
+            assert!(
+                std::env::var("ROLLCALL_REQUIRE_AWS").as_deref() != Ok("1"),
+                "{test}: ROLLCALL_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set"
+            );
+            eprintln!(
+                "SKIPPED {test}: AWS_ENDPOINT_URL not set (run scripts/test, which starts moto)"
+            );
+            None
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn meta(device: &str, seq: u64) -> ClipMeta {
+    ClipMeta {
+        device_id: device.into(),
+        session_id: "2026-11-26T21-00-00Z".into(),
+        seq,
+        first_frame_ns: 1,
+        last_frame_ns: 2,
+        closed_ns: 3,
+        fps: 30.0,
+        width: 640,
+        height: 360,
+        frame_count: 15,
+        codec: CLIP_CODEC_H264_ANNEXB.into(),
+    }
+}
+
+async fn provisioned(prefix: &str, devices: &[&str]) -> (SdkConfig, Names, aws::Provisioned) {
+    let config = aws::load_config().await;
+    let names = Names::new(prefix);
+    let options = ProvisionOptions {
+        visibility_timeout: Duration::from_secs(2),
+        devices: devices.iter().map(|d| d.to_string()).collect(),
+        ..ProvisionOptions::default()
+    };
+    let out = aws::provision(&config, &names, &options).await.unwrap();
+    // Idempotent.
+    let again = aws::provision(&config, &names, &options).await.unwrap();
+    assert_eq!(out, again);
+    (config, names, out)
+}
+
+#[test]
+fn provision_store_and_notification() {
+    if endpoint("provision_store_and_notification").is_none() {
+        return;
+    }
+    runtime().block_on(async {
+        let prefix = unique("rc-store");
+        let (config, names, out) = provisioned(&prefix, &["cam-1"]).await;
+        assert_eq!(out.bucket, format!("{prefix}-clips"));
+        assert_eq!(out.result_queues.len(), 1);
+        let store = S3ClipStore::from_config(&config, &names.bucket);
+        let m = meta("cam-1", 7);
+        let key = m.object_key();
+        let started = Instant::now();
+        store.put(&key, &m, b"\0\0\0\x01clip").await.unwrap();
+        let put_ms = started.elapsed().as_secs_f64() * 1e3;
+        let started = Instant::now();
+        let got = store.get(&key, 1024).await.unwrap();
+        let get_ms = started.elapsed().as_secs_f64() * 1e3;
+        eprintln!("moto: S3 put {put_ms:.1} ms, get {get_ms:.1} ms");
+        assert_eq!(got.bytes, b"\0\0\0\x01clip");
+        assert_eq!(got.meta.as_ref(), Some(&m));
+        // Size limit: refused before the body is read.
+        match store.get(&key, 4).await {
+            Err(StoreError::TooLarge { size, limit, .. }) => assert_eq!((size, limit), (8, 4)),
+            other => panic!("{other:?}"),
+        }
+        match store.get("clips/cam-1/s/00000099.h264", 1024).await {
+            Err(StoreError::NotFound { key }) => assert!(key.ends_with("00000099.h264")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            store.get("../etc/passwd", 1024).await,
+            Err(StoreError::InvalidKey(_))
+        ));
+
+        // The notification: moto's s3:TestEvent first, then one record per object created
+        // under clips/ (not for other prefixes), with URL-encoded keys.
+        store.put("other/x.h264", &m, b"x").await.unwrap();
+        let sqs = SqsClient::new(&config);
+        let mut keys = Vec::new();
+        let mut tests = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while keys.is_empty() && Instant::now() < deadline {
+            let received = sqs
+                .receive_message()
+                .queue_url(&out.events_queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            for message in received.messages() {
+                match events::parse_notification(message.body().unwrap()).unwrap() {
+                    events::Notification::Test => tests += 1,
+                    events::Notification::Objects(_) => {
+                        for e in events::clip_events(message.body().unwrap()).unwrap() {
+                            keys.push(e.key.clone());
+                            assert_eq!(e.meta.clip_id(), m.clip_id());
+                        }
+                    }
+                }
+                sqs.delete_message()
+                    .queue_url(&out.events_queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(keys, vec![key.clone()], "test events seen: {tests}");
+    });
+}
+
+fn result(device: &str, seq: u64) -> RecognitionResult {
+    RecognitionResult::empty_for(&meta(device, seq))
+}
+
+#[test]
+fn sqs_result_queues_keep_devices_apart() {
+    if endpoint("sqs_result_queues_keep_devices_apart").is_none() {
+        return;
+    }
+    runtime().block_on(async {
+        let prefix = unique("rc-sqs");
+        let (config, _names, _) = provisioned(&prefix, &["cam-a", "cam-b"]).await;
+        let queue = SqsResultQueue::new(SqsClient::new(&config), &prefix);
+        let started = Instant::now();
+        queue.publish(&result("cam-a", 1)).await.unwrap();
+        let publish_ms = started.elapsed().as_secs_f64() * 1e3;
+        queue.publish(&result("cam-a", 2)).await.unwrap();
+        queue.publish(&result("cam-b", 1)).await.unwrap();
+        let mut a = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while a.len() < 2 && Instant::now() < deadline {
+            let started = Instant::now();
+            let got = queue
+                .receive("cam-a", 10, Duration::from_secs(1))
+                .await
+                .unwrap();
+            eprintln!(
+                "moto: SQS publish {publish_ms:.1} ms, receive {:.1} ms ({} results)",
+                started.elapsed().as_secs_f64() * 1e3,
+                got.len()
+            );
+            a.extend(got);
+        }
+        let mut seqs: Vec<u64> = a.iter().map(|d| d.result.seq).collect();
+        seqs.sort();
+        assert_eq!(seqs, vec![1, 2]);
+        assert!(a.iter().all(|d| d.result.device_id == "cam-a"));
+        let receipts: Vec<String> = a.iter().filter_map(|d| d.receipt.clone()).collect();
+        queue.ack("cam-a", &receipts).await.unwrap();
+        let b = queue
+            .receive("cam-b", 10, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].result.device_id, "cam-b");
+        // Acknowledged: nothing comes back.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(queue
+            .receive("cam-a", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty());
+        // A device without a provisioned queue: a retryable backend error; an id that cannot name
+        // a queue: refused.
+        let err = queue.publish(&result("cam-none", 1)).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let err = queue.publish(&result("cam.dot", 1)).await.unwrap_err();
+        assert!(
+            !err.is_retryable() && err.to_string().contains("cam.dot"),
+            "{err}"
+        );
+    });
+}
+
+fn sample(id: &str, image: &str, v: &[f32]) -> EnrollmentSample {
+    EnrollmentSample {
+        person_id: id.into(),
+        image: image.into(),
+        embedding: v.to_vec(),
+    }
+}
+
+fn exercise_directory(dir: &DynamoDirectory) {
+    let v0 = dir.gallery_version().unwrap();
+    let mut alice = PersonRecord::new("alice_smith").unwrap();
+    alice
+        .details
+        .insert("programme".into(), "BSc Physics".into());
+    assert_eq!(dir.upsert_records(&[alice.clone()]).unwrap(), 1);
+    assert!(!dir.person("alice_smith").unwrap().unwrap().is_enrolled());
+    dir.enroll(
+        "alice_smith",
+        &[0.6, 0.8, 0.0],
+        &[
+            sample("alice_smith", "a.jpg", &[0.6, 0.8, 0.0]),
+            sample("alice_smith", "b.jpg", &[0.6, 0.7, 0.1]),
+        ],
+    )
+    .unwrap();
+    dir.enroll(
+        "bob",
+        &[0.0, 0.0, 1.0],
+        &[sample("bob", "b.png", &[0.0, 0.0, 1.0])],
+    )
+    .unwrap();
+    assert_ne!(dir.gallery_version().unwrap(), v0);
+    let stored = dir.person("alice_smith").unwrap().unwrap();
+    assert_eq!(stored.name, "Alice Smith");
+    assert_eq!(stored.details["programme"], "BSc Physics");
+    assert_eq!(stored.image_count, 2);
+    assert!(stored.is_enrolled());
+    // Records upserted after enrolment keep the embedding.
+    alice.name = "Alice B. Smith".into();
+    dir.upsert_records(&[alice]).unwrap();
+    let gallery = dir.gallery().unwrap();
+    assert_eq!(gallery.len(), 2);
+    assert_eq!(gallery[0].person_id, "alice_smith");
+    assert_eq!(gallery[0].embedding, vec![0.6, 0.8, 0.0]);
+    assert_eq!(
+        dir.person("alice_smith").unwrap().unwrap().name,
+        "Alice B. Smith"
+    );
+    assert_eq!(dir.samples().unwrap().len(), 3);
+    let people: Vec<String> = dir
+        .people()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.person_id)
+        .collect();
+    assert_eq!(people, ["alice_smith", "bob"]);
+    assert!(matches!(
+        dir.enroll("carol", &[1.0, 0.0], &[]),
+        Err(
+            rollcall_recognizer::directory::DirectoryError::DimensionMismatch {
+                expected: 3,
+                actual: 2,
+                ..
+            }
+        )
+    ));
+    dir.set_setting("match_threshold", "0.41").unwrap();
+    assert_eq!(
+        dir.setting("match_threshold").unwrap().as_deref(),
+        Some("0.41")
+    );
+    assert_eq!(dir.setting("nothing").unwrap(), None);
+    let v1 = dir.gallery_version().unwrap();
+    assert!(dir.remove("bob").unwrap());
+    assert!(!dir.remove("bob").unwrap());
+    assert_ne!(dir.gallery_version().unwrap(), v1);
+    assert_eq!(dir.gallery().unwrap().len(), 1);
+    assert!(dir.person("../x").is_err());
+}
+
+#[test]
+fn dynamodb_directory_from_plain_threads_and_inside_tokio() {
+    if endpoint("dynamodb_directory_from_plain_threads_and_inside_tokio").is_none() {
+        return;
+    }
+    let rt = runtime();
+    let prefix = unique("rc-ddb");
+    let (config, names, _) = rt.block_on(provisioned(&prefix, &[]));
+    // A plain thread.
+    let dir = Arc::new(DynamoDirectory::new(&config, &names.table()).unwrap());
+    let started = Instant::now();
+    exercise_directory(&dir);
+    eprintln!(
+        "moto: DynamoDB directory round (about 30 calls) {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    // Inside async tasks of a multi-thread runtime, and of a current-thread runtime (where a
+    // nested block_on would panic or deadlock), concurrently; then dropped inside async code.
+    let other = unique("rc-ddb2");
+    let (config2, names2, _) = rt.block_on(provisioned(&other, &[]));
+    let dir2 = Arc::new(DynamoDirectory::new(&config2, &names2.table()).unwrap());
+    rt.block_on(async {
+        let d = Arc::clone(&dir2);
+        tokio::spawn(async move { exercise_directory(&d) })
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let d = Arc::clone(&dir);
+                tokio::spawn(async move { d.gallery().unwrap().len() })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 1);
+        }
+    });
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    current.block_on(async move {
+        assert_eq!(dir.people().unwrap().len(), 1);
+        drop(dir);
+        drop(dir2);
+    });
+}
