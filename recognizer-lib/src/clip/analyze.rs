@@ -604,17 +604,19 @@ mod tests {
     fn carry_over_needs_enough_overlap_and_hands_each_identity_on_once() {
         let policy = ReusePolicy::default();
         let previous = vec![(bbox(0.0), known("ada", 0.7))];
-        // 40 px wide boxes: moved by 20 px the IoU is 1/3, below 0.5.
-        assert_eq!(carry_over(&[bbox(20.0)], &previous, &policy, 0.4), [None]);
+        // 40 px wide boxes: moved by 20 px the IoU is 1/3, at least the default 0.3: carried.
+        assert!(carry_over(&[bbox(20.0)], &previous, &policy, 0.4)[0].is_some());
+        // Moved by 25 px the IoU is 0.23: embedded again.
+        assert_eq!(carry_over(&[bbox(25.0)], &previous, &policy, 0.4), [None]);
         // Two faces over the same earlier one: the better overlap takes it, the other is embedded.
         let carried = carry_over(&[bbox(8.0), bbox(2.0)], &previous, &policy, 0.4);
         assert_eq!(carried, [None, Some(known("ada", 0.7))]);
-        // A looser policy carries the 20 px move too.
-        let loose = ReusePolicy {
-            min_iou: 0.3,
+        // A stricter policy does not carry the 20 px move.
+        let strict = ReusePolicy {
+            min_iou: 0.5,
             ..policy
         };
-        assert!(carry_over(&[bbox(20.0)], &previous, &loose, 0.4)[0].is_some());
+        assert_eq!(carry_over(&[bbox(20.0)], &previous, &strict, 0.4), [None]);
         // Nothing before: everything is embedded.
         assert_eq!(carry_over(&[bbox(0.0)], &[], &policy, 0.4), [None]);
     }
