@@ -7,6 +7,7 @@
 //! db = "/var/lib/rollcall/people.db"   # people directory (SQLite)
 //! threads = 1                          # ONNX Runtime threads per inference
 //! min_face = 20                        # smallest face side searched, pixels
+//! detector = "mtcnn"                   # photo detector: mtcnn (thorough) or fast
 //! threshold = 0.40                     # fixed match threshold instead of the calibrated one
 //! ```
 
@@ -18,7 +19,7 @@ use clap::Args;
 use rollcall_models::ModelCache;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::directory::PeopleDirectory;
-use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
+use rollcall_recognizer::vision::{DetectorKind, FacePipeline, PipelineOptions};
 
 /// The config file's keys.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -28,6 +29,7 @@ pub struct ConfigFile {
     pub threads: Option<usize>,
     pub min_face: Option<f32>,
     pub threshold: Option<f32>,
+    pub detector: Option<DetectorKind>,
 }
 
 impl ConfigFile {
@@ -67,6 +69,10 @@ pub struct RecognizerArgs {
     /// Smallest face side to look for, in pixels (default 20).
     #[arg(long, env = "ROLLCALL_MIN_FACE", value_name = "PX")]
     pub min_face: Option<f32>,
+    /// Face detector for photos: `mtcnn` (thorough, default) or `fast` (UltraFace + O-Net).
+    /// Video clips always use `fast` when its model is present.
+    #[arg(long, env = "ROLLCALL_DETECTOR", value_name = "KIND")]
+    pub detector: Option<DetectorKind>,
     /// Fixed cosine match threshold instead of the one calibrated at enrolment.
     #[arg(long, env = "ROLLCALL_THRESHOLD", value_name = "COSINE")]
     pub threshold: Option<f32>,
@@ -110,6 +116,9 @@ impl RecognizerArgs {
                 "--min-face must be between 4 and 4096 pixels, got {min_face}"
             );
             options.detector.min_face_size = min_face;
+        }
+        if let Some(kind) = self.detector.or(config.detector) {
+            options.detector_kind = kind;
         }
         let threshold = self.threshold.or(config.threshold);
         if let Some(t) = threshold {
