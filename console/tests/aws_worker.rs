@@ -9,11 +9,13 @@
 //! without the data set (unless `ROLLCALL_REQUIRE_DATA=1`) or the models.
 #![cfg(feature = "aws")]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::{data_dir, env_is, example_photos, models_present, rollcall_command, text};
 use rollcall_edge::segment::{ClipSegmenter, SegmentConfig};
 use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
 use rollcall_recognizer::aws::{self, Names, SqsClient};
@@ -22,10 +24,6 @@ use rollcall_recognizer::results::ResultQueue;
 use rollcall_recognizer::store::s3::S3ClipStore;
 use rollcall_recognizer::store::ClipStore;
 use rollcall_recognizer::wire::RecognitionResult;
-
-fn env_is(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v == "1")
-}
 
 fn endpoint() -> Option<String> {
     match std::env::var("AWS_ENDPOINT_URL") {
@@ -47,68 +45,13 @@ fn endpoint() -> Option<String> {
     }
 }
 
-fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("ROLLCALL_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    if dir.join("videos").is_dir() && dir.join("examples").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        !env_is("ROLLCALL_REQUIRE_DATA"),
-        "data folder {} missing",
-        dir.display()
-    );
-    eprintln!("SKIPPED: data folder {} not found", dir.display());
-    None
-}
-
+/// Run `rollcall` with its AWS resource names under `prefix`.
 fn rollcall(args: &[&str], prefix: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rollcall"))
+    rollcall_command()
         .args(args)
         .env("ROLLCALL_AWS_PREFIX", prefix)
         .output()
         .expect("run rollcall")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn models_present() -> bool {
-    let out = rollcall(&["models", "list", "--json"], "x");
-    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let ok = listing["files"].as_array().is_some_and(|files| {
-        files
-            .iter()
-            .filter(|f| f["kind"] == "model" || f["kind"] == "runtime")
-            .all(|f| f["present"] == true)
-    });
-    assert!(
-        ok || !env_is("ROLLCALL_REQUIRE_DATA"),
-        "models missing: run `rollcall models fetch`"
-    );
-    if !ok {
-        eprintln!("SKIPPED: models not fetched");
-    }
-    ok
-}
-
-fn enroll_dir(data: &Path, tmp: &Path, people: &[(&str, &str)]) -> PathBuf {
-    let dir = tmp.join("enroll");
-    for (person, photo) in people {
-        std::fs::create_dir_all(dir.join(person)).unwrap();
-        std::fs::copy(
-            data.join("examples").join(person).join(photo),
-            dir.join(person).join(photo),
-        )
-        .unwrap();
-    }
-    dir
 }
 
 #[test]
@@ -147,7 +90,7 @@ fn worker_recognises_s3_clips_and_routes_results_errors_and_poison_messages() {
     let dlq_url = provisioned["dlq_url"].as_str().unwrap().to_string();
 
     // Enrol into DynamoDB.
-    let photos = enroll_dir(
+    let photos = example_photos(
         &data,
         tmp.path(),
         &[

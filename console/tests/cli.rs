@@ -1,80 +1,11 @@
 //! The `rollcall` binary end to end: enroll, identify, eval and scan on the real data set, and the
 //! bad-input contracts (clear message naming the input, the run goes on, exit status).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn required() -> bool {
-    std::env::var("ROLLCALL_REQUIRE_DATA").is_ok_and(|v| v == "1")
-}
+use std::path::Path;
 
-fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("ROLLCALL_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    if dir.join("faces").is_dir() {
-        return Some(dir);
-    }
-    assert!(!required(), "data folder {} missing", dir.display());
-    eprintln!("SKIPPED: data folder {} not found", dir.display());
-    None
-}
-
-fn rollcall(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rollcall"))
-        .args(args)
-        .output()
-        .expect("run rollcall")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Models are needed for everything past argument parsing; skip (or fail in CI) without them.
-fn models_present() -> bool {
-    let out = rollcall(&["models", "list", "--json"]);
-    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let ok = listing["files"].as_array().is_some_and(|files| {
-        files
-            .iter()
-            .filter(|f| f["kind"] == "model" || f["kind"] == "runtime")
-            .all(|f| f["present"] == true)
-    });
-    assert!(
-        ok || !required(),
-        "models missing: run `rollcall models fetch`"
-    );
-    if !ok {
-        eprintln!("SKIPPED: models not fetched");
-    }
-    ok
-}
-
-/// Enrol the reference photos of `examples/` (one photo per person) into `db`.
-fn enroll_examples(data: &Path, db: &Path, people: &[(&str, &str)]) {
-    let dir = db.parent().unwrap().join("enroll");
-    for (person, photo) in people {
-        std::fs::create_dir_all(dir.join(person)).unwrap();
-        std::fs::copy(
-            data.join("examples").join(person).join(photo),
-            dir.join(person).join(photo),
-        )
-        .unwrap();
-    }
-    let out = rollcall(&[
-        "enroll",
-        "--photos",
-        dir.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-}
+use common::{data_dir, enroll_examples, models_present, rollcall, text};
 
 fn scan(video: &Path, db: &Path) -> serde_json::Value {
     let out = rollcall(&[

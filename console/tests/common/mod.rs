@@ -1,0 +1,103 @@
+//! Helpers shared by the binary's integration tests: the data set, the models, running `rollcall`.
+//!
+//! Data: `$ROLLCALL_DATA`, default `../shared/data` from the workspace root. Without it (or the
+//! fetched models) tests print why they are skipped, unless `ROLLCALL_REQUIRE_DATA=1` (CI).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Whether the environment variable `name` is `1`.
+pub fn env_is(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
+}
+
+/// The shared data folder (faces, examples and videos), if present.
+pub fn data_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("ROLLCALL_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    if ["faces", "examples", "videos"]
+        .iter()
+        .all(|sub| dir.join(sub).is_dir())
+    {
+        return Some(dir);
+    }
+    assert!(
+        !env_is("ROLLCALL_REQUIRE_DATA"),
+        "data folder {} missing",
+        dir.display()
+    );
+    eprintln!("SKIPPED: data folder {} not found", dir.display());
+    None
+}
+
+/// The `rollcall` binary under test, ready for arguments.
+pub fn rollcall_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rollcall"))
+}
+
+/// Run `rollcall` with `args` and collect its output.
+pub fn rollcall(args: &[&str]) -> Output {
+    rollcall_command()
+        .args(args)
+        .output()
+        .expect("run rollcall")
+}
+
+/// Standard output and standard error, for assertion messages.
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Whether the models and ONNX Runtime are in the cache; skip (or fail in CI) without them.
+pub fn models_present() -> bool {
+    let out = rollcall(&["models", "list", "--json"]);
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let ok = listing["files"].as_array().is_some_and(|files| {
+        files
+            .iter()
+            .filter(|f| f["kind"] == "model" || f["kind"] == "runtime")
+            .all(|f| f["present"] == true)
+    });
+    assert!(
+        ok || !env_is("ROLLCALL_REQUIRE_DATA"),
+        "models missing: run `rollcall models fetch`"
+    );
+    if !ok {
+        eprintln!("SKIPPED: models not fetched");
+    }
+    ok
+}
+
+/// Lay out `examples/<person>/<photo>` pairs as an enrolment folder `<parent>/enroll`; returns it.
+pub fn example_photos(data: &Path, parent: &Path, people: &[(&str, &str)]) -> PathBuf {
+    let dir = parent.join("enroll");
+    for (person, photo) in people {
+        std::fs::create_dir_all(dir.join(person)).unwrap();
+        std::fs::copy(
+            data.join("examples").join(person).join(photo),
+            dir.join(person).join(photo),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// Enrol the reference photos of `examples/` (one photo per person) into the SQLite `db`.
+pub fn enroll_examples(data: &Path, db: &Path, people: &[(&str, &str)]) {
+    let dir = example_photos(data, db.parent().expect("db in a folder"), people);
+    let out = rollcall(&[
+        "enroll",
+        "--photos",
+        dir.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
