@@ -19,7 +19,8 @@ use clap::Args;
 use rollcall_models::ModelCache;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::directory::PeopleDirectory;
-use rollcall_recognizer::vision::{DetectorKind, FacePipeline, PipelineOptions};
+use rollcall_recognizer::enrollment::load_gallery;
+use rollcall_recognizer::vision::{DetectorKind, FacePipeline, Gallery, PipelineOptions};
 
 /// The config file's keys.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -168,6 +169,19 @@ impl Recognition {
             anyhow::bail!("this rollcall was built without the `aws` feature");
         }
         Ok((Arc::new(self.directory()?), self.db.display().to_string()))
+    }
+
+    /// Everyone enrolled in `directory`, at the configured or calibrated threshold; warns when
+    /// nobody is enrolled (every face will then be unknown).
+    pub fn gallery(&self, directory: &dyn PeopleDirectory) -> Result<Gallery> {
+        let gallery = load_gallery(directory, self.threshold)?;
+        if gallery.is_empty() {
+            eprintln!(
+                "warning: nobody is enrolled in {}; every face will be unknown",
+                self.db.display()
+            );
+        }
+        Ok(gallery)
     }
 
     /// Open (or create) the people directory.

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rollcall_recognizer::enrollment::{load_gallery, scan_photo_tree};
+use rollcall_recognizer::enrollment::scan_photo_tree;
 use rollcall_recognizer::evaluation::{summarize, EvaluationReport, ProbeResult};
 use rollcall_recognizer::vision::{load_image, Identity};
 
@@ -28,13 +28,7 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs, config: &ConfigFile) -> Result<ExitCode> {
     let settings = args.recognizer.resolve(config)?;
     let directory = settings.directory()?;
-    let gallery = load_gallery(&directory, settings.threshold)?;
-    if gallery.is_empty() {
-        eprintln!(
-            "warning: nobody is enrolled in {}; every probe will be unknown",
-            settings.db.display()
-        );
-    }
+    let gallery = settings.gallery(&directory)?;
     let tree = scan_photo_tree(&args.photos)
         .with_context(|| format!("cannot read probe folder {}", args.photos.display()))?;
     for (path, reason) in &tree.rejected {

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use rollcall_recognizer::directory::PeopleDirectory;
-use rollcall_recognizer::enrollment::load_gallery;
 use rollcall_recognizer::vision::{load_image, FaceBox, Identity};
 use serde::Serialize;
 
@@ -49,13 +48,7 @@ struct ImageReport {
 pub fn run(args: IdentifyArgs, config: &ConfigFile) -> Result<ExitCode> {
     let settings = args.recognizer.resolve(config)?;
     let directory = settings.directory()?;
-    let gallery = load_gallery(&directory, settings.threshold)?;
-    if gallery.is_empty() {
-        eprintln!(
-            "warning: nobody is enrolled in {}; every face will be unknown",
-            settings.db.display()
-        );
-    }
+    let gallery = settings.gallery(&directory)?;
     let pipeline = settings.pipeline()?;
     let mut reports = Vec::new();
     for path in &args.images {

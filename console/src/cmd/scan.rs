@@ -12,7 +12,6 @@ use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
 use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
 use rollcall_recognizer::clip::{ClipAnalyzer, ClipLimits, SamplePolicy};
 use rollcall_recognizer::directory::PeopleDirectory;
-use rollcall_recognizer::enrollment::load_gallery;
 use rollcall_recognizer::evaluation::median;
 use serde::Serialize;
 
@@ -64,13 +63,7 @@ pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
     );
     let settings = args.recognizer.resolve(config)?;
     let directory = settings.directory()?;
-    let gallery = load_gallery(&directory, settings.threshold)?;
-    if gallery.is_empty() {
-        eprintln!(
-            "warning: nobody is enrolled in {}; every face will be unknown",
-            settings.db.display()
-        );
-    }
+    let gallery = settings.gallery(&directory)?;
     let spec = SourceSpec::File(args.video.clone());
     let options = SourceOptions {
         pace: Pace::Fast,

@@ -271,12 +271,8 @@ pub fn run(args: SessionArgs, config: &ConfigFile) -> Result<ExitCode> {
             })
         },
     )?;
-    if rollcall_recognizer::enrollment::load_gallery(directory.as_ref(), None)?.is_empty() {
-        eprintln!(
-            "warning: nobody is enrolled in {}; every face will be unknown",
-            settings.db.display()
-        );
-    }
+    // Loaded here only to warn early when nobody is enrolled; the workers load their own.
+    settings.gallery(directory.as_ref())?;
 
     let stop = Arc::new(AtomicBool::new(false));
     {
