@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{data_dir, enroll_examples, models_present, rollcall, text};
+use common::{data_dir, enroll_examples, models_present, rollcall, text, EXAMPLE_PEOPLE};
 
 fn scan(video: &Path, db: &Path) -> serde_json::Value {
     let out = rollcall(&[
@@ -36,16 +36,7 @@ fn scan_reports_the_right_people_in_the_real_videos() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("people.db");
-    enroll_examples(
-        &data,
-        &db,
-        &[
-            ("lin_manuel_miranda", "lin-manuel-miranda.png"),
-            ("alex_lacamoire", "alex-lacamoire.png"),
-            ("barack_obama", "obama.jpg"),
-            ("joe_biden", "biden.jpg"),
-        ],
-    );
+    enroll_examples(&data, &db, &EXAMPLE_PEOPLE);
     let hamilton = scan(
         &data.join("videos/short_hamilton_clip/short_hamilton_clip.mp4"),
         &db,

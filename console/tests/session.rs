@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{data_dir, enroll_examples, models_present, rollcall, text};
+use common::{data_dir, enroll_examples, models_present, rollcall, text, EXAMPLE_PEOPLE};
 
 #[test]
 fn headless_session_on_the_hamilton_video_loses_nothing_and_names_lin_manuel_miranda() {
@@ -14,16 +14,7 @@ fn headless_session_on_the_hamilton_video_loses_nothing_and_names_lin_manuel_mir
     }
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("people.db");
-    enroll_examples(
-        &data,
-        &db,
-        &[
-            ("lin_manuel_miranda", "lin-manuel-miranda.png"),
-            ("alex_lacamoire", "alex-lacamoire.png"),
-            ("barack_obama", "obama.jpg"),
-            ("joe_biden", "biden.jpg"),
-        ],
-    );
+    enroll_examples(&data, &db, &EXAMPLE_PEOPLE);
     let video = data.join("videos/short_hamilton_clip/short_hamilton_clip.mp4");
     let report = tmp.path().join("r.json");
     let objects = tmp.path().join("objects");

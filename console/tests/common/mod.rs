@@ -8,6 +8,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The people of the real videos with their reference photo in `examples/`; Obama and Biden
+/// are in, so the Hamilton video must name neither (and the Obama video never Biden).
+pub const EXAMPLE_PEOPLE: [(&str, &str); 4] = [
+    ("lin_manuel_miranda", "lin-manuel-miranda.png"),
+    ("alex_lacamoire", "alex-lacamoire.png"),
+    ("barack_obama", "obama.jpg"),
+    ("joe_biden", "biden.jpg"),
+];
+
 /// Whether the environment variable `name` is `1`.
 pub fn env_is(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
