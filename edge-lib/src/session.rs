@@ -168,9 +168,57 @@ pub enum SessionError {
     Thread(#[from] std::io::Error),
 }
 
+/// A live view of a running session, for a console or a progress line: create one, pass it to
+/// [`run_session`], read [`SessionProbe::snapshot`] from any thread while the session runs.
+#[derive(Clone, Default)]
+pub struct SessionProbe {
+    state: Arc<Mutex<State>>,
+}
+
+/// What a session has done so far.
+#[derive(Clone, Debug, Default)]
+pub struct SessionSnapshot {
+    /// Clip counters (`lost` is only known at the end).
+    pub clips: ClipCounters,
+    /// Clips waiting in the spool for upload.
+    pub spooled: u64,
+    /// Clips captured but without a result yet.
+    pub outstanding: u64,
+    /// People seen so far, most clips first.
+    pub people: Vec<PersonTally>,
+    /// Unknown faces so far.
+    pub unknown_faces: u64,
+    /// Edge stages and the results' stages and end-to-end latency so far.
+    pub latency: LatencyRecorder,
+    /// Capture has ended; the session is draining.
+    pub capture_done: bool,
+}
+
+impl SessionProbe {
+    /// A probe for a session that has not started.
+    pub fn new() -> SessionProbe {
+        SessionProbe::default()
+    }
+
+    /// The session's counters, people and latency now.
+    pub fn snapshot(&self) -> SessionSnapshot {
+        let s = lock(&self.state);
+        SessionSnapshot {
+            clips: s.clips,
+            spooled: s.spool.as_ref().map_or(0, |spool| spool.len() as u64),
+            outstanding: s.outstanding() as u64,
+            people: s.people_ranked(),
+            unknown_faces: s.unknown_faces,
+            latency: s.latency.clone(),
+            capture_done: s.capture_done,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     clips: ClipCounters,
+    spool: Option<Arc<ClipSpool>>,
     captured: HashSet<String>,
     uploaded: HashSet<String>,
     with_result: HashSet<String>,
@@ -191,17 +239,27 @@ impl State {
             .filter(|id| !self.with_result.contains(*id))
             .count()
     }
+
+    fn people_ranked(&self) -> Vec<PersonTally> {
+        let mut people: Vec<PersonTally> = self.people.values().cloned().collect();
+        people.sort_by(|a, b| b.clips.cmp(&a.clips).then(a.person_id.cmp(&b.person_id)));
+        people
+    }
 }
 
 /// Runs one session; see the [module docs](self). `on_result` is called, on the receiving
 /// thread, for every new result (duplicates are dropped before). `stop` ends capture early
 /// (the session still drains). `runtime` drives the queue's futures (a multi-thread runtime).
+/// `probe` shows the session's progress while it runs (pass `SessionProbe::new()` when nobody
+/// watches).
+#[allow(clippy::too_many_arguments)]
 pub fn run_session<Q>(
     config: &SessionConfig,
     sink: Arc<dyn ClipSink>,
     queue: Arc<Q>,
     runtime: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
+    probe: &SessionProbe,
     mut on_result: impl FnMut(&ReceivedResult) + Send + 'static,
 ) -> Result<SessionReport, SessionError>
 where
@@ -213,7 +271,11 @@ where
     segment.clip_ms = config.clip_ms;
     let mut segmenter = ClipSegmenter::new(segment)?;
     let spool = Arc::new(ClipSpool::open(&config.spool_dir, config.spool_max_bytes)?);
-    let state = Arc::new(Mutex::new(State::default()));
+    let state = Arc::clone(&probe.state);
+    *lock(&state) = State {
+        spool: Some(Arc::clone(&spool)),
+        ..State::default()
+    };
 
     // Uploads.
     let uploader = {
@@ -332,8 +394,7 @@ where
     let mut s = lock(&state);
     s.clips.lost = s.outstanding() as u64;
     s.latency.merge(receiver.latency());
-    let mut people: Vec<PersonTally> = s.people.values().cloned().collect();
-    people.sort_by(|a, b| b.clips.cmp(&a.clips).then(a.person_id.cmp(&b.person_id)));
+    let people = s.people_ranked();
     Ok(SessionReport {
         clips: s.clips,
         people,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rollcall_edge::receive::ResultReceiver;
 use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
-use rollcall_edge::session::{run_session, SessionConfig};
+use rollcall_edge::session::{run_session, SessionConfig, SessionProbe};
 use rollcall_edge::source::{now_ns, open_source, Pace, SourceOptions, SourceSpec};
 use rollcall_edge::upload::{ClipSink, LocalDirSink};
 use rollcall_models::ModelCache;
@@ -423,12 +423,14 @@ fn a_saturated_one_worker_pool_loses_no_clip() {
     config.grace = Duration::from_secs(60);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
+    let probe = SessionProbe::new();
     let report = run_session(
         &config,
         Arc::new(LocalDirSink::from_store(Arc::clone(&store))),
         Arc::clone(&queue),
         runtime.handle().clone(),
         Arc::new(AtomicBool::new(false)),
+        &probe,
         move |got| s.lock().unwrap().push(got.result.seq),
     )
     .unwrap();
@@ -436,6 +438,11 @@ fn a_saturated_one_worker_pool_loses_no_clip() {
     let stats = pool.stats();
     pool.shutdown();
     println!("{:?}; pool {stats:?}", report.clips);
+    // The probe saw the same session the report describes.
+    let live = probe.snapshot();
+    assert!(live.capture_done);
+    assert_eq!(live.clips.results, report.clips.results);
+    assert_eq!(live.spooled, 0, "everything was uploaded");
     let clips = report.clips;
     assert!(clips.captured >= 18, "{clips:?}");
     assert_eq!(clips.uploaded, clips.captured, "{clips:?}");

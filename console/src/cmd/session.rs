@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use rollcall_edge::latency::Stage;
 use rollcall_edge::receive::ReceivedResult;
-use rollcall_edge::session::{run_session, ClipCounters, PersonTally, SessionConfig};
+use rollcall_edge::session::{run_session, ClipCounters, PersonTally, SessionConfig, SessionProbe};
 use rollcall_edge::source::{now_ns, Pace, SourceSpec};
 use rollcall_edge::upload::LocalDirSink;
 use rollcall_edge::validate_id;
@@ -317,6 +317,7 @@ pub fn run(args: SessionArgs, config: &ConfigFile) -> Result<ExitCode> {
         Arc::clone(&service.queue),
         service.runtime.handle().clone(),
         stop,
+        &SessionProbe::new(),
         move |got| {
             let pool = dispatcher.stats();
             println!(
