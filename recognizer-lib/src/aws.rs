@@ -7,7 +7,8 @@
 //! path-style addressing (`http://host:port/bucket/key`).
 //!
 //! Backends: [`crate::store::s3::S3ClipStore`], [`crate::results::sqs::SqsResultQueue`],
-//! [`crate::directory::dynamodb::DynamoDirectory`]. Event parsing: [`crate::events`].
+//! [`crate::directory::dynamodb::DynamoDirectory`], CloudWatch Logs
+//! ([`crate::logs::cloudwatch`]). Event parsing: [`crate::events`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::results::ResultQueue;
 use crate::store::ClipStore;
 
 pub use aws_config::SdkConfig;
+pub use aws_sdk_cloudwatchlogs::Client as LogsClient;
 pub use aws_sdk_dynamodb::Client as DynamoClient;
 pub use aws_sdk_s3::Client as S3Client;
 pub use aws_sdk_sqs::Client as SqsClient;
@@ -85,6 +87,16 @@ impl Names {
     pub fn result_queue(&self, device_id: &str) -> String {
         crate::results::sqs::result_queue_name(&self.prefix, device_id)
     }
+    /// The Lambda function's log group: `/aws/lambda/<prefix>-recognizer` (Lambda names it after
+    /// the function, `<prefix>-recognizer`; the function's stdout lands there).
+    pub fn lambda_log_group(&self) -> String {
+        format!("/aws/lambda/{}-recognizer", self.prefix)
+    }
+    /// The log group `rollcall worker` ships its own logs to, one stream per worker instance:
+    /// `/rollcall/<prefix>/worker` (created by [`provision`]).
+    pub fn worker_log_group(&self) -> String {
+        format!("/rollcall/{}/worker", self.prefix)
+    }
 }
 
 /// Prefix of clip object keys, the notification filter.
@@ -140,6 +152,8 @@ pub struct Provisioned {
     pub table: String,
     /// `(device, queue URL)`.
     pub result_queues: Vec<(String, String)>,
+    /// The worker's log group ([`Names::worker_log_group`]).
+    pub worker_log_group: String,
 }
 
 /// Options of [`provision`].
@@ -151,6 +165,9 @@ pub struct ProvisionOptions {
     pub max_receive_count: u32,
     /// Devices whose result queues are created.
     pub devices: Vec<String>,
+    /// Retention of the worker's log group, in days (one of
+    /// [`crate::logs::cloudwatch::RETENTION_DAYS`]; default 14).
+    pub log_retention_days: i32,
 }
 
 impl Default for ProvisionOptions {
@@ -159,13 +176,15 @@ impl Default for ProvisionOptions {
             visibility_timeout: Duration::from_secs(60),
             max_receive_count: MAX_RECEIVE_COUNT,
             devices: Vec::new(),
+            log_retention_days: 14,
         }
     }
 }
 
 /// Create (idempotently) the bucket, the clip-events queue + DLQ (redrive after
 /// `max_receive_count` receives), the per-device result queues, the people table and the bucket
-/// notification (`ObjectCreated` under `clips/` -> events queue).
+/// notification (`ObjectCreated` under `clips/` -> events queue), and the worker's log group
+/// with its retention.
 pub async fn provision(
     config: &SdkConfig,
     names: &Names,
@@ -176,6 +195,7 @@ pub async fn provision(
     let mut out = Provisioned {
         bucket: names.bucket.clone(),
         table: names.table(),
+        worker_log_group: names.worker_log_group(),
         ..Provisioned::default()
     };
 
@@ -281,6 +301,15 @@ pub async fn provision(
         .send()
         .await
         .map_err(|e| err("put bucket notification")(sdk_message(&e)))?;
+
+    // The worker's log group (the Lambda's is Lambda's or the template's to create).
+    crate::logs::cloudwatch::ensure_log_group(
+        &LogsClient::new(config),
+        &out.worker_log_group,
+        Some(options.log_retention_days),
+    )
+    .await
+    .map_err(|e| err(format!("log group {}", out.worker_log_group))(e.to_string()))?;
     Ok(out)
 }
 
@@ -351,6 +380,17 @@ pub async fn resolve_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Result<Str
         .map_err(|e| err(format!("queue {queue}"))(sdk_message(&e)))?
         .queue_url
         .ok_or_else(|| err(format!("queue {queue}"))("no queue URL".into()))
+}
+
+/// Checks that `bucket` exists and these credentials may use it (what an edge does before its
+/// first upload, so a wrong name fails at once instead of after upload retries).
+pub async fn check_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), AwsError> {
+    s3.head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| err(format!("bucket {bucket}"))(sdk_message(&e)))
 }
 
 /// How [`run_worker`] runs.

@@ -13,6 +13,8 @@
 //!   every deployment, and the autoscaling worker pool that runs it in-process.
 //!
 //! - [`events`]: storage notifications (S3 events, SQS-wrapped) -> clip events.
+//! - [`logs`]: the service's log lines read back (tail) and, with feature `aws`, CloudWatch Logs
+//!   (tail and shipper).
 //! - `aws` (feature `aws`): S3 store, SQS result queues, DynamoDB directory, provisioning and
 //!   the SQS worker loop.
 //!
@@ -41,6 +43,7 @@ pub mod error;
 pub mod evaluation;
 pub mod events;
 pub mod handler;
+pub mod logs;
 pub mod pool;
 pub mod results;
 pub mod runtime;
