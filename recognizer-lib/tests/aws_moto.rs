@@ -354,3 +354,44 @@ fn dynamodb_directory_from_plain_threads_and_inside_tokio() {
         drop(dir2);
     });
 }
+
+#[test]
+fn dynamodb_one_person_template_and_samples() {
+    if endpoint("dynamodb_one_person_template_and_samples").is_none() {
+        return;
+    }
+    let rt = runtime();
+    let prefix = unique("rc-ddb-one");
+    let (config, names, _) = rt.block_on(provisioned(&prefix, &[]));
+    let dir = DynamoDirectory::new(&config, &names.table()).unwrap();
+    dir.upsert_records(&[PersonRecord::new("ann").unwrap()])
+        .unwrap();
+    assert_eq!(dir.gallery_entry("ann").unwrap(), None, "record only");
+    assert!(dir.person_samples("ann").unwrap().is_empty());
+    assert_eq!(dir.gallery_entry("nobody").unwrap(), None);
+    assert!(dir.person_samples("nobody").unwrap().is_empty());
+    assert!(dir.gallery_entry("../x").is_err());
+    assert!(dir.person_samples("a/b").is_err());
+
+    let ann = [
+        sample("ann", "2.jpg", &[0.0, 1.0]),
+        sample("ann", "1.jpg", &[1.0, 0.0]),
+    ];
+    dir.enroll("ann", &[0.5, 0.5], &ann).unwrap();
+    dir.enroll("bob", &[0.0, 1.0], &[sample("bob", "b.jpg", &[0.0, 1.0])])
+        .unwrap();
+    let entry = dir.gallery_entry("ann").unwrap().unwrap();
+    assert_eq!(
+        (
+            entry.person_id.as_str(),
+            entry.embedding.as_slice(),
+            entry.image_count
+        ),
+        ("ann", &[0.5f32, 0.5][..], 2)
+    );
+    assert_eq!(dir.person_samples("ann").unwrap(), ann.to_vec());
+    assert!(dir.remove("ann").unwrap());
+    assert_eq!(dir.gallery_entry("ann").unwrap(), None);
+    assert!(dir.person_samples("ann").unwrap().is_empty());
+    assert_eq!(dir.person_samples("bob").unwrap().len(), 1);
+}

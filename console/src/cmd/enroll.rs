@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rollcall_recognizer::directory::records_csv;
 use rollcall_recognizer::enrollment::{
     embed_person_photos, recalibrate, scan_photo_tree, store_enrollment, PhotoOutcome,
 };
 
+use crate::cmd::people::{import_records, print_calibration};
 use crate::settings::{ConfigFile, RecognizerArgs};
 
 /// Enrol people from photo folders into the people directory.
@@ -29,23 +29,7 @@ pub fn run(args: EnrollArgs, config: &ConfigFile) -> Result<ExitCode> {
     let settings = args.recognizer.resolve(config)?;
     let (directory, location) = settings.people_directory()?;
     if let Some(csv) = &args.records {
-        let import = records_csv::read_records(csv)
-            .with_context(|| format!("cannot import records from {}", csv.display()))?;
-        for rejected in &import.rejected {
-            println!(
-                "records {}: line {} rejected: {}",
-                csv.display(),
-                rejected.line,
-                rejected.reason
-            );
-        }
-        let stored = directory.upsert_records(&import.records)?;
-        println!(
-            "records {}: {} imported, {} rejected",
-            csv.display(),
-            stored,
-            import.rejected.len()
-        );
+        import_records(directory.as_ref(), csv)?;
     }
 
     let tree = scan_photo_tree(&args.photos)
@@ -117,13 +101,7 @@ pub fn run(args: EnrollArgs, config: &ConfigFile) -> Result<ExitCode> {
         "{enrolled} enrolled, {failed} not enrolled; people directory {}",
         location
     );
-    match &calibration.fallback {
-        None => println!(
-            "match threshold {:.3} calibrated from {} genuine and {} impostor scores",
-            calibration.threshold, calibration.genuine_pairs, calibration.impostor_pairs
-        ),
-        Some(reason) => println!("match threshold {:.3} ({reason})", calibration.threshold),
-    }
+    print_calibration(&calibration);
     Ok(if enrolled > 0 {
         ExitCode::SUCCESS
     } else {

@@ -302,6 +302,31 @@ impl DynamoDirectory {
             .collect())
     }
 
+    /// The enrolment samples stored in one person item (none when not enrolled).
+    fn samples_of(&self, item: &Item) -> Result<Vec<EnrollmentSample>, DirectoryError> {
+        let Some(AttributeValue::L(samples)) = item.get("samples") else {
+            return Ok(Vec::new());
+        };
+        let record = self.record_of(item)?;
+        samples
+            .iter()
+            .map(|sample| {
+                let AttributeValue::M(m) = sample else {
+                    return Err(self.corrupt(format!("{}: sample is not a map", record.person_id)));
+                };
+                Ok(EnrollmentSample {
+                    person_id: record.person_id.clone(),
+                    image: m
+                        .get("image")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default(),
+                    embedding: self.floats(&record.person_id, m.get("embedding"))?,
+                })
+            })
+            .collect()
+    }
+
     fn person_items(&self) -> Result<Vec<Item>, DirectoryError> {
         let mut items: Vec<Item> = self
             .scan()?
@@ -514,27 +539,34 @@ impl PeopleDirectory for DynamoDirectory {
         Ok(out)
     }
 
+    fn gallery_entry(&self, person_id: &str) -> Result<Option<GalleryEntry>, DirectoryError> {
+        validate_person_id(person_id)?;
+        let Some(item) = self.get(format!("{PERSON}{person_id}"))? else {
+            return Ok(None);
+        };
+        if !item.contains_key("embedding") {
+            return Ok(None);
+        }
+        let record = self.record_of(&item)?;
+        Ok(Some(GalleryEntry {
+            embedding: self.floats(&record.person_id, item.get("embedding"))?,
+            person_id: record.person_id,
+            image_count: record.image_count,
+        }))
+    }
+
+    fn person_samples(&self, person_id: &str) -> Result<Vec<EnrollmentSample>, DirectoryError> {
+        validate_person_id(person_id)?;
+        match self.get(format!("{PERSON}{person_id}"))? {
+            Some(item) => self.samples_of(&item),
+            None => Ok(Vec::new()),
+        }
+    }
+
     fn samples(&self) -> Result<Vec<EnrollmentSample>, DirectoryError> {
         let mut out = Vec::new();
         for item in self.person_items()? {
-            let Some(AttributeValue::L(samples)) = item.get("samples") else {
-                continue;
-            };
-            let record = self.record_of(&item)?;
-            for sample in samples {
-                let AttributeValue::M(m) = sample else {
-                    return Err(self.corrupt(format!("{}: sample is not a map", record.person_id)));
-                };
-                out.push(EnrollmentSample {
-                    person_id: record.person_id.clone(),
-                    image: m
-                        .get("image")
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                        .unwrap_or_default(),
-                    embedding: self.floats(&record.person_id, m.get("embedding"))?,
-                });
-            }
+            out.extend(self.samples_of(&item)?);
         }
         Ok(out)
     }

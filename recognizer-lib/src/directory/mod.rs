@@ -312,6 +312,14 @@ pub trait PeopleDirectory: Send + Sync {
     /// The mean embeddings of all enrolled people, sorted by `person_id`.
     fn gallery(&self) -> Result<Vec<GalleryEntry>, DirectoryError>;
 
+    /// One person's enrolled template, or `None` if the person is unknown or not enrolled
+    /// (for showing one person without reading the whole gallery).
+    fn gallery_entry(&self, person_id: &str) -> Result<Option<GalleryEntry>, DirectoryError>;
+
+    /// One person's per-image enrolment samples, in enrolment order (empty if unknown or not
+    /// enrolled).
+    fn person_samples(&self, person_id: &str) -> Result<Vec<EnrollmentSample>, DirectoryError>;
+
     /// All per-image enrolment samples, sorted by `person_id` (enrolment order within a person).
     fn samples(&self) -> Result<Vec<EnrollmentSample>, DirectoryError>;
 

@@ -549,6 +549,56 @@ impl PeopleDirectory for SqliteDirectory {
         Ok(gallery)
     }
 
+    fn gallery_entry(&self, person_id: &str) -> Result<Option<GalleryEntry>, DirectoryError> {
+        validate_person_id(person_id)?;
+        let conn = self.lock();
+        let row: Option<(i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT image_count, embedding FROM people WHERE person_id = ?1 AND embedding IS NOT NULL",
+                [person_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((image_count, blob)) = row else {
+            return Ok(None);
+        };
+        let embedding = self.decode(person_id, "mean embedding", &blob)?;
+        let image_count = u32::try_from(image_count).map_err(|_| {
+            self.corrupt(format!(
+                "image_count of {person_id:?} is out of range: {image_count}"
+            ))
+        })?;
+        Ok(Some(GalleryEntry {
+            person_id: person_id.to_owned(),
+            embedding,
+            image_count,
+        }))
+    }
+
+    fn person_samples(&self, person_id: &str) -> Result<Vec<EnrollmentSample>, DirectoryError> {
+        validate_person_id(person_id)?;
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT image, embedding FROM samples WHERE person_id = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([person_id]).map_err(|e| self.err(e))?;
+        let mut samples = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let image: String = row.get(0).map_err(|e| self.err(e))?;
+            let blob: Vec<u8> = row.get(1).map_err(|e| self.err(e))?;
+            let embedding = self.decode(person_id, &format!("sample {image:?}"), &blob)?;
+            samples.push(EnrollmentSample {
+                person_id: person_id.to_owned(),
+                image,
+                embedding,
+            });
+        }
+        Ok(samples)
+    }
+
     fn samples(&self) -> Result<Vec<EnrollmentSample>, DirectoryError> {
         let conn = self.lock();
         let mut stmt = conn
@@ -806,6 +856,43 @@ mod tests {
             "removing nobody changes nothing"
         );
         assert!(dir.remove("..").is_err());
+    }
+
+    #[test]
+    fn one_person_template_and_samples() {
+        let dir = SqliteDirectory::open_in_memory().unwrap();
+        dir.upsert_records(&[record("ann", "Ann", &[])]).unwrap();
+        assert_eq!(dir.gallery_entry("ann").unwrap(), None, "record only");
+        assert!(dir.person_samples("ann").unwrap().is_empty());
+        assert_eq!(dir.gallery_entry("nobody").unwrap(), None);
+        assert!(dir.person_samples("nobody").unwrap().is_empty());
+        assert!(dir.gallery_entry("../x").is_err());
+        assert!(dir.person_samples("a/b").is_err());
+
+        let ann = [
+            sample("ann", "2.jpg", &[0.0, 1.0]),
+            sample("ann", "1.jpg", &[1.0, 0.0]),
+        ];
+        dir.enroll("ann", &[0.5, 0.5], &ann).unwrap();
+        dir.enroll("bob", &[0.0, 1.0], &[sample("bob", "b.jpg", &[0.0, 1.0])])
+            .unwrap();
+        assert_eq!(
+            dir.gallery_entry("ann").unwrap(),
+            Some(GalleryEntry {
+                person_id: "ann".into(),
+                embedding: vec![0.5, 0.5],
+                image_count: 2
+            })
+        );
+        assert_eq!(
+            dir.person_samples("ann").unwrap(),
+            ann.to_vec(),
+            "enrolment order, not name order"
+        );
+        dir.remove("ann").unwrap();
+        assert_eq!(dir.gallery_entry("ann").unwrap(), None);
+        assert!(dir.person_samples("ann").unwrap().is_empty());
+        assert_eq!(dir.person_samples("bob").unwrap().len(), 1);
     }
 
     #[test]
