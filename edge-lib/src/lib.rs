@@ -17,9 +17,12 @@
 //! - [`receive`]: results from the result queue, duplicates dropped, latency recorded.
 //! - [`session`]: all of the above for one capture session, with counters (captured, uploaded,
 //!   results, errors, lost).
+//! - `gpio` (feature `gpio`): a push button and an LED on a Raspberry Pi.
 //!
 //! `examples/capture_to_dir.rs` wires all four together.
 
+#[cfg(feature = "gpio")]
+pub mod gpio;
 pub mod ids;
 pub mod latency;
 pub mod receive;
