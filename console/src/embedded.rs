@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rollcall_recognizer::clip::ClipAnalyzer;
+use rollcall_recognizer::clip::{ClipAnalyzer, ClipLimits, SamplePolicy};
 use rollcall_recognizer::directory::PeopleDirectory;
 use rollcall_recognizer::handler::{HandlerConfig, HandlerStats, RecognitionHandler};
 use rollcall_recognizer::pool::{PoolConfig, PoolStats, WorkerPool};
@@ -23,6 +23,8 @@ use rollcall_recognizer::results::LocalResultQueue;
 use rollcall_recognizer::store::LocalClipStore;
 use rollcall_recognizer::vision::FacePipeline;
 use rollcall_recognizer::wire::ClipEvent;
+
+use crate::settings::Recognition;
 
 /// The handler type of the embedded deployment.
 pub type EmbeddedHandler =
@@ -39,6 +41,20 @@ pub struct EmbeddedConfig {
     pub handler: HandlerConfig,
     /// Publish attempts per clip before its result is given up (default 3).
     pub publish_attempts: u32,
+}
+
+/// What the embedded service needs beyond the recognizer settings (see
+/// [`EmbeddedService::from_settings`]).
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// Most recognition workers at once (also the model sessions loaded).
+    pub max_workers: usize,
+    /// Frames analysed per clip.
+    pub sample: SamplePolicy,
+    /// Largest clip the function accepts, in bytes.
+    pub max_clip_bytes: usize,
+    /// The object store's folder.
+    pub objects: PathBuf,
 }
 
 /// "Clip created" events -> the worker pool. Holds the pool so it can be shut down even though
@@ -164,6 +180,50 @@ impl EmbeddedService {
             dispatcher,
             runtime,
         })
+    }
+
+    /// Start the service the way every command wants it: the models with one session per
+    /// worker (so workers never wait for each other), the SQLite people directory of
+    /// `settings`, the configured or calibrated threshold, `options.sample` frames per clip and
+    /// the clip size limit. Warns when nobody is enrolled.
+    pub fn from_settings(
+        settings: &Recognition,
+        options: &EmbeddedOptions,
+    ) -> Result<EmbeddedService> {
+        let mut pipeline_options = settings.options.clone();
+        pipeline_options.runtime.sessions_per_model = options.max_workers;
+        let pipeline = Arc::new(
+            FacePipeline::load(&settings.cache, pipeline_options)
+                .context("cannot load the face models (run `rollcall models fetch` first)")?,
+        );
+        let directory = Arc::new(settings.directory()?);
+        let (sample, max_bytes) = (options.sample, options.max_clip_bytes);
+        let service = EmbeddedService::start(
+            EmbeddedConfig {
+                objects: options.objects.clone(),
+                pool: PoolConfig {
+                    name: "recognizer".into(),
+                    ..PoolConfig::with_max_workers(options.max_workers)
+                },
+                handler: HandlerConfig {
+                    max_clip_bytes: max_bytes,
+                    threshold: settings.threshold,
+                    ..HandlerConfig::default()
+                },
+                publish_attempts: 3,
+            },
+            directory.clone(),
+            pipeline,
+            |analyzer| {
+                analyzer.with_policy(sample).with_limits(ClipLimits {
+                    max_bytes,
+                    ..ClipLimits::default()
+                })
+            },
+        )?;
+        // Only to warn early when nobody is enrolled; the workers load their own gallery.
+        settings.gallery(directory.as_ref())?;
+        Ok(service)
     }
 
     /// The function's counters.
