@@ -1,8 +1,12 @@
-//! `rollcall`: enrol people, identify faces, evaluate accuracy, manage models.
+//! `rollcall`: the operator console (no subcommand), capture sessions, enrolment,
+//! identification, evaluation, models and the AWS deployment.
 
 mod cmd;
 mod embedded;
+mod log_ring;
+mod service;
 mod settings;
+mod tui;
 
 use std::process::ExitCode;
 
@@ -13,19 +17,27 @@ use clap::{Parser, Subcommand};
 #[command(name = "rollcall", version, about, long_about = None)]
 struct Cli {
     /// Log filter (tracing-subscriber syntax), e.g. `info`, `debug`, `rollcall_recognizer=trace`.
-    #[arg(long, global = true, env = "ROLLCALL_LOG", default_value = "warn")]
+    #[arg(
+        long,
+        global = true,
+        env = "ROLLCALL_LOG",
+        default_value = "warn,ort=error"
+    )]
     log: String,
 
     /// Config file (TOML). Default: $XDG_CONFIG_HOME/rollcall/config.toml if it exists.
     #[arg(long, global = true, env = "ROLLCALL_CONFIG", value_name = "FILE")]
     config: Option<std::path::PathBuf>,
 
+    /// Without a subcommand: the operator console (`rollcall console`).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The operator console (TUI): start/stop sessions, see who is recognised, latency, logs.
+    Console(cmd::console::ConsoleArgs),
     /// Fetch and list the models and the ONNX Runtime library.
     #[command(subcommand)]
     Models(cmd::models::ModelsCommand),
@@ -33,15 +45,21 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Enrol people from DIR/<person>/<images> into the people directory.
     Enroll(cmd::enroll::EnrollArgs),
+    /// The people directory: import academic records (CSV), list, show, remove people.
+    #[command(subcommand)]
+    People(cmd::people::PeopleCommand),
     /// Name every face in one or more images.
     Identify(cmd::identify::IdentifyArgs),
     /// Measure identification accuracy on VALDIR/<person>/<images>.
     Eval(cmd::eval::EvalArgs),
     /// Cut a video into 0.5 s clips and recognise the people in each, as fast as possible.
     Scan(cmd::scan::ScanArgs),
-    /// Capture, upload and recognise live: the edge and the embedded recognition service in one
-    /// process (headless for now: the console UI is a later step).
+    /// Capture, upload and recognise live: a session in the console, or --headless for scripts.
     Session(cmd::session::SessionArgs),
+    /// Load benchmarks of the running system, e.g. `bench cameras`: the most simulated cameras
+    /// one embedded service keeps in real time.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
     /// The AWS deployment: provision the bucket, queues, table and notification.
     #[cfg(feature = "aws")]
     #[command(subcommand)]
@@ -51,21 +69,44 @@ enum Command {
     Worker(cmd::aws::WorkerArgs),
 }
 
+/// `--log` lines go to stderr (silenced while the console owns the screen); the console's log
+/// panel gets this process's own info lines through the log ring, whatever `--log` says.
+fn init_logging(filter: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(log_ring::StderrUnlessMuted)
+        .with_filter(EnvFilter::new(filter));
+    let ring = log_ring::RingLayer::new(std::sync::Arc::clone(log_ring::global())).with_filter(
+        EnvFilter::new("warn,ort=error,rollcall=info,rollcall_recognizer=info,rollcall_edge=info"),
+    );
+    let registry = tracing_subscriber::registry().with(stderr).with(ring);
+    // `rollcall worker` ships its lines to CloudWatch Logs through this layer (dormant otherwise).
+    #[cfg(feature = "aws")]
+    let registry = registry.with(cmd::aws::cloudwatch_log_layer());
+    registry.init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&cli.log);
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Console(cmd::console::ConsoleArgs::default_args()));
     let outcome =
-        settings::ConfigFile::load(cli.config.as_deref()).and_then(|config| match cli.command {
+        settings::ConfigFile::load(cli.config.as_deref()).and_then(|config| match command {
+            Command::Console(args) => cmd::console::run(args, &config),
             Command::Models(command) => cmd::models::run(command),
             Command::Demo(args) => cmd::demo::run(args, &config),
             Command::Enroll(args) => cmd::enroll::run(args, &config),
+            Command::People(command) => cmd::people::run(command, &config),
             Command::Identify(args) => cmd::identify::run(args, &config),
             Command::Eval(args) => cmd::eval::run(args, &config),
             Command::Scan(args) => cmd::scan::run(args, &config),
             Command::Session(args) => cmd::session::run(args, &config),
+            Command::Bench(command) => cmd::bench::run(command, &config),
             #[cfg(feature = "aws")]
             Command::Aws(command) => cmd::aws::run(command),
             #[cfg(feature = "aws")]

@@ -9,6 +9,14 @@
 //! min_face = 20                        # smallest face side searched, pixels
 //! detector = "mtcnn"                   # photo detector: mtcnn (thorough) or fast
 //! threshold = 0.40                     # fixed match threshold instead of the calibrated one
+//!
+//! # capture sessions (session, console)
+//! source = "v4l2:/dev/video0"           # file:PATH, v4l2:/dev/videoN, rpicam or test
+//! device = "lecture-hall-2"             # this device's id (default: the host name)
+//! duration = "5m"                       # session length, or "end" (until the source ends)
+//! max_workers = 2                       # embedded recognition workers
+//! button_pin = 17                       # GPIO (BCM) start/stop push button
+//! led_pin = 27                          # GPIO (BCM) "known person in view" LED
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -31,6 +39,12 @@ pub struct ConfigFile {
     pub min_face: Option<f32>,
     pub threshold: Option<f32>,
     pub detector: Option<DetectorKind>,
+    pub source: Option<String>,
+    pub device: Option<String>,
+    pub duration: Option<String>,
+    pub max_workers: Option<usize>,
+    pub button_pin: Option<u8>,
+    pub led_pin: Option<u8>,
 }
 
 impl ConfigFile {
@@ -78,7 +92,8 @@ pub struct RecognizerArgs {
     #[arg(long, env = "ROLLCALL_THRESHOLD", value_name = "COSINE")]
     pub threshold: Option<f32>,
     /// Where the people directory lives: `local` (SQLite, --db) or `aws` (the DynamoDB table
-    /// `<ROLLCALL_AWS_PREFIX>-people`, default prefix `rollcall`). Only `enroll` honours `aws` so far.
+    /// `<ROLLCALL_AWS_PREFIX>-people`, default prefix `rollcall`). For `session` and `console`, `aws`
+    /// sends clips to S3 and reads results from the device's SQS queue.
     #[arg(
         long,
         env = "ROLLCALL_BACKEND",

@@ -12,10 +12,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{data_dir, env_is, example_photos, models_present, rollcall_command, text};
+use common::{
+    aws_endpoint as endpoint, data_dir, example_photos, models_present, rollcall_aws as rollcall,
+    text,
+};
 use rollcall_edge::segment::{ClipSegmenter, SegmentConfig};
 use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
 use rollcall_recognizer::aws::{self, Names, SqsClient};
@@ -24,35 +26,6 @@ use rollcall_recognizer::results::ResultQueue;
 use rollcall_recognizer::store::s3::S3ClipStore;
 use rollcall_recognizer::store::ClipStore;
 use rollcall_recognizer::wire::RecognitionResult;
-
-fn endpoint() -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(url) if !url.is_empty() => {
-            assert!(
-                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
-                "AWS tests talk to loopback only, not {url}"
-            );
-            Some(url)
-        }
-        _ => {
-            assert!(
-                !env_is("ROLLCALL_REQUIRE_AWS"),
-                "ROLLCALL_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set"
-            );
-            eprintln!("SKIPPED: AWS_ENDPOINT_URL not set (run scripts/test, which starts moto)");
-            None
-        }
-    }
-}
-
-/// Run `rollcall` with its AWS resource names under `prefix`.
-fn rollcall(args: &[&str], prefix: &str) -> Output {
-    rollcall_command()
-        .args(args)
-        .env("ROLLCALL_AWS_PREFIX", prefix)
-        .output()
-        .expect("run rollcall")
-}
 
 #[test]
 fn worker_recognises_s3_clips_and_routes_results_errors_and_poison_messages() {

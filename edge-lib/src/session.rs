@@ -209,7 +209,7 @@ impl SessionProbe {
             outstanding: s.outstanding() as u64,
             people: s.people_ranked(),
             unknown_faces: s.unknown_faces,
-            latency: s.latency.clone(),
+            latency: s.all_latency(),
             capture_done: s.capture_done,
         }
     }
@@ -223,7 +223,10 @@ struct State {
     uploaded: HashSet<String>,
     with_result: HashSet<String>,
     people: BTreeMap<String, PersonTally>,
+    /// Edge stages (encode, spool wait, upload).
     latency: LatencyRecorder,
+    /// The receiver's stages (function, delivery, end to end), as of its last result.
+    received_latency: LatencyRecorder,
     unknown_faces: u64,
     capture_done: bool,
 }
@@ -238,6 +241,12 @@ impl State {
             .iter()
             .filter(|id| !self.with_result.contains(*id))
             .count()
+    }
+
+    fn all_latency(&self) -> LatencyRecorder {
+        let mut all = self.latency.clone();
+        all.merge(&self.received_latency);
+        all
     }
 
     fn people_ranked(&self) -> Vec<PersonTally> {
@@ -342,6 +351,7 @@ where
                             record_result(&mut s, &got);
                             s.clips.results = receiver.stats().accepted;
                             s.clips.errors = receiver.stats().errors;
+                            s.received_latency = receiver.latency().clone();
                         }
                         on_result(&got);
                     }
@@ -393,12 +403,12 @@ where
 
     let mut s = lock(&state);
     s.clips.lost = s.outstanding() as u64;
-    s.latency.merge(receiver.latency());
+    s.received_latency = receiver.latency().clone();
     let people = s.people_ranked();
     Ok(SessionReport {
         clips: s.clips,
         people,
-        latency: s.latency.clone(),
+        latency: s.all_latency(),
         duplicates: receiver.stats().duplicates,
         unknown_faces: s.unknown_faces,
         spool_dropped: spool.stats().dropped,

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use rollcall_edge::latency::Stage;
 use rollcall_edge::receive::ResultReceiver;
 use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
 use rollcall_edge::session::{run_session, SessionConfig, SessionProbe};
@@ -443,6 +444,11 @@ fn a_saturated_one_worker_pool_loses_no_clip() {
     assert!(live.capture_done);
     assert_eq!(live.clips.results, report.clips.results);
     assert_eq!(live.spooled, 0, "everything was uploaded");
+    assert_eq!(
+        live.latency.count(Stage::EndToEnd),
+        report.latency.count(Stage::EndToEnd),
+        "the probe shows the results' latency"
+    );
     let clips = report.clips;
     assert!(clips.captured >= 18, "{clips:?}");
     assert_eq!(clips.uploaded, clips.captured, "{clips:?}");

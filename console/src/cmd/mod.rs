@@ -2,10 +2,13 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod bench;
+pub mod console;
 pub mod demo;
 pub mod enroll;
 pub mod eval;
 pub mod identify;
 pub mod models;
+pub mod people;
 pub mod scan;
 pub mod session;

@@ -110,3 +110,103 @@ pub fn enroll_examples(data: &Path, db: &Path, people: &[(&str, &str)]) {
     ]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// The moto (or AWS) endpoint the AWS tests talk to; loopback only. Without it the test is
+/// skipped with the reason printed, unless `ROLLCALL_REQUIRE_AWS=1` (scripts/test sets it after
+/// starting moto).
+pub fn aws_endpoint() -> Option<String> {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) if !url.is_empty() => {
+            assert!(
+                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
+                "AWS tests talk to loopback only, not {url}"
+            );
+            Some(url)
+        }
+        _ => {
+            assert!(
+                !env_is("ROLLCALL_REQUIRE_AWS"),
+                "ROLLCALL_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set"
+            );
+            eprintln!("SKIPPED: AWS_ENDPOINT_URL not set (run scripts/test, which starts moto)");
+            None
+        }
+    }
+}
+
+/// Run `rollcall` with its AWS resource names under `prefix`.
+pub fn rollcall_aws(args: &[&str], prefix: &str) -> Output {
+    rollcall_command()
+        .args(args)
+        .env("ROLLCALL_AWS_PREFIX", prefix)
+        .output()
+        .expect("run rollcall")
+}
+
+/// tmux on its own socket, so a test never touches the user's sessions; the server is killed
+/// when this is dropped. The session is named `console`.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// A server for the test called `name` (not started until the first `new-session`).
+    pub fn new(name: &str) -> Tmux {
+        Tmux {
+            socket: format!("rollcall-{name}-{}", std::process::id()),
+        }
+    }
+
+    /// Run a tmux command on this server.
+    pub fn cmd(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    /// The visible screen of the `console` session.
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "console"]).stdout)
+            .into_owned()
+    }
+
+    /// Wait until the screen contains every one of `needles`; returns the screen.
+    pub fn wait_for(&self, needles: &[&str], timeout: std::time::Duration) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let screen = self.screen();
+            if needles.iter().all(|n| screen.contains(n)) {
+                return screen;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{needles:?} not on screen after {timeout:?}:\n{screen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// Whether tmux is installed; skip (or fail in CI) without it.
+pub fn tmux_present() -> bool {
+    let ok = std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || !env_is("ROLLCALL_REQUIRE_DATA"),
+        "tmux missing (scripts/setup installs it)"
+    );
+    if !ok {
+        eprintln!("SKIPPED: tmux not installed");
+    }
+    ok
+}

@@ -1,0 +1,362 @@
+//! The operator console: ratatui over crossterm, keyboard only, usable over SSH at 80x24.
+//!
+//! [`run`] starts the recognition service, takes the terminal (raw mode, alternate screen;
+//! restored on quit, on error and on panic by ratatui's hook) and loops: feed the
+//! [`state::ConsoleState`] from the running session (results, probe snapshot, pool), the log
+//! feed and the GPIO button; draw the [`panels`]; handle a key. Sessions run on their own thread
+//! ([`RecognitionService::spawn`]), so a slow frame never stalls capture.
+
+mod logs;
+pub mod panels;
+pub mod state;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use rollcall_edge::source::SourceSpec;
+
+use crate::cmd::session::{report_json, write_report, CapturePlan};
+use crate::service::{RecognitionService, RunningSession};
+use state::{ConsoleState, InputMode};
+
+pub use logs::LogFeed;
+
+/// How often the screen is refreshed when no key arrives.
+const TICK: Duration = Duration::from_millis(100);
+
+/// How the console starts.
+#[derive(Debug, Default)]
+pub struct ConsoleOptions {
+    /// Start a session on the configured source at once.
+    pub autostart: bool,
+    /// Write each session's JSON report here (the last session's wins).
+    pub report: Option<PathBuf>,
+    /// Open the GPIO button and LED with these pins.
+    #[cfg(feature = "gpio")]
+    pub gpio: Option<rollcall_edge::gpio::GpioConfig>,
+    /// AWS backend: the CloudWatch log group to tail (default: the Lambda's).
+    pub log_group: Option<String>,
+}
+
+/// Run the console until the operator quits. The exit status is the last session's (non-zero
+/// when clips were lost or the session failed), success when no session ran.
+pub fn run(plan: CapturePlan, options: ConsoleOptions) -> Result<ExitCode> {
+    eprintln!(
+        "rollcall console: starting the {} backend...",
+        plan.recognition.backend
+    );
+    let service = Arc::new(
+        plan.start_service()
+            .with_context(|| format!("cannot start the {} backend", plan.recognition.backend))?,
+    );
+    let logs = LogFeed::for_service(&service, options.log_group.as_deref())?;
+    let mut console = Console::new(plan, service, options, logs);
+    let mut terminal = ratatui::try_init().context("cannot take over the terminal")?;
+    crate::log_ring::mute_stderr(true);
+    let outcome = console.event_loop(&mut terminal);
+    ratatui::restore();
+    crate::log_ring::mute_stderr(false);
+    outcome?;
+    console.finish()
+}
+
+struct Console {
+    plan: CapturePlan,
+    service: Arc<RecognitionService>,
+    options: ConsoleOptions,
+    state: ConsoleState,
+    source: SourceSpec,
+    session: Option<RunningSession>,
+    logs: LogFeed,
+    #[cfg(feature = "gpio")]
+    gpio: Option<rollcall_edge::gpio::GpioPanel>,
+    /// Quit once the running session has drained.
+    quitting: bool,
+    quit_now: bool,
+    exit: ExitCode,
+    summaries: Vec<String>,
+}
+
+impl Console {
+    fn new(
+        plan: CapturePlan,
+        service: Arc<RecognitionService>,
+        options: ConsoleOptions,
+        logs: LogFeed,
+    ) -> Console {
+        let mut state = ConsoleState::new(
+            plan.source.to_string(),
+            service.backend().to_string(),
+            service.describe(),
+            plan.device.clone(),
+        );
+        state.limit = plan.duration;
+        state.logs.origin = logs.origin();
+        state.pool = service.pool_stats();
+        #[cfg(feature = "gpio")]
+        let gpio = match &options.gpio {
+            None => None,
+            Some(config) => match rollcall_edge::gpio::GpioPanel::open(config) {
+                Ok(panel) => {
+                    state.gpio = format!(
+                        "button GPIO {} (start/stop), LED GPIO {}",
+                        config.button_pin, config.led_pin
+                    );
+                    Some(panel)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "GPIO off");
+                    state.gpio = format!("off: {e}");
+                    None
+                }
+            },
+        };
+        Console {
+            source: plan.source.clone(),
+            plan,
+            service,
+            options,
+            state,
+            session: None,
+            logs,
+            #[cfg(feature = "gpio")]
+            gpio,
+            quitting: false,
+            quit_now: false,
+            exit: ExitCode::SUCCESS,
+            summaries: Vec::new(),
+        }
+    }
+
+    fn event_loop(&mut self, terminal: &mut ratatui::DefaultTerminal) -> Result<()> {
+        if self.options.autostart {
+            self.start_session();
+        }
+        loop {
+            self.tick();
+            terminal
+                .draw(|frame| panels::draw(frame, &self.state))
+                .context("cannot draw the console")?;
+            if self.quit_now {
+                return Ok(());
+            }
+            // Resize events need nothing but the redraw above.
+            if event::poll(TICK).context("cannot read the terminal")? {
+                if let Event::Key(key) = event::read().context("cannot read the terminal")? {
+                    if key.kind == KeyEventKind::Press {
+                        self.on_key(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bring the state up to date with the session, the logs and the button.
+    fn tick(&mut self) {
+        if let Some(session) = &self.session {
+            while let Ok(got) = session.results.try_recv() {
+                self.state.on_result(&got);
+            }
+            self.state
+                .on_snapshot(session.probe.snapshot(), session.started.elapsed());
+            if session.finished() {
+                self.session_over();
+            }
+        }
+        self.state.pool = self.service.pool_stats();
+        match self.logs.poll() {
+            Ok(lines) => self.state.logs.extend(lines),
+            Err(e) => self.state.status = format!("log tail: {e}"),
+        }
+        #[cfg(feature = "gpio")]
+        if let Some(mut gpio) = self.gpio.take() {
+            if gpio.button_pressed() {
+                self.toggle_session();
+            }
+            gpio.set_led(self.state.known_in_view(rollcall_edge::source::now_ns()));
+            self.gpio = Some(gpio);
+        }
+        if self.quitting && self.session.is_none() {
+            self.quit_now = true;
+        }
+    }
+
+    fn session_over(&mut self) {
+        let Some(mut session) = self.session.take() else {
+            return;
+        };
+        // Late results that arrived between the last drain and the end.
+        while let Ok(got) = session.results.try_recv() {
+            self.state.on_result(&got);
+        }
+        match session.join() {
+            Ok(report) => {
+                self.state.session_ended(Ok(&report));
+                self.exit = crate::cmd::session::session_exit_code(&report);
+                if let Some(path) = &self.options.report {
+                    let json = report_json(
+                        &report,
+                        &self.plan,
+                        &session.config.session_id,
+                        self.service.pool_stats().as_ref(),
+                    );
+                    if let Err(e) = write_report(path, &json) {
+                        self.state.status = format!("{e:#}");
+                    }
+                }
+            }
+            Err(e) => {
+                self.state.session_ended(Err(&e));
+                self.exit = ExitCode::FAILURE;
+            }
+        }
+        if let Some(outcome) = &self.state.last_outcome {
+            tracing::info!("{outcome}");
+            self.summaries.push(outcome.clone());
+        }
+    }
+
+    fn toggle_session(&mut self) {
+        match &self.session {
+            Some(session) if !session.stopping() => {
+                session.stop();
+                self.state.status = "stopping: waiting for the last results".into();
+            }
+            Some(_) => self.state.status = "already stopping".into(),
+            None => self.start_session(),
+        }
+    }
+
+    fn start_session(&mut self) {
+        let config = self.plan.session_config(&self.source);
+        let session_id = config.session_id.clone();
+        match self.service.spawn(config) {
+            Ok(session) => {
+                self.state.session_started(&session_id, self.plan.duration);
+                self.state.source = self.source.to_string();
+                self.state.status = format!("session {session_id} started");
+                tracing::info!(session = %session_id, source = %self.source, "session started");
+                self.session = Some(session);
+            }
+            Err(e) => self.state.status = format!("cannot start: {e:#}"),
+        }
+    }
+
+    fn on_key(&mut self, key: KeyEvent) {
+        let ctrl_c =
+            key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c'));
+        if ctrl_c {
+            if self.quitting {
+                self.quit_now = true;
+            }
+            self.quit();
+            return;
+        }
+        match std::mem::replace(&mut self.state.mode, InputMode::Normal) {
+            InputMode::Help => {}
+            InputMode::Source(text) => self.edit_source(key, text),
+            InputMode::Filter(text) => self.edit_filter(key, text),
+            InputMode::Normal => match key.code {
+                KeyCode::Char('q') => self.quit(),
+                KeyCode::Char('s') => self.toggle_session(),
+                KeyCode::Char('o') => {
+                    self.state.mode = InputMode::Source(self.source.to_string());
+                }
+                KeyCode::Char('/') => {
+                    self.state.mode = InputMode::Filter(self.state.logs.filter.clone());
+                }
+                KeyCode::Char('p') => self.state.logs.toggle_pause(),
+                KeyCode::Char('c') => self.state.people.clear(),
+                KeyCode::Char('?') | KeyCode::F(1) => self.state.mode = InputMode::Help,
+                _ => {}
+            },
+        }
+    }
+
+    fn quit(&mut self) {
+        self.quitting = true;
+        match &self.session {
+            Some(session) => {
+                session.stop();
+                self.state.status =
+                    "quitting after the session drains (ctrl-c again: at once)".into();
+            }
+            None => self.quit_now = true,
+        }
+    }
+
+    fn edit_source(&mut self, key: KeyEvent, mut text: String) {
+        match key.code {
+            KeyCode::Enter => match SourceSpec::parse(&text) {
+                Ok(source) => {
+                    self.state.status = if self.session.is_some() {
+                        format!("source {source}: used by the next session")
+                    } else {
+                        format!("source {source}: press s to start")
+                    };
+                    self.source = source;
+                    if self.session.is_none() {
+                        self.state.source = self.source.to_string();
+                    }
+                }
+                Err(e) => self.state.status = e.to_string(),
+            },
+            KeyCode::Esc => {}
+            KeyCode::Backspace => {
+                text.pop();
+                self.state.mode = InputMode::Source(text);
+            }
+            KeyCode::Char(c) => {
+                text.push(c);
+                self.state.mode = InputMode::Source(text);
+            }
+            _ => self.state.mode = InputMode::Source(text),
+        }
+    }
+
+    fn edit_filter(&mut self, key: KeyEvent, mut text: String) {
+        match key.code {
+            KeyCode::Enter => {
+                self.state.logs.filter = text.trim().to_string();
+            }
+            KeyCode::Esc => {}
+            KeyCode::Backspace => {
+                text.pop();
+                self.state.mode = InputMode::Filter(text);
+            }
+            KeyCode::Char(c) => {
+                text.push(c);
+                self.state.mode = InputMode::Filter(text);
+            }
+            _ => self.state.mode = InputMode::Filter(text),
+        }
+    }
+
+    /// After the terminal is restored: say what happened, stop the service.
+    fn finish(mut self) -> Result<ExitCode> {
+        if let Some(mut session) = self.session.take() {
+            // Quit at once (second ctrl-c): the session thread still drains before we go.
+            session.stop();
+            let _ = session.join();
+            self.exit = ExitCode::FAILURE;
+        }
+        for line in &self.summaries {
+            println!("{line}");
+        }
+        for person in self.state.people_by_recency() {
+            println!(
+                "  {} ({}): seen in {} clip(s), best similarity {:.3}",
+                person.name, person.person_id, person.times_seen, person.best_similarity
+            );
+        }
+        drop(self.logs);
+        if let Ok(service) = Arc::try_unwrap(self.service) {
+            service.shutdown();
+        }
+        Ok(self.exit)
+    }
+}

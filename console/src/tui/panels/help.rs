@@ -1,0 +1,45 @@
+//! The `?` overlay.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::Frame;
+
+const KEYS: [(&str, &str); 9] = [
+    ("s", "start a session / stop the running one"),
+    (
+        "o",
+        "choose the source (file:PATH, v4l2:/dev/videoN, rpicam, test)",
+    ),
+    ("/", "filter the log (substring; empty = all)"),
+    ("p", "pause / resume the log"),
+    ("c", "clear the people list"),
+    ("?", "this help (any key closes it)"),
+    ("q", "quit (stops the session first)"),
+    ("ctrl-c", "quit; twice: quit at once"),
+    ("Esc", "cancel typing"),
+];
+
+pub fn draw(frame: &mut Frame, area: Rect) {
+    let [_, middle, _] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(KEYS.len() as u16 + 2),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    let [_, popup, _] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Max(74),
+        Constraint::Fill(1),
+    ])
+    .areas(middle);
+    let lines: Vec<Line> = KEYS
+        .iter()
+        .map(|(key, what)| Line::from(format!(" {key:<7} {what}")))
+        .collect();
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" Keys ")),
+        popup,
+    );
+}
