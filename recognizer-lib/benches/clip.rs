@@ -6,7 +6,8 @@
 //! ROLLCALL_HOME=~/.local/share/rollcall cargo bench -p rollcall-recognizer --bench clip
 //! ```
 //!
-//! - `clip/decode`: decode all 15 frames, convert the 3 sampled ones to RGB.
+//! - `clip/decode`: decode the 15-frame clip up to its last sampled frame (default policy:
+//!   frames 0 and 8, so 9 frames decoded) and convert the sampled ones to RGB.
 //! - `clip/analyze`: the whole [`ClipAnalyzer::analyze`] as configured by default: fast detector
 //!   (UltraFace + O-Net), identities carried between sampled frames.
 //! - `clip/analyze_fast_embed_all`: fast detector, every face embedded (no carrying over).
@@ -166,9 +167,10 @@ fn bench_clip(c: &mut Criterion) {
             .analyze(&clip_id, Some(&meta), &bytes, &gallery)
             .unwrap();
         eprintln!(
-            "{name}: {} frames, {} analysed, {} faces, people {:?}; decode {:.1} detect {:.1} embed {:.1} total {:.1} ms",
-            sample.frames_decoded,
+            "{name}: {} frames, {} analysed, {} decoded, {} faces, people {:?}; decode {:.1} detect {:.1} embed {:.1} total {:.1} ms",
+            sample.frames_in_clip,
             sample.frames_analyzed,
+            sample.frames_decoded,
             sample.faces_detected,
             sample
                 .people

@@ -16,6 +16,8 @@ use rollcall_models::ModelCache;
 
 use crate::error::RecognizerError;
 
+mod prelu;
+
 /// How inference sessions are created.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeOptions {
@@ -23,6 +25,10 @@ pub struct RuntimeOptions {
     pub intra_threads: usize,
     /// Sessions created per model, i.e. how many threads can run the same model at once.
     pub sessions_per_model: usize,
+    /// Replace `PRelu` after a convolution by an equivalent that ONNX Runtime runs about 5x
+    /// faster (outputs equal to ~1e-6; see [`prelu`]). On by default; off loads the files as
+    /// they are.
+    pub rewrite_prelu: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -30,6 +36,7 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             intra_threads: 1,
             sessions_per_model: 1,
+            rewrite_prelu: true,
         }
     }
 }
@@ -93,19 +100,36 @@ impl SessionPool {
                 })
             }
         };
+        // Rewritten once; every session of the pool is built from the same bytes. Models with
+        // nothing to rewrite are loaded from their file as before.
+        let rewritten = if options.rewrite_prelu {
+            let bytes = std::fs::read(path).map_err(|e| RecognizerError::Model {
+                model: name.clone(),
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            prelu::rewrite_prelu(&bytes)
+        } else {
+            None
+        };
+        if let Some((_, count)) = &rewritten {
+            tracing::debug!(model = %name, prelu = count, "PRelu rewritten for ONNX Runtime");
+        }
         let count = options.sessions_per_model.max(1);
         let mut sessions = Vec::with_capacity(count);
         for _ in 0..count {
-            let session = Session::builder(environment)
+            let mut builder = Session::builder(environment)
                 .map_err(model_error)?
                 .with_optimization_level(GraphOptimizationLevel::All)
                 .map_err(|e| model_error(e.into()))?
                 .with_intra_threads(options.intra_threads.max(1))
                 .map_err(|e| model_error(e.into()))?
                 .with_inter_threads(1)
-                .map_err(|e| model_error(e.into()))?
-                .commit_from_file(path)
-                .map_err(model_error)?;
+                .map_err(|e| model_error(e.into()))?;
+            let session = match &rewritten {
+                Some((bytes, _)) => builder.commit_from_memory(bytes),
+                None => builder.commit_from_file(path),
+            }
+            .map_err(model_error)?;
             sessions.push(Mutex::new(session));
         }
         Ok(SessionPool {

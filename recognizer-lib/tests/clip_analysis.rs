@@ -16,7 +16,7 @@ use rollcall_recognizer::clip::{
 };
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::enrollment::{
-    embed_person_photos, load_gallery, recalibrate, store_enrollment,
+    embed_person_photos, load_gallery, recalibrate, scan_photo_tree, store_enrollment,
 };
 use rollcall_recognizer::vision::{FacePipeline, Gallery, PipelineOptions};
 use rollcall_recognizer::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
@@ -215,8 +215,8 @@ fn report(label: &str, a: &ClipAnalysis) {
         })
         .collect();
     eprintln!(
-        "{label}: [{}] unknown {} (max {} in a frame, closest {}), {} faces, frames {}/{} analysed, \
-         decode {:.1} detect {:.1} embed {:.1} total {:.1} ms",
+        "{label}: [{}] unknown {} (max {} in a frame, closest {}), {} faces, frames {}/{} analysed \
+         ({} decoded), decode {:.1} detect {:.1} embed {:.1} total {:.1} ms",
         people.join(", "),
         a.unknown_faces,
         a.max_unknown_in_a_frame,
@@ -225,6 +225,7 @@ fn report(label: &str, a: &ClipAnalysis) {
             .map_or("-".to_string(), |c| format!("{} {:.3}", c.person_id, c.similarity)),
         a.faces_detected,
         a.frames_analyzed,
+        a.frames_in_clip,
         a.frames_decoded,
         a.timings.decode_ms,
         a.timings.detect_ms,
@@ -254,14 +255,20 @@ fn analyse_video(
             report(&format!("{video} @{start:.1}s"), &analysis);
             // 0.5 s at `fps`, give or take a frame of rounding in ffmpeg's cut.
             let expected = (0.5 * fps).round() as u32;
+            let frames = analysis.frames_in_clip as usize;
             assert!(
-                analysis.frames_decoded + 1 >= expected,
-                "{} frames, expected about {expected}",
-                analysis.frames_decoded
+                frames + 1 >= expected as usize,
+                "{frames} frames, expected about {expected}"
             );
-            assert_eq!(
-                analysis.frames_analyzed,
-                SamplePolicy::default().count(analysis.frames_decoded as usize, fps) as u32
+            let policy = SamplePolicy::default();
+            assert_eq!(analysis.frames_analyzed, policy.count(frames, fps) as u32);
+            assert_eq!(analysis.sample_stride, policy.stride(frames, fps) as u32);
+            // Decoding stopped once the last analysed frame was out (the decoder may hand a
+            // frame out one picture late, hence the one frame of slack).
+            let last = (analysis.frames_analyzed - 1) * analysis.sample_stride;
+            assert!(
+                analysis.frames_decoded > last && analysis.frames_decoded <= last + 2,
+                "{analysis:?}"
             );
             analysis
         })
@@ -277,7 +284,11 @@ fn hamilton_clips_report_lin_manuel_miranda_and_nobody_unexpected() {
     let analyses = analyse_video(&fx, &analyzer, &gallery, HAMILTON, &HAMILTON_STARTS, 29.97);
     for (a, start) in analyses.iter().zip(HAMILTON_STARTS) {
         assert_eq!((a.width, a.height), (640, 360));
-        assert_eq!(a.sample_stride, 7);
+        if a.frames_in_clip == 15 {
+            // 0.5 s at 29.97 fps: frames 0 and 8 (at least 4 per second), 9 frames decoded.
+            assert_eq!((a.sample_stride, a.frames_analyzed), (8, 2), "{a:?}");
+            assert_eq!(a.frames_decoded, 9);
+        }
         for p in &a.people {
             assert!(
                 p.person_id == "lin_manuel_miranda" || p.person_id == "alex_lacamoire",
@@ -316,7 +327,10 @@ fn obama_clips_report_barack_obama_and_never_joe_biden() {
     let analyses = analyse_video(&fx, &analyzer, &gallery, OBAMA, &OBAMA_STARTS, 15.0);
     for (a, start) in analyses.iter().zip(OBAMA_STARTS) {
         assert_eq!((a.width, a.height), (844, 614));
-        assert_eq!(a.sample_stride, 3, "15 fps, at least 4 per second");
+        if a.frames_in_clip == 8 {
+            // 0.53 s at 15 fps: at least 4 per second is 3 frames, 0, 3 and 6.
+            assert_eq!((a.sample_stride, a.frames_analyzed), (3, 3), "{a:?}");
+        }
         assert!(
             a.people.iter().all(|p| p.person_id == "barack_obama"),
             "obama clip at {start}s reported someone else: {a:?}"
@@ -335,6 +349,55 @@ fn obama_clips_report_barack_obama_and_never_joe_biden() {
     let json = serde_json::to_value(&analyses[0]).unwrap();
     assert!(json["timings"]["total_ms"].as_f64().unwrap() > 0.0);
     assert!(json["people"].is_array());
+}
+
+/// What `rollcall scan` checks on the shared videos, clip by clip: every person folder of
+/// `examples/` enrolled (all their photos), each video cut into consecutive 0.5 s clips, analysed
+/// with the default analyzer. The hamilton video names lin_manuel_miranda and nobody enrolled
+/// but him and alex_lacamoire; the obama video names barack_obama and never joe_biden.
+#[test]
+#[ignore = "cuts and analyses every 0.5 s of both videos (28 clips, ~15 s)"]
+fn whole_videos_name_only_the_expected_people() {
+    let fx = or_skip!(fixture());
+    let pipeline = or_skip!(pipeline());
+    let directory = SqliteDirectory::open_in_memory().unwrap();
+    let tree = scan_photo_tree(&fx.data.join("examples")).unwrap();
+    for (person, photos) in &tree.people {
+        let enrollment = embed_person_photos(&pipeline, person, photos);
+        if enrollment.used() > 0 {
+            store_enrollment(&directory, &enrollment).unwrap();
+        }
+    }
+    recalibrate(&directory).unwrap();
+    let gallery = load_gallery(&directory, None).unwrap();
+    let analyzer = ClipAnalyzer::new(pipeline);
+    for (video, seconds, fps, expected, allowed) in [
+        (
+            HAMILTON,
+            9.5f32,
+            29.97f32,
+            "lin_manuel_miranda",
+            "alex_lacamoire",
+        ),
+        (OBAMA, 3.5, 15.0, "barack_obama", "barack_obama"),
+    ] {
+        let starts: Vec<f32> = (0..=(seconds / 0.5) as usize)
+            .map(|i| i as f32 * 0.5)
+            .collect();
+        let analyses = analyse_video(&fx, &analyzer, &gallery, video, &starts, fps);
+        let mut named = std::collections::BTreeMap::<String, usize>::new();
+        for a in &analyses {
+            for p in &a.people {
+                *named.entry(p.person_id.clone()).or_default() += 1;
+            }
+        }
+        eprintln!("{video}: {} clips, named {named:?}", analyses.len());
+        assert!(named.contains_key(expected), "{video}: {named:?}");
+        assert!(
+            named.keys().all(|p| p == expected || p == allowed),
+            "{video}: {named:?}"
+        );
+    }
 }
 
 #[test]
@@ -387,8 +450,9 @@ fn clips_with_b_frames_decode_every_frame_in_display_order() {
         29.97,
     )
     .unwrap();
-    assert_eq!(stats.frames_decoded, 15);
-    assert_eq!(stats.frames_converted, 3);
+    assert_eq!(stats.pictures, 15);
+    // Frames 0 and 8 analysed; decoding stops after frame 8.
+    assert_eq!((stats.frames_decoded, stats.frames_converted), (9, 2));
 }
 
 #[test]
@@ -396,7 +460,9 @@ fn damaged_real_clips_are_errors_naming_the_clip() {
     let fx = or_skip!(fixture());
     let bytes = fx.edge_clip(HAMILTON, 2.0);
     let limits = ClipLimits::default();
-    let policy = SamplePolicy::default();
+    // Every frame decoded: with a sampling policy, decoding stops after the last sampled frame
+    // and damage past it goes unnoticed (those pictures are never needed).
+    let policy = SamplePolicy::All;
 
     let half = &bytes[..bytes.len() / 2];
     let e = decode_clip("cam/s/00000001", half, &limits, &policy, 29.97).unwrap_err();
@@ -441,7 +507,15 @@ fn damaged_real_clips_are_errors_naming_the_clip() {
     // Cut cleanly between pictures: decodes, but the metadata's frame count exposes it.
     let cut = slice_offsets(&bytes)[8];
     let (_, stats) = decode_clip("cam/s/00000005", &bytes[..cut], &limits, &policy, 29.97).unwrap();
-    assert_eq!(stats.frames_decoded, 8);
+    assert_eq!((stats.pictures, stats.frames_decoded), (8, 8));
+    let sampled = decode_clip(
+        "cam/s/00000005",
+        &bytes[..cut],
+        &limits,
+        &SamplePolicy::default(),
+        29.97,
+    );
+    assert_eq!(sampled.unwrap().1.pictures, 8);
     let pipeline = or_skip!(pipeline());
     let analyzer = ClipAnalyzer::new(pipeline);
     let mut m = meta(5, 29.97, 640, 360);

@@ -12,7 +12,9 @@ use rollcall_recognizer::enrollment::{
     embed_person_photos, load_gallery, recalibrate, scan_photo_tree, store_enrollment, PhotoOutcome,
 };
 use rollcall_recognizer::evaluation::{summarize, ProbeResult};
-use rollcall_recognizer::vision::{decode_image, load_image, FacePipeline, Identity};
+use rollcall_recognizer::vision::{
+    decode_image, load_image, FacePipeline, Identity, PipelineOptions,
+};
 
 fn enroll_tree(pipeline: &FacePipeline, dir: &Path, only: Option<&[&str]>) -> SqliteDirectory {
     let directory = SqliteDirectory::open_in_memory().expect("in-memory directory");
@@ -122,6 +124,56 @@ fn group_photo_yields_several_faces_and_a_blank_image_none() {
     assert!(pipeline.faces(&blank).unwrap().0.is_empty());
 }
 
+/// The models run with `PRelu` rewritten (the default, see `runtime::prelu`) must find the same
+/// faces and give the same embeddings as the files as they are.
+#[test]
+fn prelu_rewrite_keeps_detections_and_embeddings() {
+    let (Some(data), Some(rewritten)) = (common::data_dir(), common::pipeline()) else {
+        return;
+    };
+    let cache = rollcall_models::ModelCache::from_env().expect("model cache");
+    let mut options = PipelineOptions::default();
+    options.runtime.rewrite_prelu = false;
+    let original = FacePipeline::load(&cache, options).expect("models as they are");
+    let mut compared = 0;
+    let tree = scan_photo_tree(&data.join("faces/val")).expect("probe tree");
+    let chosen = [
+        "att_s1",
+        "lfw_Tony_Blair",
+        "celeb_madonna",
+        "celeb_ben_afflek",
+    ];
+    for (_, files) in tree
+        .people
+        .iter()
+        .filter(|(p, _)| chosen.contains(&p.as_str()))
+    {
+        for file in files.iter().take(3) {
+            let image = load_image(file).expect("probe decodes");
+            let (a, _) = original.faces(&image).expect("original models");
+            let (b, _) = rewritten.faces(&image).expect("rewritten models");
+            assert_eq!(a.len(), b.len(), "{}", file.display());
+            for (fa, fb) in a.iter().zip(&b) {
+                let moved = [
+                    fa.detection.bbox.x1 - fb.detection.bbox.x1,
+                    fa.detection.bbox.y1 - fb.detection.bbox.y1,
+                    fa.detection.bbox.x2 - fb.detection.bbox.x2,
+                    fa.detection.bbox.y2 - fb.detection.bbox.y2,
+                ];
+                assert!(
+                    moved.iter().all(|d| d.abs() < 0.01),
+                    "{}: {moved:?}",
+                    file.display()
+                );
+                let cos = rollcall_recognizer::vision::cosine(&fa.embedding, &fb.embedding);
+                assert!(cos > 0.9999, "{}: cosine {cos}", file.display());
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 6, "only {compared} faces compared");
+}
+
 #[test]
 fn subset_enrolment_identifies_people_and_rejects_strangers() {
     let (Some(data), Some(pipeline)) = (common::data_dir(), common::pipeline()) else {
@@ -215,13 +267,15 @@ fn full_evaluation_meets_targets() {
     let directory = enroll_tree(&pipeline, &data.join("faces/train"), None);
     let report = evaluate(&pipeline, &directory, &data.join("faces/val"), None);
     eprintln!(
-        "open-set {:.4} closed-set {:.4} FAR {:.4} FRR {:.4} threshold {:.3} probes {}",
+        "open-set {:.4} closed-set {:.4} FAR {:.4} FRR {:.4} threshold {:.3} probes {} \
+         ms/image median {:.1}",
         report.open_set_accuracy,
         report.closed_set_top1,
         report.false_accept_rate,
         report.false_reject_rate,
         report.threshold,
-        report.probes
+        report.probes,
+        report.ms_per_image_median
     );
     for failure in &report.failures {
         eprintln!("  {failure:?}");

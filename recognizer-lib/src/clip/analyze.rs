@@ -10,7 +10,7 @@
 //!
 //! # Identities carried between sampled frames
 //!
-//! Embedding costs ~10 ms per face, more than detection. Within one clip (0.5 s) a face seldom
+//! Embedding (landmarks, alignment, `fr_feature`) costs ~6 ms per face, more than detection. Within one clip (0.5 s) a face seldom
 //! moves far between two sampled frames, so a face whose box overlaps (IoU at least
 //! [`ReusePolicy::min_iou`], 0.3 by default) the box of a face of the previous sampled frame that
 //! was **confidently recognised** takes over that identity without being embedded again: it
@@ -24,10 +24,11 @@
 //! the carried identity moves with the face, so a face tracked through three sampled frames is
 //! embedded once. `ClipAnalyzer::reuse = None` embeds every face.
 //!
-//! Sampled frames are ~0.23 s apart at 30 fps, and a head turning or walking can move a third of
+//! Sampled frames are up to ~0.27 s apart at 30 fps (frames 0 and 8 of a 0.5 s clip), and a head turning or walking can move a third of
 //! its width in that time (IoU 0.31 between frames 0 and 7 of the clip `benches/clip.rs` times).
 //! Hence 0.3: at 0.5 that face is embedded twice; on the 14 clips of `tests/clip_analysis.rs`,
-//! 0.3 embedded 38 instead of 43 of 54 faces and named the same people. Two different faces
+//! 0.3 embedded 38 instead of 43 of 54 faces and named the same people (measured when three
+//! frames per clip were sampled). Two different faces
 //! seldom overlap that much.
 
 use std::collections::HashMap;
@@ -131,7 +132,7 @@ pub struct PersonSighting {
 /// Where the time of one clip went, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClipTimings {
-    /// H.264 decoding of every frame plus RGB conversion of the sampled ones.
+    /// H.264 decoding (up to the last sampled frame) plus RGB conversion of the sampled ones.
     pub decode_ms: f64,
     /// Face detection on the sampled frames (padded retries included).
     pub detect_ms: f64,
@@ -166,7 +167,10 @@ pub struct ClipAnalysis {
     /// embedded, or recognised by overlap with the previous frame's face, see
     /// [`ReusePolicy`]).
     pub faces_detected: u32,
-    /// Frames the decoder produced.
+    /// Frames in the clip (pictures in its stream).
+    #[serde(default)]
+    pub frames_in_clip: u32,
+    /// Frames the decoder produced: up to the last analysed one (decoding stops there).
     pub frames_decoded: u32,
     /// Frames run through detection (the sampled ones).
     pub frames_analyzed: u32,
@@ -267,7 +271,6 @@ impl ClipAnalyzer {
             }
         }
         let fps = effective_fps(meta.map(|m| m.fps));
-        let stride = self.policy.stride(fps);
 
         let mut tally = Tally::default();
         let mut detect = Duration::ZERO;
@@ -276,62 +279,58 @@ impl ClipAnalyzer {
         // Faces of the previous analysed frame that may hand their identity on.
         let mut previous: Vec<(FaceBox, Identity)> = Vec::new();
 
-        let stats = decode_clip_with(
-            clip_id,
-            bytes,
-            &self.limits,
-            |index| index % stride == 0,
-            |frame| {
-                let failed = |source| ClipError::Recognition {
-                    clip: clip_id.to_string(),
-                    frame_index: frame.index,
-                    source: Box::new(source),
-                };
-                let started = Instant::now();
-                let detections = self
-                    .pipeline
-                    .detect_with(&frame.image, self.detector)
-                    .map_err(failed)?;
-                detect += started.elapsed();
+        let stats = decode_clip_with(clip_id, bytes, &self.limits, &self.policy, fps, |frame| {
+            let failed = |source| ClipError::Recognition {
+                clip: clip_id.to_string(),
+                frame_index: frame.index,
+                source: Box::new(source),
+            };
+            let started = Instant::now();
+            let detections = self
+                .pipeline
+                .detect_with(&frame.image, self.detector)
+                .map_err(failed)?;
+            detect += started.elapsed();
 
-                let boxes: Vec<FaceBox> = detections.faces.iter().map(|d| d.bbox).collect();
-                let carried = match &self.reuse {
-                    Some(policy) => carry_over(&boxes, &previous, policy, gallery.threshold()),
-                    None => vec![None; boxes.len()],
+            let boxes: Vec<FaceBox> = detections.faces.iter().map(|d| d.bbox).collect();
+            let carried = match &self.reuse {
+                Some(policy) => carry_over(&boxes, &previous, policy, gallery.threshold()),
+                None => vec![None; boxes.len()],
+            };
+            let mut current = Vec::with_capacity(boxes.len());
+            for (face, carried) in detections.faces.iter().zip(carried) {
+                let identity = match carried {
+                    Some(identity) => identity,
+                    None => {
+                        let started = Instant::now();
+                        let embedding = self
+                            .pipeline
+                            .embed(&frame.image, &detections, face)
+                            .map_err(failed)?;
+                        embed += started.elapsed();
+                        // Degenerate landmarks: not a usable face.
+                        let Some(embedding) = embedding else {
+                            continue;
+                        };
+                        embedded += 1;
+                        gallery.identify(&embedding.embedding)
+                    }
                 };
-                let mut current = Vec::with_capacity(boxes.len());
-                for (face, carried) in detections.faces.iter().zip(carried) {
-                    let identity = match carried {
-                        Some(identity) => identity,
-                        None => {
-                            let started = Instant::now();
-                            let embedding = self
-                                .pipeline
-                                .embed(&frame.image, &detections, face)
-                                .map_err(failed)?;
-                            embed += started.elapsed();
-                            // Degenerate landmarks: not a usable face.
-                            let Some(embedding) = embedding else {
-                                continue;
-                            };
-                            embedded += 1;
-                            gallery.identify(&embedding.embedding)
-                        }
-                    };
-                    current.push((face.bbox, identity));
-                }
-                tally.add_frame(frame.index, current.iter().cloned());
-                previous = current;
-                Ok(())
-            },
-        )?;
+                current.push((face.bbox, identity));
+            }
+            tally.add_frame(frame.index, current.iter().cloned());
+            previous = current;
+            Ok(())
+        })?;
 
+        // Decoding stops after the last analysed frame: the clip's length is its picture count.
+        let frames_in_clip = stats.pictures.max(stats.frames_decoded);
         if let Some(meta) = meta {
-            if meta.frame_count > 0 && stats.frames_decoded < meta.frame_count as usize {
+            if meta.frame_count > 0 && frames_in_clip < meta.frame_count as usize {
                 return Err(ClipError::Truncated {
                     clip: clip_id.to_string(),
                     expected: meta.frame_count,
-                    decoded: stats.frames_decoded,
+                    decoded: frames_in_clip,
                 });
             }
         }
@@ -344,11 +343,12 @@ impl ClipAnalyzer {
             frames_analyzed: count(tally.frames),
             closest_unknown: tally.closest_unknown.clone(),
             people: tally.into_people(),
+            frames_in_clip: count(frames_in_clip),
             frames_decoded: count(stats.frames_decoded),
             width: stats.width,
             height: stats.height,
             fps,
-            sample_stride: count(stride),
+            sample_stride: count(stats.stride),
             threshold: gallery.threshold(),
             timings: ClipTimings {
                 decode_ms: ms(stats.decode_time),
@@ -361,7 +361,8 @@ impl ClipAnalyzer {
             clip = clip_id,
             people = analysis.people.len(),
             unknown = analysis.unknown_faces,
-            frames = analysis.frames_decoded,
+            frames = analysis.frames_in_clip,
+            decoded = analysis.frames_decoded,
             analysed = analysis.frames_analyzed,
             faces = analysis.faces_detected,
             embedded,

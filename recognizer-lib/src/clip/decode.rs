@@ -6,8 +6,13 @@
 //! runs with [`Flush::NoFlush`] and is flushed once at the end, so streams with B-frames (frames
 //! held back for reordering) decode completely too. Frames are numbered in output (display) order.
 //!
-//! Every frame is decoded (later frames depend on earlier ones) but only the frames the caller
-//! selects are converted to RGB, which is most of the per-frame cost after decoding itself.
+//! The pictures of the stream are counted before decoding (one per access unit), which fixes the
+//! sampling stride ([`SamplePolicy::stride`]) and so the last frame to analyse. Frames up to that
+//! one are decoded (later frames depend on earlier ones), only the selected ones are converted to
+//! RGB, and decoding stops after the last selected frame: the pictures after it are never
+//! needed (with the default policy, 6 of the 15 frames of a 0.5 s clip at 30 fps). Damage in
+//! those pictures therefore goes unnoticed; a clip cut short still shows in the count (see
+//! [`DecodeStats::pictures`]).
 //!
 //! Anything wrong with the input (empty, over the size limit, not Annex-B, corrupt or cut short)
 //! is a [`ClipError`] naming the clip; OpenH264's error concealment is off, so damaged pictures
@@ -21,7 +26,7 @@ use openh264::formats::YUVSource;
 use openh264::{nal_units, OpenH264API};
 use serde::{Deserialize, Serialize};
 
-use super::sample::SamplePolicy;
+use super::sample::{effective_fps, SamplePolicy};
 use super::ClipError;
 use crate::vision::RgbImage;
 
@@ -60,7 +65,13 @@ pub struct DecodedFrame {
 /// What decoding a clip took and produced.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct DecodeStats {
-    /// Frames the decoder produced (all of them, selected or not).
+    /// Pictures (frames) in the stream, counted from its access units before decoding: the
+    /// clip's length in frames, whether or not all were decoded.
+    pub pictures: usize,
+    /// Distance between selected frames ([`SamplePolicy::stride`] for `pictures` frames).
+    pub stride: usize,
+    /// Frames the decoder produced: every frame up to the last selected one (decoding stops
+    /// there), selected or not.
     pub frames_decoded: usize,
     /// Frames converted to RGB (the selected ones).
     pub frames_converted: usize,
@@ -86,28 +97,24 @@ pub fn decode_clip(
     fps: f32,
 ) -> Result<(Vec<DecodedFrame>, DecodeStats), ClipError> {
     let mut frames = Vec::new();
-    let stats = decode_clip_with(
-        clip_id,
-        bytes,
-        limits,
-        |index| policy.selects(index, fps),
-        |frame| {
-            frames.push(frame);
-            Ok(())
-        },
-    )?;
+    let stats = decode_clip_with(clip_id, bytes, limits, policy, fps, |frame| {
+        frames.push(frame);
+        Ok(())
+    })?;
     Ok((frames, stats))
 }
 
-/// Decode every frame of a clip; convert the frames for which `select(index)` is true to RGB and
-/// hand each to `on_frame` as soon as it is decoded (so only one RGB frame is alive at a time).
+/// Decode a clip up to the last frame `policy` selects (for the clip's length at `fps`); convert
+/// the selected frames to RGB and hand each to `on_frame` as soon as it is decoded (so only one
+/// RGB frame is alive at a time).
 ///
 /// An error from `on_frame` stops decoding and is returned as is.
 pub fn decode_clip_with(
     clip_id: &str,
     bytes: &[u8],
     limits: &ClipLimits,
-    mut select: impl FnMut(usize) -> bool,
+    policy: &SamplePolicy,
+    fps: f32,
     mut on_frame: impl FnMut(DecodedFrame) -> Result<(), ClipError>,
 ) -> Result<DecodeStats, ClipError> {
     let clip = || clip_id.to_string();
@@ -128,7 +135,18 @@ pub fn decode_clip_with(
             size: bytes.len(),
         });
     }
-    let units = access_units(bytes, &nals);
+    let (units, pictures) = access_units(bytes, &nals);
+    if pictures > limits.max_frames {
+        return Err(ClipError::TooManyFrames {
+            clip: clip(),
+            limit: limits.max_frames,
+        });
+    }
+    let stride = policy.stride(pictures, effective_fps(Some(fps)));
+    // Decoding stops once this frame is out. If the count is off (a stream OpenH264 reads
+    // differently), frames past it are still selected by the stride until the stream ends.
+    let last_selected = pictures.saturating_sub(1) / stride * stride;
+    let select = |index: usize| index % stride == 0;
 
     let started = Instant::now();
     let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
@@ -140,13 +158,20 @@ pub fn decode_clip_with(
             }
         })?;
     let mut stats = DecodeStats {
+        pictures,
+        stride,
         nal_units: nals.len(),
         access_units: units.len(),
         ..DecodeStats::default()
     };
     let mut busy = started.elapsed();
+    let mut stopped_early = false;
 
     for (n, &(offset, end)) in units.iter().enumerate() {
+        if pictures > 0 && stats.frames_decoded > last_selected {
+            stopped_early = true;
+            break;
+        }
         let started = Instant::now();
         let packet = &bytes[offset..end];
         let corrupt = |message: String, frames_decoded: usize| ClipError::Corrupt {
@@ -180,6 +205,11 @@ pub fn decode_clip_with(
         if let Some((size, image)) = outcome {
             stats.emit(clip_id, limits, size, image, &mut on_frame)?;
         }
+    }
+
+    if stopped_early {
+        stats.decode_time = busy;
+        return Ok(stats);
     }
 
     // Frames held back for reordering come out now.
@@ -259,8 +289,9 @@ impl DecodeStats {
 
 /// Byte ranges `(start, end)` of the access units: each starts with the first NAL unit of a new
 /// picture (an access unit delimiter, SEI or parameter set after a slice, or a slice whose
-/// `first_mb_in_slice` is 0) and runs to the start of the next.
-fn access_units(bytes: &[u8], nals: &[&[u8]]) -> Vec<(usize, usize)> {
+/// `first_mb_in_slice` is 0) and runs to the start of the next. Also the number of pictures
+/// (access units with a slice: all but maybe the last).
+fn access_units(bytes: &[u8], nals: &[&[u8]]) -> (Vec<(usize, usize)>, usize) {
     let base = bytes.as_ptr() as usize;
     let mut units = Vec::new();
     let mut start: Option<usize> = None;
@@ -286,10 +317,12 @@ fn access_units(bytes: &[u8], nals: &[&[u8]]) -> Vec<(usize, usize)> {
         start.get_or_insert(offset);
         has_slice |= is_slice;
     }
+    let mut pictures = units.len();
     if let Some(s) = start {
         units.push((s, bytes.len()));
+        pictures += usize::from(has_slice);
     }
-    units
+    (units, pictures)
 }
 
 /// NAL unit type and, for slices, whether `first_mb_in_slice` is 0. `nal` starts with a start
@@ -503,6 +536,40 @@ mod tests {
     }
 
     #[test]
+    fn decoding_stops_after_the_last_selected_frame() {
+        let bytes = synthetic_clip(10);
+        let (frames, stats) =
+            decode_clip("cam/s/9", &bytes, &ClipLimits::default(), &every(4), 30.0).unwrap();
+        assert_eq!(
+            frames.iter().map(|f| f.index).collect::<Vec<_>>(),
+            [0, 4, 8]
+        );
+        assert_eq!((stats.pictures, stats.stride), (10, 4));
+        assert_eq!(stats.frames_decoded, 9, "frame 9 is never needed");
+        // auto, 10 frames at 30 fps (0.33 s): 2 frames, 0 and 5; frames 6-9 are not decoded.
+        let (frames, stats) = decode_clip(
+            "cam/s/9",
+            &bytes,
+            &ClipLimits::default(),
+            &SamplePolicy::default(),
+            30.0,
+        )
+        .unwrap();
+        assert_eq!(frames.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 5]);
+        assert_eq!((stats.pictures, stats.frames_decoded), (10, 6));
+        // Damage after the last selected frame is never decoded; `all` decodes and reports it.
+        let (units, _) = access_units(&bytes, &nal_units(&bytes).collect::<Vec<_>>());
+        let mut damaged = bytes.clone();
+        let (start, end) = units[9];
+        for i in (start + (end - start) / 2..end).step_by(3) {
+            damaged[i] ^= 0x5a;
+        }
+        let (_, stats) =
+            decode_clip("cam/s/9", &damaged, &ClipLimits::default(), &every(4), 30.0).unwrap();
+        assert_eq!(stats.frames_decoded, 9);
+    }
+
+    #[test]
     fn size_limit_is_checked_before_decoding() {
         let bytes = synthetic_clip(2);
         let limits = ClipLimits {
@@ -604,7 +671,7 @@ mod tests {
             Ok((_, stats)) => assert!(stats.frames_decoded < 8, "{stats:?}"),
         }
         // Without its parameter sets and IDR picture.
-        let units = access_units(&bytes, &nal_units(&bytes).collect::<Vec<_>>());
+        let (units, _) = access_units(&bytes, &nal_units(&bytes).collect::<Vec<_>>());
         let tail = &bytes[units[1].0..];
         let e = decode_clip("cam/s/tail", tail, &limits, &every(1), 30.0).unwrap_err();
         assert_eq!(e.clip_id(), "cam/s/tail");
@@ -623,8 +690,9 @@ mod tests {
     fn access_units_group_parameter_sets_with_their_picture() {
         let bytes = synthetic_clip(3);
         let nals: Vec<&[u8]> = nal_units(&bytes).collect();
-        let units = access_units(&bytes, &nals);
+        let (units, pictures) = access_units(&bytes, &nals);
         assert_eq!(units.len(), 3, "{units:?}");
+        assert_eq!(pictures, 3);
         assert!(units[0].0 <= 1, "starts at the first start code: {units:?}");
         assert_eq!(units.last().unwrap().1, bytes.len());
         for pair in units.windows(2) {

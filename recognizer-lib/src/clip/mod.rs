@@ -2,7 +2,8 @@
 //! in it out.
 //!
 //! - [`decode`]: OpenH264 decoding (bundled C source, no system library or ffmpeg), NAL units
-//!   grouped into access units, B-frames supported, RGB conversion of the selected frames only.
+//!   grouped into access units, B-frames supported, decoding up to the last selected frame and
+//!   RGB conversion of the selected frames only.
 //! - [`sample`]: which frames are analysed ([`SamplePolicy`]: `auto`, `all`, `every:k`).
 //! - [`analyze`]: [`ClipAnalyzer`] runs the [`FacePipeline`](crate::vision::FacePipeline) on the
 //!   sampled frames, identifies each face against a [`Gallery`](crate::vision::Gallery) and
@@ -67,10 +68,13 @@ pub enum ClipError {
     #[error("clip {clip}: no frame could be decoded from its {access_units} access units")]
     NoFrames { clip: String, access_units: usize },
     /// Fewer frames than the clip's metadata announces.
-    #[error("clip {clip}: truncated: its metadata announces {expected} frames, {decoded} decoded")]
+    #[error(
+        "clip {clip}: truncated: its metadata announces {expected} frames, the stream has {decoded}"
+    )]
     Truncated {
         clip: String,
         expected: u32,
+        /// Frames in the stream (pictures counted, see [`DecodeStats::pictures`]).
         decoded: usize,
     },
     /// More frames than [`ClipLimits::max_frames`].

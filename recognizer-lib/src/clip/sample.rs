@@ -1,9 +1,25 @@
 //! Which decoded frames of a clip are analysed.
 //!
-//! Every frame of a clip must be decoded (H.264 frames depend on each other), but detection and
-//! embedding are what cost time, so only some frames are converted to RGB and analysed. A policy
-//! reduces to a *stride* `k`: frames `0, k, 2k, ...` (in display order) are analysed. The first
-//! frame is always analysed.
+//! Detection and embedding are what cost time, so only some frames are converted to RGB and
+//! analysed. A policy reduces to a *stride* `k` for a clip of `frames` frames at `fps`: frames
+//! `0, k, 2k, ...` (in display order) are analysed. The first frame is always analysed.
+//!
+//! # The `auto` rule
+//!
+//! `auto` (at least `r` analysed frames per second, 4 by default) takes the clip's length into
+//! account, not only its frame rate: a clip of `frames` frames lasts `frames / fps` seconds, so it
+//! needs `n = ceil(r * frames / fps)` analysed frames (at least 1). Of the strides that give at
+//! least `n` frames (`ceil(frames / k) >= n`), the largest gives the fewest analysed frames, `m`;
+//! of the strides that give exactly `m`, the smallest, `ceil(frames / m)`, is used: the analysed
+//! frames are spread as evenly as `m` allows across consecutive clips, and the last one comes as
+//! early as possible, so decoding can stop sooner (see [`super::decode`]).
+//!
+//! A 0.5 s clip at 30 fps (15 frames) needs 2 frames: frames 0 and 8 (stride 8; 14 would also
+//! give 2, but then the samples of consecutive clips are 14 and 1 frames apart and the whole
+//! clip must be decoded). At 15 fps, 8 frames need 3: frames 0, 3, 6. A frame rate within 1 %
+//! of the one the rule needs counts as that rate (29.97 fps clips are sampled like 30 fps ones:
+//! 15 frames at 29.97 fps last 0.5005 s, which would otherwise need a third frame for 0.002 of
+//! one).
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,17 +41,17 @@ pub const DEFAULT_MIN_PER_SECOND: f32 = 4.0;
 /// use rollcall_recognizer::clip::SamplePolicy;
 ///
 /// let policy: SamplePolicy = "auto".parse().unwrap();
-/// // 29.97 fps, at least 4 analysed frames per second: every 7th frame.
-/// assert_eq!(policy.stride(29.97), 7);
-/// let picked: Vec<usize> = (0..15).filter(|&i| policy.selects(i, 29.97)).collect();
-/// assert_eq!(picked, [0, 7, 14]);
+/// // A 0.5 s clip at 29.97 fps (15 frames), at least 4 analysed frames per second: 2 frames.
+/// assert_eq!(policy.stride(15, 29.97), 8);
+/// let picked: Vec<usize> = (0..15).filter(|&i| policy.selects(i, 15, 29.97)).collect();
+/// assert_eq!(picked, [0, 8]);
 /// assert_eq!("every:3".parse::<SamplePolicy>().unwrap(), SamplePolicy::Every(3));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplePolicy {
-    /// The first frame plus every `k`-th, `k = max(1, floor(fps / min_per_second))`, so that at
-    /// least `min_per_second` frames of every second of video are analysed.
+    /// The fewest frames that keep at least `min_per_second` analysed frames per second of the
+    /// clip, evenly spaced (see [the module documentation](self)).
     Auto { min_per_second: f32 },
     /// Every decoded frame.
     All,
@@ -59,38 +75,51 @@ pub fn effective_fps(fps: Option<f32>) -> f32 {
     }
 }
 
+/// Relative slack on the analysed-frames-per-second requirement, so that NTSC rates (1000/1001
+/// of the nominal one, 0.1 % less) count as their nominal rate.
+const RATE_TOLERANCE: f64 = 0.01;
+
 impl SamplePolicy {
-    /// Distance `k >= 1` between analysed frames for a clip at `fps` frames per second
-    /// (a non-finite or non-positive `fps` counts as [`DEFAULT_CLIP_FPS`]).
-    pub fn stride(&self, fps: f32) -> usize {
+    /// Distance `k >= 1` between analysed frames for a clip of `frames` frames at `fps` frames
+    /// per second (a non-finite or non-positive `fps` counts as [`DEFAULT_CLIP_FPS`]).
+    pub fn stride(&self, frames: usize, fps: f32) -> usize {
         match *self {
             SamplePolicy::All => 1,
             SamplePolicy::Every(k) => k.max(1),
             SamplePolicy::Auto { min_per_second } => {
-                let fps = effective_fps(Some(fps));
+                if frames <= 1 {
+                    return 1;
+                }
                 if !(min_per_second.is_finite() && min_per_second > 0.0) {
                     // Nonsense rate (only reachable by building the enum by hand): analyse all.
                     return 1;
                 }
-                let k = (fps / min_per_second).floor();
-                if k >= 1.0 {
-                    // Bounded: fps is finite and min_per_second is positive.
-                    k.min(usize::MAX as f32) as usize
+                let fps = f64::from(effective_fps(Some(fps)));
+                let wanted = f64::from(min_per_second) * frames as f64 / fps;
+                // Finite and positive; at most `frames`.
+                let needed = ((wanted * (1.0 - RATE_TOLERANCE)).ceil() as usize).clamp(1, frames);
+                // Largest stride with ceil(frames / k) >= needed, and the count it gives.
+                let widest = if needed == 1 {
+                    frames
                 } else {
-                    1
-                }
+                    frames.div_ceil(needed - 1) - 1
+                };
+                let analysed = frames.div_ceil(widest);
+                // Smallest stride giving that same count: evenly spread, ends early.
+                frames.div_ceil(analysed)
             }
         }
     }
 
-    /// Whether the frame at `index` (display order, from 0) is analysed.
-    pub fn selects(&self, index: usize, fps: f32) -> bool {
-        index % self.stride(fps) == 0
+    /// Whether the frame at `index` (display order, from 0) of a clip of `frames` frames is
+    /// analysed.
+    pub fn selects(&self, index: usize, frames: usize, fps: f32) -> bool {
+        index < frames && index % self.stride(frames, fps) == 0
     }
 
-    /// How many of `frames` frames are analysed.
+    /// How many of the `frames` frames of a clip are analysed.
     pub fn count(&self, frames: usize, fps: f32) -> usize {
-        frames.div_ceil(self.stride(fps))
+        frames.div_ceil(self.stride(frames, fps))
     }
 }
 
@@ -160,66 +189,93 @@ impl fmt::Display for SamplePolicy {
 mod tests {
     use super::*;
 
+    fn picked(p: SamplePolicy, frames: usize, fps: f32) -> Vec<usize> {
+        (0..frames).filter(|&i| p.selects(i, frames, fps)).collect()
+    }
+
     #[test]
-    fn auto_stride_is_floor_of_fps_over_rate() {
+    fn auto_picks_the_fewest_evenly_spread_frames_for_the_clip_length() {
         let auto = SamplePolicy::default();
-        assert_eq!(auto.stride(30.0), 7);
-        assert_eq!(auto.stride(29.97), 7);
-        assert_eq!(auto.stride(25.0), 6);
-        assert_eq!(auto.stride(15.0), 3);
-        assert_eq!(auto.stride(8.0), 2);
-        assert_eq!(auto.stride(7.9), 1);
-        assert_eq!(auto.stride(4.0), 1);
-        assert_eq!(auto.stride(2.0), 1, "slower than the rate: every frame");
-        assert_eq!(auto.stride(60.0), 15);
-        // Unknown or nonsense frame rates fall back to 30 fps.
+        // 0.5 s at 30 (or 29.97) fps: 2 frames, the second half-way.
+        assert_eq!(picked(auto, 15, 30.0), [0, 8]);
+        assert_eq!(picked(auto, 15, 29.97), [0, 8]);
+        assert_eq!(auto.stride(15, 29.97), 8);
+        // A frame more (0.533 s) needs a third frame.
+        assert_eq!(picked(auto, 16, 30.0), [0, 6, 12]);
+        // About 0.5 s at 25 fps: 12 frames (0.48 s) need 2, 13 (0.52 s) 3.
+        assert_eq!(picked(auto, 12, 25.0), [0, 6]);
+        assert_eq!(picked(auto, 13, 25.0), [0, 5, 10]);
+        // 15 fps: 8 frames (0.533 s) need 3, 7 frames (0.467 s) 2.
+        assert_eq!(picked(auto, 8, 15.0), [0, 3, 6]);
+        assert_eq!(picked(auto, 7, 15.0), [0, 4]);
+        // 60 fps, 0.5 s: 2 of 30.
+        assert_eq!(picked(auto, 30, 60.0), [0, 15]);
+        // One second at 30 fps: 4 frames.
+        assert_eq!(picked(auto, 30, 30.0), [0, 8, 16, 24]);
+        // Slower than the rate: every frame.
+        assert_eq!(picked(auto, 3, 2.0), [0, 1, 2]);
+        // Tiny and empty clips.
+        assert_eq!(picked(auto, 1, 30.0), [0]);
+        assert_eq!(picked(auto, 0, 30.0), Vec::<usize>::new());
+        // Unknown or nonsense frame rates count as 30 fps.
         for fps in [0.0, -5.0, f32::NAN, f32::INFINITY] {
-            assert_eq!(auto.stride(fps), 7, "{fps}");
+            assert_eq!(auto.stride(15, fps), 8, "{fps}");
         }
         let fast = SamplePolicy::Auto {
             min_per_second: 10.0,
         };
-        assert_eq!(fast.stride(30.0), 3);
+        assert_eq!(picked(fast, 15, 30.0), [0, 3, 6, 9, 12]);
         let broken = SamplePolicy::Auto {
             min_per_second: 0.0,
         };
-        assert_eq!(broken.stride(30.0), 1);
+        assert_eq!(broken.stride(15, 30.0), 1);
     }
 
     #[test]
-    fn auto_keeps_at_least_the_minimum_rate() {
+    fn auto_keeps_at_least_the_minimum_rate_with_the_fewest_frames() {
         for fps in [
             5.0f32, 10.0, 12.5, 15.0, 24.0, 25.0, 29.97, 30.0, 50.0, 59.94, 60.0,
         ] {
             for rate in [1.0f32, 2.0, 4.0, 6.0] {
-                let k = SamplePolicy::Auto {
-                    min_per_second: rate,
+                for frames in 1..=120usize {
+                    let policy = SamplePolicy::Auto {
+                        min_per_second: rate,
+                    };
+                    let k = policy.stride(frames, fps);
+                    let analysed = policy.count(frames, fps);
+                    let seconds = frames as f64 / f64::from(fps);
+                    let needed = (f64::from(rate) * seconds * (1.0 - RATE_TOLERANCE))
+                        .ceil()
+                        .clamp(1.0, frames as f64) as usize;
+                    let case = format!("{frames} frames at {fps} fps, {rate}/s: k={k}");
+                    assert!(analysed >= needed, "{case}: {analysed} < {needed}");
+                    // No stride gives fewer frames that are still enough.
+                    let fewest = (1..=frames)
+                        .map(|k| frames.div_ceil(k))
+                        .filter(|&n| n >= needed)
+                        .min()
+                        .unwrap();
+                    assert_eq!(analysed, fewest, "{case}");
+                    // And no smaller stride gives that count (earliest last frame).
+                    assert!(k == 1 || frames.div_ceil(k - 1) > analysed, "{case}");
                 }
-                .stride(fps);
-                assert!(
-                    fps / k as f32 >= rate.min(fps) - 1e-4,
-                    "{fps} fps, {rate}/s: k={k}"
-                );
             }
         }
     }
 
     #[test]
-    fn selection_starts_at_the_first_frame() {
-        let picked = |p: SamplePolicy, n: usize, fps: f32| -> Vec<usize> {
-            (0..n).filter(|&i| p.selects(i, fps)).collect()
-        };
-        assert_eq!(picked(SamplePolicy::default(), 15, 30.0), [0, 7, 14]);
-        assert_eq!(picked(SamplePolicy::default(), 15, 25.0), [0, 6, 12]);
+    fn fixed_policies_ignore_the_clip_length() {
         assert_eq!(picked(SamplePolicy::All, 4, 30.0), [0, 1, 2, 3]);
         assert_eq!(picked(SamplePolicy::Every(3), 8, 30.0), [0, 3, 6]);
         assert_eq!(picked(SamplePolicy::Every(0), 3, 30.0), [0, 1, 2]);
         assert_eq!(picked(SamplePolicy::Every(100), 15, 30.0), [0]);
-        assert_eq!(SamplePolicy::default().count(15, 30.0), 3);
-        assert_eq!(SamplePolicy::default().count(14, 30.0), 2);
+        assert_eq!(SamplePolicy::Every(7).stride(15, 29.97), 7);
+        assert_eq!(SamplePolicy::default().count(15, 30.0), 2);
+        assert_eq!(SamplePolicy::default().count(16, 30.0), 3);
         assert_eq!(SamplePolicy::All.count(15, 30.0), 15);
         assert_eq!(SamplePolicy::Every(4).count(0, 30.0), 0);
         assert_eq!(SamplePolicy::Every(4).count(1, 30.0), 1);
+        assert!(!SamplePolicy::All.selects(4, 4, 30.0), "past the end");
     }
 
     #[test]

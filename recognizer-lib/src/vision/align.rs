@@ -2,6 +2,7 @@
 //! detected landmarks onto the ArcFace 112x112 template, and a bilinear warp of the face through it.
 
 use super::detect::Landmarks;
+use super::resize::round_non_negative_f64;
 use super::RgbImage;
 
 /// Side of the aligned face the embedder expects.
@@ -123,7 +124,9 @@ pub fn warp(image: &RgbImage, map: &Similarity, out_w: u32, out_h: u32) -> RgbIm
         for c in 0..3 {
             let top = pixel(x0, y0, c) * (1.0 - fx) + pixel(x0 + 1, y0, c) * fx;
             let bottom = pixel(x0, y0 + 1, c) * (1.0 - fx) + pixel(x0 + 1, y0 + 1, c) * fx;
-            px.0[c] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
+            // Non-negative: a convex combination of pixel values (and black).
+            px.0[c] =
+                round_non_negative_f64(top * (1.0 - fy) + bottom * fy).clamp(0.0, 255.0) as u8;
         }
     }
     out

@@ -12,6 +12,7 @@ use std::path::Path;
 use ort::value::TensorRef;
 
 use super::detect::{FaceBox, Landmarks};
+use super::resize::round_non_negative;
 use super::RgbImage;
 use crate::error::RecognizerError;
 use crate::runtime::{RuntimeOptions, SessionPool};
@@ -117,7 +118,7 @@ fn grey_resized(image: &RgbImage, x: i64, y: i64, w: i64, h: i64) -> Vec<f32> {
             let (x0, tx) = (fx.floor() as i64, fx - fx.floor());
             let top = grey(x0, y0) * (1.0 - tx) + grey(x0 + 1, y0) * tx;
             let bottom = grey(x0, y0 + 1) * (1.0 - tx) + grey(x0 + 1, y0 + 1) * tx;
-            out.push((top * (1.0 - ty) + bottom * ty).round() / 256.0);
+            out.push(round_non_negative(top * (1.0 - ty) + bottom * ty) / 256.0);
         }
     }
     out

@@ -199,9 +199,58 @@ impl AreaResizer {
     }
 }
 
+/// `x.round()` (halves away from zero) for `0 <= x < 2^31`, without the `roundf` library call
+/// that `f32::round` compiles to on baseline x86-64 (no SSE4.1): resizing a 640x360 frame for
+/// UltraFace rounds 230 000 values, and the calls were 4 % of a clip's analysis time.
+/// NaN gives 0; callers only pass weighted sums of pixel values.
+pub(crate) fn round_non_negative(x: f32) -> f32 {
+    // Truncation is floor for x >= 0, and x - floor(x) is exact below 2^24 (and 0 above it).
+    let floor = x as i32 as f32;
+    if x - floor >= 0.5 {
+        floor + 1.0
+    } else {
+        floor
+    }
+}
+
+/// [`round_non_negative`] in `f64` (alignment warps in `f64`).
+pub(crate) fn round_non_negative_f64(x: f64) -> f64 {
+    let floor = x as i64 as f64;
+    if x - floor >= 0.5 {
+        floor + 1.0
+    } else {
+        floor
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_rounding_matches_std_round_on_pixel_ranges() {
+        // Every quarter step, every tie, and neighbours of the ties one ulp away.
+        for i in 0..=2048u32 {
+            let x = i as f32 * 0.125;
+            for v in [
+                x,
+                f32::from_bits(x.to_bits() + 1),
+                f32::from_bits(x.to_bits().max(1) - 1),
+            ] {
+                assert_eq!(round_non_negative(v), v.round(), "{v}");
+                let w = f64::from(v);
+                assert_eq!(round_non_negative_f64(w), w.round(), "{w}");
+            }
+        }
+        // Pseudo-random sums of weighted pixels.
+        let mut state = 0x1234_5678u32;
+        for _ in 0..100_000 {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let v = (state >> 8) as f32 / (1 << 24) as f32 * 256.0;
+            assert_eq!(round_non_negative(v), v.round(), "{v}");
+        }
+        assert_eq!(round_non_negative(f32::NAN), 0.0);
+    }
 
     #[test]
     fn integer_shrink_averages_blocks() {

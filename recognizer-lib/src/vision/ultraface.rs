@@ -22,6 +22,7 @@ use std::path::Path;
 use ort::value::TensorRef;
 
 use super::detect::{Detection, FaceBox, FaceDetector};
+use super::resize::round_non_negative;
 use super::RgbImage;
 use crate::error::RecognizerError;
 use crate::runtime::{RuntimeOptions, SessionPool};
@@ -299,6 +300,11 @@ fn linear_taps(src_len: usize, dst_len: usize) -> Vec<(usize, usize, f32)> {
 
 /// The whole image resized bilinearly to 320x240 (rounded to 8 bits, as OpenCV does), planar
 /// RGB, `(x - 127) / 128`.
+///
+/// Each source row a destination row reads is interpolated horizontally once, into planar
+/// scratch rows (source rows are shared by neighbouring destination rows), then the vertical
+/// pass runs over contiguous planes. Same operations in the same order as interpolating each
+/// destination pixel from its four neighbours, so the values are identical.
 fn input_tensor(image: &RgbImage) -> Vec<f32> {
     let (width, height) = (image.width() as usize, image.height() as usize);
     let raw = image.as_raw();
@@ -306,23 +312,44 @@ fn input_tensor(image: &RgbImage) -> Vec<f32> {
     let ys = linear_taps(height, ULTRAFACE_HEIGHT);
     let plane = ULTRAFACE_WIDTH * ULTRAFACE_HEIGHT;
     let mut out = vec![0f32; plane * 3];
-    let (red, rest) = out.split_at_mut(plane);
-    let (green, blue) = rest.split_at_mut(plane);
-    for (oy, &(y0, y1, ty)) in ys.iter().enumerate() {
-        let row0 = &raw[y0 * width * 3..(y0 + 1) * width * 3];
-        let row1 = &raw[y1 * width * 3..(y1 + 1) * width * 3];
-        let base = oy * ULTRAFACE_WIDTH;
+    // Horizontally interpolated source rows, planar: [R x 320, G x 320, B x 320].
+    let row_len = ULTRAFACE_WIDTH * 3;
+    let horizontal = |y: usize, into: &mut [f32]| {
+        let row = &raw[y * width * 3..(y + 1) * width * 3];
+        let (red, rest) = into.split_at_mut(ULTRAFACE_WIDTH);
+        let (green, blue) = rest.split_at_mut(ULTRAFACE_WIDTH);
         for (ox, &(x0, x1, tx)) in xs.iter().enumerate() {
             let (a, b) = (x0 * 3, x1 * 3);
-            let mut px = [0f32; 3];
-            for (c, v) in px.iter_mut().enumerate() {
-                let top = row0[a + c] as f32 * (1.0 - tx) + row0[b + c] as f32 * tx;
-                let bottom = row1[a + c] as f32 * (1.0 - tx) + row1[b + c] as f32 * tx;
-                *v = ((top * (1.0 - ty) + bottom * ty).round() - 127.0) * 0.0078125;
+            red[ox] = row[a] as f32 * (1.0 - tx) + row[b] as f32 * tx;
+            green[ox] = row[a + 1] as f32 * (1.0 - tx) + row[b + 1] as f32 * tx;
+            blue[ox] = row[a + 2] as f32 * (1.0 - tx) + row[b + 2] as f32 * tx;
+        }
+    };
+    let (mut upper, mut lower) = (vec![0f32; row_len], vec![0f32; row_len]);
+    let (mut upper_y, mut lower_y) = (usize::MAX, usize::MAX);
+    for (oy, &(y0, y1, ty)) in ys.iter().enumerate() {
+        // Rows only move down: reuse (or swap in) what the previous destination row computed.
+        if upper_y != y0 {
+            if lower_y == y0 {
+                std::mem::swap(&mut upper, &mut lower);
+                std::mem::swap(&mut upper_y, &mut lower_y);
+            } else {
+                horizontal(y0, &mut upper);
+                upper_y = y0;
             }
-            red[base + ox] = px[0];
-            green[base + ox] = px[1];
-            blue[base + ox] = px[2];
+        }
+        if lower_y != y1 {
+            horizontal(y1, &mut lower);
+            lower_y = y1;
+        }
+        for c in 0..3 {
+            let top = &upper[c * ULTRAFACE_WIDTH..(c + 1) * ULTRAFACE_WIDTH];
+            let bottom = &lower[c * ULTRAFACE_WIDTH..(c + 1) * ULTRAFACE_WIDTH];
+            let start = c * plane + oy * ULTRAFACE_WIDTH;
+            let dst = &mut out[start..start + ULTRAFACE_WIDTH];
+            for ((v, &t), &b) in dst.iter_mut().zip(top).zip(bottom) {
+                *v = (round_non_negative(t * (1.0 - ty) + b * ty) - 127.0) * 0.0078125;
+            }
         }
     }
     out
@@ -417,6 +444,62 @@ mod tests {
         assert_eq!((b.width(), b.height()), (60.0, 60.0));
         assert_eq!(((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0), (40.0, 70.0));
         assert_eq!(options.onet_box(&tall).width(), 100.0);
+    }
+
+    /// The straightforward version: four neighbours per destination pixel.
+    fn reference_input_tensor(image: &RgbImage) -> Vec<f32> {
+        let (width, height) = (image.width() as usize, image.height() as usize);
+        let raw = image.as_raw();
+        let xs = linear_taps(width, ULTRAFACE_WIDTH);
+        let ys = linear_taps(height, ULTRAFACE_HEIGHT);
+        let plane = ULTRAFACE_WIDTH * ULTRAFACE_HEIGHT;
+        let mut out = vec![0f32; plane * 3];
+        let (red, rest) = out.split_at_mut(plane);
+        let (green, blue) = rest.split_at_mut(plane);
+        for (oy, &(y0, y1, ty)) in ys.iter().enumerate() {
+            let row0 = &raw[y0 * width * 3..(y0 + 1) * width * 3];
+            let row1 = &raw[y1 * width * 3..(y1 + 1) * width * 3];
+            let base = oy * ULTRAFACE_WIDTH;
+            for (ox, &(x0, x1, tx)) in xs.iter().enumerate() {
+                let (a, b) = (x0 * 3, x1 * 3);
+                let mut px = [0f32; 3];
+                for (c, v) in px.iter_mut().enumerate() {
+                    let top = row0[a + c] as f32 * (1.0 - tx) + row0[b + c] as f32 * tx;
+                    let bottom = row1[a + c] as f32 * (1.0 - tx) + row1[b + c] as f32 * tx;
+                    *v = (round_non_negative(top * (1.0 - ty) + bottom * ty) - 127.0) * 0.0078125;
+                }
+                red[base + ox] = px[0];
+                green[base + ox] = px[1];
+                blue[base + ox] = px[2];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn input_tensor_is_identical_to_four_neighbour_interpolation() {
+        for (w, h) in [
+            (640u32, 360u32),
+            (844, 614),
+            (250, 250),
+            (92, 112),
+            (321, 241),
+            (7, 5),
+        ] {
+            let image = RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([
+                    (x * 7 + y * 3) as u8,
+                    (x * y + 11) as u8,
+                    (255 - (x + 2 * y) % 256) as u8,
+                ])
+            });
+            let fast = input_tensor(&image);
+            let reference = reference_input_tensor(&image);
+            assert_eq!(fast.len(), reference.len());
+            for (i, (f, r)) in fast.iter().zip(&reference).enumerate() {
+                assert_eq!(f.to_bits(), r.to_bits(), "{w}x{h}, value {i}");
+            }
+        }
     }
 
     #[test]
