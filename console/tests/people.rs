@@ -8,7 +8,10 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{data_dir, enroll_examples, env_is, models_present, rollcall, rollcall_command, text};
+use common::{
+    aws_endpoint as endpoint, data_dir, enroll_examples, models_present, rollcall,
+    rollcall_command, text,
+};
 
 /// Three good rows (one person, Lin-Manuel Miranda, will also be enrolled from a photo), one
 /// row missing its name (line 4) and one with a bad id (line 6).
@@ -182,27 +185,6 @@ fn import_list_show_remove_on_the_sqlite_directory() {
         "{}",
         text(&out)
     );
-}
-
-/// The moto endpoint, or `None` (skip) when it is not configured.
-fn endpoint() -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(url) if !url.is_empty() => {
-            assert!(
-                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
-                "AWS tests talk to loopback only, not {url}"
-            );
-            Some(url)
-        }
-        _ => {
-            assert!(
-                !env_is("ROLLCALL_REQUIRE_AWS"),
-                "ROLLCALL_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set"
-            );
-            eprintln!("SKIPPED: AWS_ENDPOINT_URL not set (start moto with `. scripts/moto`)");
-            None
-        }
-    }
 }
 
 /// Run `rollcall` with its AWS resource names under `prefix`.

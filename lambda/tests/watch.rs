@@ -15,6 +15,8 @@
 #[path = "../../recognizer-lib/tests/common/mod.rs"]
 mod common;
 
+use common::{aws_endpoint as endpoint, skip_aws};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -32,33 +34,6 @@ use rollcall_recognizer::wire::{ClipMeta, RecognitionResult};
 /// The device and session the fixtures in `lambda/events/` name.
 const DEVICE: &str = "cam-lambda";
 const SESSION: &str = "s1";
-
-fn env_is(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v == "1")
-}
-
-/// Skip (printing why) or, under `ROLLCALL_REQUIRE_AWS=1`, fail.
-fn skip_aws<T>(why: &str) -> Option<T> {
-    assert!(
-        !env_is("ROLLCALL_REQUIRE_AWS"),
-        "{why} (ROLLCALL_REQUIRE_AWS=1)"
-    );
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
-fn endpoint() -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(url) if !url.is_empty() => {
-            assert!(
-                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
-                "AWS tests talk to loopback only, not {url}"
-            );
-            Some(url)
-        }
-        _ => skip_aws("AWS_ENDPOINT_URL not set (run scripts/test, which starts moto)"),
-    }
-}
 
 /// The cargo-lambda executable: `$ROLLCALL_CARGO_LAMBDA`, else `cargo-lambda` on PATH.
 fn cargo_lambda() -> Option<PathBuf> {

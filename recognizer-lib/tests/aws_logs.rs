@@ -8,45 +8,17 @@
 //! unless `ROLLCALL_REQUIRE_AWS=1` (then they fail). Each test uses log groups of its own.
 #![cfg(feature = "aws")]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{aws_endpoint, unique};
 use rollcall_recognizer::aws::{self, LogsClient, Names, ProvisionOptions};
 use rollcall_recognizer::logs::cloudwatch::{
     ensure_log_group, ensure_log_stream, log_group_retention, CloudWatchLogShipper,
     CloudWatchLogTail, ShipperOptions, MAX_MESSAGE_BYTES,
 };
 use rollcall_recognizer::logs::{now_ms, LogError, LogLevel, LogLine, LogTail};
-
-/// The moto endpoint, or `None` (skip) when it is not configured.
-fn endpoint(test: &str) -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(url) if !url.is_empty() => {
-            assert!(
-                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
-                "AWS tests talk to loopback only, not {url}"
-            );
-            Some(url)
-        }
-        _ => {
-            assert!(
-                std::env::var("ROLLCALL_REQUIRE_AWS").as_deref() != Ok("1"),
-                "{test}: ROLLCALL_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set"
-            );
-            eprintln!(
-                "SKIPPED {test}: AWS_ENDPOINT_URL not set (run scripts/test, which starts moto)"
-            );
-            None
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -81,7 +53,7 @@ async fn drain(tail: &mut impl LogTail) -> Vec<LogLine> {
 
 #[test]
 fn provision_creates_the_worker_log_group_with_retention() {
-    if endpoint("provision_creates_the_worker_log_group_with_retention").is_none() {
+    if aws_endpoint().is_none() {
         return;
     }
     runtime().block_on(async {
@@ -145,7 +117,7 @@ fn provision_creates_the_worker_log_group_with_retention() {
 
 #[test]
 fn shipped_lines_tail_back_once_with_and_without_filters() {
-    if endpoint("shipped_lines_tail_back_once_with_and_without_filters").is_none() {
+    if aws_endpoint().is_none() {
         return;
     }
     runtime().block_on(async {
@@ -263,7 +235,7 @@ fn shipped_lines_tail_back_once_with_and_without_filters() {
 
 #[test]
 fn batches_split_at_the_limits_and_pages_are_followed() {
-    if endpoint("batches_split_at_the_limits_and_pages_are_followed").is_none() {
+    if aws_endpoint().is_none() {
         return;
     }
     runtime().block_on(async {
@@ -322,7 +294,7 @@ fn batches_split_at_the_limits_and_pages_are_followed() {
 
 #[test]
 fn a_full_queue_drops_lines_without_blocking() {
-    if endpoint("a_full_queue_drops_lines_without_blocking").is_none() {
+    if aws_endpoint().is_none() {
         return;
     }
     // A current-thread runtime: its tasks run only inside block_on, so the queue cannot drain
@@ -373,7 +345,7 @@ fn a_full_queue_drops_lines_without_blocking() {
 
 #[test]
 fn a_missing_log_group_is_a_clear_error() {
-    if endpoint("a_missing_log_group_is_a_clear_error").is_none() {
+    if aws_endpoint().is_none() {
         return;
     }
     runtime().block_on(async {

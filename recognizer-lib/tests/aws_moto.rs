@@ -7,9 +7,12 @@
 //! (a unique prefix), so they run in parallel on one server.
 #![cfg(feature = "aws")]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{aws_endpoint, unique};
 use rollcall_recognizer::aws::{self, Names, ProvisionOptions, SdkConfig, SqsClient};
 use rollcall_recognizer::directory::dynamodb::DynamoDirectory;
 use rollcall_recognizer::directory::{EnrollmentSample, PeopleDirectory, PersonRecord};
@@ -19,37 +22,6 @@ use rollcall_recognizer::results::ResultQueue;
 use rollcall_recognizer::store::s3::S3ClipStore;
 use rollcall_recognizer::store::{ClipStore, StoreError};
 use rollcall_recognizer::wire::{ClipMeta, RecognitionResult, CLIP_CODEC_H264_ANNEXB};
-
-/// The moto endpoint, or `None` (skip) when it is not configured.
-fn endpoint(test: &str) -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(url) if !url.is_empty() => {
-            assert!(
-                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
-                "AWS tests talk to loopback only, not {url}"
-            );
-            Some(url)
-        }
-        _ => {
-            assert!(
-                std::env::var("ROLLCALL_REQUIRE_AWS").as_deref() != Ok("1"),
-                "{test}: ROLLCALL_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set"
-            );
-            eprintln!(
-                "SKIPPED {test}: AWS_ENDPOINT_URL not set (run scripts/test, which starts moto)"
-            );
-            None
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -92,7 +64,7 @@ async fn provisioned(prefix: &str, devices: &[&str]) -> (SdkConfig, Names, aws::
 
 #[test]
 fn provision_store_and_notification() {
-    if endpoint("provision_store_and_notification").is_none() {
+    if aws_endpoint().is_none() {
         return;
     }
     runtime().block_on(async {
@@ -170,7 +142,7 @@ fn result(device: &str, seq: u64) -> RecognitionResult {
 
 #[test]
 fn sqs_result_queues_keep_devices_apart() {
-    if endpoint("sqs_result_queues_keep_devices_apart").is_none() {
+    if aws_endpoint().is_none() {
         return;
     }
     runtime().block_on(async {
@@ -310,7 +282,7 @@ fn exercise_directory(dir: &DynamoDirectory) {
 
 #[test]
 fn dynamodb_directory_from_plain_threads_and_inside_tokio() {
-    if endpoint("dynamodb_directory_from_plain_threads_and_inside_tokio").is_none() {
+    if aws_endpoint().is_none() {
         return;
     }
     let rt = runtime();
@@ -357,7 +329,7 @@ fn dynamodb_directory_from_plain_threads_and_inside_tokio() {
 
 #[test]
 fn dynamodb_one_person_template_and_samples() {
-    if endpoint("dynamodb_one_person_template_and_samples").is_none() {
+    if aws_endpoint().is_none() {
         return;
     }
     let rt = runtime();

@@ -8,6 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Skip rules and the AWS endpoint, shared with the library's and the Lambda's tests.
+#[path = "../../../recognizer-lib/tests/common/mod.rs"]
+mod shared;
+
+// Each test binary uses a different subset.
+#[allow(unused_imports)]
+pub use shared::{aws_endpoint, env_is, unique};
+
 /// The people of the real videos with their reference photo in `examples/`; Obama and Biden
 /// are in, so the Hamilton video must name neither (and the Obama video never Biden).
 pub const EXAMPLE_PEOPLE: [(&str, &str); 4] = [
@@ -16,11 +24,6 @@ pub const EXAMPLE_PEOPLE: [(&str, &str); 4] = [
     ("barack_obama", "obama.jpg"),
     ("joe_biden", "biden.jpg"),
 ];
-
-/// Whether the environment variable `name` is `1`.
-pub fn env_is(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v == "1")
-}
 
 /// The shared data folder (faces, examples and videos), if present.
 pub fn data_dir() -> Option<PathBuf> {
@@ -109,29 +112,6 @@ pub fn enroll_examples(data: &Path, db: &Path, people: &[(&str, &str)]) {
         db.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
-}
-
-/// The moto (or AWS) endpoint the AWS tests talk to; loopback only. Without it the test is
-/// skipped with the reason printed, unless `ROLLCALL_REQUIRE_AWS=1` (scripts/test sets it after
-/// starting moto).
-pub fn aws_endpoint() -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(url) if !url.is_empty() => {
-            assert!(
-                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
-                "AWS tests talk to loopback only, not {url}"
-            );
-            Some(url)
-        }
-        _ => {
-            assert!(
-                !env_is("ROLLCALL_REQUIRE_AWS"),
-                "ROLLCALL_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set"
-            );
-            eprintln!("SKIPPED: AWS_ENDPOINT_URL not set (run scripts/test, which starts moto)");
-            None
-        }
-    }
 }
 
 /// Run `rollcall` with its AWS resource names under `prefix`.

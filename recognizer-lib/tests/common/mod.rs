@@ -1,8 +1,12 @@
-//! Shared helpers for tests that need the real data set or the fetched models.
+//! Shared helpers for tests that need the real data set, the fetched models or an AWS endpoint
+//! (moto). The console's and the Lambda's tests include this file too (`#[path]`), so every
+//! crate skips and fails the same way.
 //!
 //! Data: `$ROLLCALL_DATA`, default `../shared/data` from the workspace root. Models:
 //! `$ROLLCALL_HOME` (see `rollcall models fetch`). Without them the tests print why they are
 //! skipped and pass, unless `ROLLCALL_REQUIRE_DATA=1` (CI), where a missing piece fails.
+//! AWS: `AWS_ENDPOINT_URL` (loopback only); without it AWS tests are skipped, unless
+//! `ROLLCALL_REQUIRE_AWS=1` (`scripts/test` sets it after starting moto).
 
 #![allow(dead_code)]
 
@@ -12,8 +16,45 @@ use std::sync::{Arc, OnceLock};
 use rollcall_models::ModelCache;
 use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
 
+/// Whether the environment variable `name` is `1`.
+pub fn env_is(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
+}
+
 fn required() -> bool {
-    std::env::var("ROLLCALL_REQUIRE_DATA").is_ok_and(|v| v == "1")
+    env_is("ROLLCALL_REQUIRE_DATA")
+}
+
+/// Print why an AWS test is skipped and return `None`; under `ROLLCALL_REQUIRE_AWS=1`, fail.
+pub fn skip_aws<T>(why: &str) -> Option<T> {
+    assert!(
+        !env_is("ROLLCALL_REQUIRE_AWS"),
+        "{why} (ROLLCALL_REQUIRE_AWS=1)"
+    );
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// The moto (or AWS) endpoint the AWS tests talk to, loopback only; `None` (skip) without it.
+pub fn aws_endpoint() -> Option<String> {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) if !url.is_empty() => {
+            assert!(
+                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
+                "AWS tests talk to loopback only, not {url}"
+            );
+            Some(url)
+        }
+        _ => skip_aws("AWS_ENDPOINT_URL not set (run scripts/test, which starts moto)"),
+    }
+}
+
+/// A resource name no other test (or earlier run against the same moto) uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
 
 /// Print why a test is skipped and return `None`; under `ROLLCALL_REQUIRE_DATA=1`, fail instead.
