@@ -1323,9 +1323,31 @@ mod aws_side {
         }
     }
 
+    /// How long a worker may take to stop after SIGINT (its last long poll, the clips in hand,
+    /// its log shipping) before it is killed.
+    const WORKER_STOP_WITHIN: Duration = Duration::from_secs(10);
+
     impl Drop for WorkerProcesses {
+        /// SIGINT first, as Ctrl-C would: a killed worker's open long poll can still take a
+        /// message (SQS does not notice the dead client), which then stays invisible for the
+        /// visibility timeout and shows up as backlog in the next run. Killed if it lingers.
         fn drop(&mut self) {
             for worker in &mut self.0 {
+                if !matches!(worker.child.try_wait(), Ok(None)) {
+                    continue;
+                }
+                #[cfg(unix)]
+                let _ = Command::new("kill")
+                    .args(["-INT", &worker.child.id().to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            let until = Instant::now() + WORKER_STOP_WITHIN;
+            for worker in &mut self.0 {
+                while matches!(worker.child.try_wait(), Ok(None)) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 // Already exited: nothing to kill; either way reap it.
                 let _ = worker.child.kill();
                 let _ = worker.child.wait();
