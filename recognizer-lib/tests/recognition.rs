@@ -257,7 +257,8 @@ fn corrupt_and_non_image_files_are_rejected_without_stopping_enrolment() {
 
 /// The whole public set. CI runs it (`--include-ignored`). The bars are the figures this build
 /// reaches (docs/accuracy.md) less a margin for run-to-run noise, so a regression fails CI. The
-/// open-set target of the core issue is 0.99; this build reaches 0.9899 (one probe short).
+/// open-set target of the core issue is 0.99; this build reaches 0.9933 (296/298), so the bar is
+/// the target itself (one more miss fails).
 #[test]
 #[ignore = "full evaluation (about half a minute); CI runs it"]
 fn full_evaluation_meets_targets() {
@@ -287,7 +288,7 @@ fn full_evaluation_meets_targets() {
     );
     assert!(report.false_accept_rate <= 0.02, "false accepts {report:?}");
     assert!(
-        report.open_set_accuracy >= 0.985,
+        report.open_set_accuracy >= 0.99,
         "open-set accuracy {report:?}"
     );
 }

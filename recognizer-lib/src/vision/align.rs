@@ -1,5 +1,6 @@
 //! Face alignment: a similarity transform (rotation, uniform scale, translation) that maps the five
-//! detected landmarks onto the ArcFace 112x112 template, and a bilinear warp of the face through it.
+//! detected landmarks onto the ArcFace 112x112 template, and a bilinear (bicubic for small faces)
+//! warp of the face through it.
 
 use super::detect::Landmarks;
 use super::resize::round_non_negative_f64;
@@ -91,14 +92,80 @@ impl Similarity {
 /// Pixels that fall outside the image are black, as in the embedder's training pipeline.
 /// `None` when the landmarks are degenerate.
 pub fn align_face(image: &RgbImage, landmarks: &Landmarks) -> Option<RgbImage> {
+    align_face_with(image, landmarks, WarpFilter::Bilinear)
+}
+
+/// How [`align_face_with`] samples the image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WarpFilter {
+    /// Bilinear, as the embedder's training pipeline (`cv2.warpAffine`) aligned its faces.
+    #[default]
+    Bilinear,
+    /// Bicubic (OpenCV's `INTER_CUBIC` kernel, a = -0.75): sharper when a small face is enlarged
+    /// several times to 112x112, where bilinear gives a blurred face (see the pipeline's
+    /// `bicubic_small_faces`).
+    Bicubic,
+}
+
+/// [`align_face`] with a chosen resampling filter.
+pub fn align_face_with(
+    image: &RgbImage,
+    landmarks: &Landmarks,
+    filter: WarpFilter,
+) -> Option<RgbImage> {
     let to_template = Similarity::estimate(landmarks, &ARCFACE_TEMPLATE)?;
     let from_template = to_template.inverse()?;
-    Some(warp(
-        image,
-        &from_template,
-        ALIGNED_SIDE as u32,
-        ALIGNED_SIDE as u32,
-    ))
+    let side = ALIGNED_SIDE as u32;
+    Some(match filter {
+        WarpFilter::Bilinear => warp(image, &from_template, side, side),
+        WarpFilter::Bicubic => warp_bicubic(image, &from_template, side, side),
+    })
+}
+
+/// Weights of the four taps at offsets -1, 0, 1, 2 for a sample at fraction `t` past tap 0
+/// (Keys' cubic convolution with OpenCV's a = -0.75; they sum to 1).
+fn cubic_weights(t: f64) -> [f64; 4] {
+    const A: f64 = -0.75;
+    let near = |x: f64| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let far = |x: f64| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    [far(1.0 + t), near(t), near(1.0 - t), far(2.0 - t)]
+}
+
+/// Sample `image` at `map(x, y)` for every output pixel, bicubically, black outside.
+pub fn warp_bicubic(image: &RgbImage, map: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    let raw = image.as_raw();
+    let pixel = |x: i64, y: i64, c: usize| -> f64 {
+        if x < 0 || y < 0 || x >= w || y >= h {
+            0.0
+        } else {
+            raw[((y * w + x) * 3) as usize + c] as f64
+        }
+    };
+    let mut out = RgbImage::new(out_w, out_h);
+    for (ox, oy, px) in out.enumerate_pixels_mut() {
+        let (sx, sy) = map.apply(ox as f64, oy as f64);
+        if !(sx.is_finite() && sy.is_finite()) {
+            continue;
+        }
+        let (x0, y0) = (sx.floor(), sy.floor());
+        let (wx, wy) = (cubic_weights(sx - x0), cubic_weights(sy - y0));
+        let (x0, y0) = (x0 as i64 - 1, y0 as i64 - 1);
+        for c in 0..3 {
+            let mut value = 0.0;
+            for (j, wyj) in wy.iter().enumerate() {
+                let row: f64 = wx
+                    .iter()
+                    .enumerate()
+                    .map(|(i, wxi)| wxi * pixel(x0 + i as i64, y0 + j as i64, c))
+                    .sum();
+                value += wyj * row;
+            }
+            // Cubic weights go negative (overshoot at edges): clamp before rounding.
+            px.0[c] = round_non_negative_f64(value.clamp(0.0, 255.0)) as u8;
+        }
+    }
+    out
 }
 
 /// Sample `image` at `map(x, y)` for every output pixel, bilinearly, black outside.
@@ -184,6 +251,46 @@ mod tests {
         let aligned = align_face(&image, &ARCFACE_TEMPLATE).unwrap();
         assert_eq!(aligned.get_pixel(40, 60), image.get_pixel(40, 60));
         assert_eq!(aligned.get_pixel(100, 5), image.get_pixel(100, 5));
+    }
+
+    #[test]
+    fn cubic_weights_sum_to_one_and_hit_the_taps() {
+        for t in [0.0, 0.25, 0.5, 0.9] {
+            let w = cubic_weights(t);
+            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{t}: {w:?}");
+        }
+        assert_eq!(cubic_weights(0.0), [0.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn bicubic_alignment_matches_bilinear_on_flat_and_identity() {
+        let image = RgbImage::from_fn(112, 112, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let aligned = align_face_with(&image, &ARCFACE_TEMPLATE, WarpFilter::Bicubic).unwrap();
+        assert_eq!(aligned.get_pixel(40, 60), image.get_pixel(40, 60));
+        // A flat image stays flat in the interior when enlarged 3x.
+        let flat = RgbImage::from_pixel(40, 40, image::Rgb([90, 120, 200]));
+        let enlarge = Similarity {
+            a: 1.0 / 3.0,
+            b: 0.0,
+            tx: 5.0,
+            ty: 5.0,
+        };
+        let out = warp_bicubic(&flat, &enlarge, 60, 60);
+        assert_eq!(out.get_pixel(30, 30), &image::Rgb([90, 120, 200]));
+        // Outside the image is black, and degenerate landmarks are rejected.
+        let out = warp_bicubic(
+            &flat,
+            &Similarity {
+                a: 1.0,
+                b: 0.0,
+                tx: 100.0,
+                ty: 0.0,
+            },
+            4,
+            4,
+        );
+        assert_eq!(out.get_pixel(0, 0), &image::Rgb([0, 0, 0]));
+        assert!(align_face_with(&flat, &[[1.0, 1.0]; 5], WarpFilter::Bicubic).is_none());
     }
 
     #[test]

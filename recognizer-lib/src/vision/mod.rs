@@ -14,7 +14,7 @@ mod resize;
 pub mod ultraface;
 
 pub use self::image::{decode_image, load_image, RgbImage};
-pub use align::{align_face, Similarity, ARCFACE_TEMPLATE};
+pub use align::{align_face, align_face_with, Similarity, WarpFilter, ARCFACE_TEMPLATE};
 pub use detect::{Detection, DetectorOptions, FaceBox, FaceDetector, Landmarks};
 pub use embed::{FaceEmbedder, EMBEDDING_DIM};
 pub use gallery::{

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use rollcall_models::ModelCache;
 
-use super::align::align_face;
-use super::detect::{Detection, DetectorOptions, FaceDetector};
+use super::align::{align_face_with, WarpFilter};
+use super::detect::{Detection, DetectorOptions, FaceBox, FaceDetector};
 use super::embed::FaceEmbedder;
 use super::image::pad_replicate;
 use super::landmarks::LandmarkModel;
@@ -20,6 +20,24 @@ use crate::runtime::{init_onnxruntime, RuntimeOptions};
 /// Fraction of the width/height added on each side for the retry when nothing is found: faces
 /// that fill the whole photo (tight crops) are found once there is some background around them.
 pub const RETRY_PAD_FRACTION: f32 = 0.25;
+
+/// Faces whose detection box is smaller than this (longer side, pixels) are aligned with a bicubic
+/// warp. Such a face is enlarged about 2x or more to 112x112, and bilinear interpolation then
+/// blurs it; bicubic keeps edges closer to the sharp faces the embedder was trained on. Measured
+/// with every probe of the public set shrunk to a 40 px face: genuine similarity rose in 96 % of
+/// probes (median +0.022), strangers' highest similarity by +0.005 (docs/accuracy.md). Larger faces
+/// keep bilinear: bicubic on every enlarged face (e.g. 92x112 AT&T crops) raised impostor scores.
+pub const SMALL_FACE_SIDE: f32 = 64.0;
+
+/// [`WarpFilter::Bicubic`] for faces smaller than [`SMALL_FACE_SIDE`] when `bicubic_small`.
+fn warp_filter_for(bbox: &FaceBox, bicubic_small: bool) -> WarpFilter {
+    let side = bbox.width().max(bbox.height());
+    if bicubic_small && side < SMALL_FACE_SIDE {
+        WarpFilter::Bicubic
+    } else {
+        WarpFilter::Bilinear
+    }
+}
 
 /// Which face detector finds the faces.
 #[derive(
@@ -84,6 +102,8 @@ pub struct PipelineOptions {
     /// Align with the dense landmark model's points instead of MTCNN's five (see
     /// [`super::landmarks`]).
     pub dense_landmarks: bool,
+    /// Warp faces smaller than [`SMALL_FACE_SIDE`] bicubically instead of bilinearly (see there).
+    pub bicubic_small_faces: bool,
 }
 
 impl Default for PipelineOptions {
@@ -95,6 +115,7 @@ impl Default for PipelineOptions {
             runtime: RuntimeOptions::default(),
             retry_padded: true,
             dense_landmarks: true,
+            bicubic_small_faces: true,
         }
     }
 }
@@ -250,6 +271,11 @@ impl FacePipeline {
         }
     }
 
+    /// The resampling filter for aligning the face in `bbox`.
+    fn warp_filter(&self, bbox: &FaceBox) -> WarpFilter {
+        warp_filter_for(bbox, self.options.bicubic_small_faces)
+    }
+
     /// Align and embed one detected face. `None` when its landmarks are degenerate.
     pub fn embed(
         &self,
@@ -273,7 +299,7 @@ impl FacePipeline {
                 marks = dense;
             }
         }
-        let aligned = align_face(source, &marks);
+        let aligned = align_face_with(source, &marks, self.warp_filter(&face.bbox));
         let Some(aligned) = aligned else {
             return Ok(None);
         };
@@ -345,6 +371,22 @@ impl FacePipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_small_faces_are_warped_bicubically() {
+        let bbox = |side: f32| FaceBox {
+            x1: 10.0,
+            y1: 10.0,
+            x2: 10.0 + side * 0.8,
+            y2: 10.0 + side,
+        };
+        assert_eq!(warp_filter_for(&bbox(30.0), true), WarpFilter::Bicubic);
+        assert_eq!(warp_filter_for(&bbox(63.0), true), WarpFilter::Bicubic);
+        assert_eq!(warp_filter_for(&bbox(64.0), true), WarpFilter::Bilinear);
+        assert_eq!(warp_filter_for(&bbox(200.0), true), WarpFilter::Bilinear);
+        assert_eq!(warp_filter_for(&bbox(30.0), false), WarpFilter::Bilinear);
+        assert!(PipelineOptions::default().bicubic_small_faces);
+    }
 
     #[test]
     fn detector_kind_parses_and_prints_its_settings_name() {
