@@ -60,7 +60,7 @@ enum Command {
     /// one embedded service keeps in real time.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
-    /// The AWS deployment: provision the bucket, queues, table and notification.
+    /// The AWS deployment: provision the bucket, queues, table and notification; tail the logs.
     #[cfg(feature = "aws")]
     #[command(subcommand)]
     Aws(cmd::aws::AwsCommand),

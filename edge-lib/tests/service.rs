@@ -288,7 +288,8 @@ fn unprocessable_clips_give_error_results_naming_the_key() {
     let sink = LocalDirSink::from_store(Arc::clone(&svc.store));
     let mut expect = Vec::new();
 
-    // Corrupt: the first half of a clip (cut mid-picture), and noise.
+    // Damaged: the first half of a clip (cut mid-picture: fewer pictures than its metadata
+    // announces), and noise.
     let small = clips
         .iter()
         .find(|c| c.bytes.len() <= limit)
@@ -297,7 +298,7 @@ fn unprocessable_clips_give_error_results_naming_the_key() {
     meta.seq = 100;
     sink.put(&meta, &small.bytes[..small.bytes.len() / 2])
         .unwrap();
-    expect.push((ClipEvent::for_clip(meta.clone()), "corrupt"));
+    expect.push((ClipEvent::for_clip(meta.clone()), "truncated"));
     meta.seq = 101;
     let noise: Vec<u8> = (0..5000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
