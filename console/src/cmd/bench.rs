@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use rollcall_edge::latency::{LatencyRecorder, Stage};
+use rollcall_edge::latency::LatencyRecorder;
 use rollcall_edge::session::{SessionConfig, SessionProbe};
 use rollcall_edge::source::{now_ns, Pace, SourceSpec};
 use rollcall_models::ModelCache;
@@ -40,7 +40,7 @@ use rollcall_recognizer::clip::SamplePolicy;
 use rollcall_recognizer::pool::default_max_workers;
 use serde::Serialize;
 
-use crate::cmd::session::parse_duration;
+use crate::cmd::session::{parse_duration, stage_medians_ms, LatencyMs};
 use crate::embedded::EmbeddedOptions;
 use crate::service::RecognitionService;
 use crate::settings::{ConfigFile, Recognition, RecognizerArgs};
@@ -140,16 +140,6 @@ pub fn run(command: BenchCommand, config: &ConfigFile) -> Result<ExitCode> {
     match command {
         BenchCommand::Cameras(args) => cameras(args, config),
     }
-}
-
-#[derive(Serialize)]
-struct LatencyMs {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-    mean: f64,
-    count: u64,
 }
 
 /// One simulated camera's outcome over one camera count.
@@ -697,20 +687,8 @@ fn measure(
     }
 
     let latency = latency.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let end_to_end = latency.summary(Stage::EndToEnd).map(|s| LatencyMs {
-        p50: s.p50_ms,
-        p90: s.p90_ms,
-        p99: s.p99_ms,
-        max: s.max_ms,
-        mean: s.mean_ms,
-        count: s.count,
-    });
-    let stages_ms = latency
-        .summaries()
-        .into_iter()
-        .filter(|(stage, _)| *stage != Stage::EndToEnd)
-        .map(|(stage, s)| (stage.name().to_string(), s.p50_ms))
-        .collect();
+    let end_to_end = LatencyMs::end_to_end(&latency);
+    let stages_ms = stage_medians_ms(&latency);
     let capture_s = args.duration.as_secs_f64();
     let backlog = BacklogSummary::of(&samples, capture_s);
     let sum = |f: fn(&CameraOutcome) -> u64| per_camera.iter().map(f).sum::<u64>();

@@ -158,14 +158,41 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// End-to-end latency in a JSON report (session, bench).
 #[derive(Serialize)]
-struct LatencyMs {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-    mean: f64,
-    count: u64,
+pub struct LatencyMs {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub count: u64,
+}
+
+/// The median of every stage but end to end, by stage name (`stages_ms` of the reports).
+pub fn stage_medians_ms(
+    latency: &rollcall_edge::latency::LatencyRecorder,
+) -> BTreeMap<String, f64> {
+    latency
+        .summaries()
+        .into_iter()
+        .filter(|(stage, _)| *stage != Stage::EndToEnd)
+        .map(|(stage, s)| (stage.name().to_string(), s.p50_ms))
+        .collect()
+}
+
+impl LatencyMs {
+    /// The end-to-end figures of `latency`, if any result arrived.
+    pub fn end_to_end(latency: &rollcall_edge::latency::LatencyRecorder) -> Option<LatencyMs> {
+        latency.summary(Stage::EndToEnd).map(|s| LatencyMs {
+            p50: s.p50_ms,
+            p90: s.p90_ms,
+            p99: s.p99_ms,
+            max: s.max_ms,
+            mean: s.mean_ms,
+            count: s.count,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -578,21 +605,8 @@ pub fn report_json(
     session_id: &str,
     pool: Option<&PoolStats>,
 ) -> serde_json::Value {
-    let latency = report.latency.summary(Stage::EndToEnd).map(|s| LatencyMs {
-        p50: s.p50_ms,
-        p90: s.p90_ms,
-        p99: s.p99_ms,
-        max: s.max_ms,
-        mean: s.mean_ms,
-        count: s.count,
-    });
-    let stages_ms = report
-        .latency
-        .summaries()
-        .into_iter()
-        .filter(|(stage, _)| *stage != Stage::EndToEnd)
-        .map(|(stage, s)| (stage.name().to_string(), s.p50_ms))
-        .collect();
+    let latency = LatencyMs::end_to_end(&report.latency);
+    let stages_ms = stage_medians_ms(&report.latency);
     let json = SessionReportJson {
         source: report.source.clone(),
         device_id: plan.device.clone(),

@@ -133,43 +133,46 @@ fn cubic_weights(t: f64) -> [f64; 4] {
 
 /// Sample `image` at `map(x, y)` for every output pixel, bicubically, black outside.
 pub fn warp_bicubic(image: &RgbImage, map: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
-    let (w, h) = (image.width() as i64, image.height() as i64);
-    let raw = image.as_raw();
-    let pixel = |x: i64, y: i64, c: usize| -> f64 {
-        if x < 0 || y < 0 || x >= w || y >= h {
-            0.0
-        } else {
-            raw[((y * w + x) * 3) as usize + c] as f64
-        }
-    };
-    let mut out = RgbImage::new(out_w, out_h);
-    for (ox, oy, px) in out.enumerate_pixels_mut() {
-        let (sx, sy) = map.apply(ox as f64, oy as f64);
-        if !(sx.is_finite() && sy.is_finite()) {
-            continue;
-        }
+    warp_sampled(image, map, out_w, out_h, |pixel, sx, sy, c| {
         let (x0, y0) = (sx.floor(), sy.floor());
         let (wx, wy) = (cubic_weights(sx - x0), cubic_weights(sy - y0));
         let (x0, y0) = (x0 as i64 - 1, y0 as i64 - 1);
-        for c in 0..3 {
-            let mut value = 0.0;
-            for (j, wyj) in wy.iter().enumerate() {
-                let row: f64 = wx
-                    .iter()
-                    .enumerate()
-                    .map(|(i, wxi)| wxi * pixel(x0 + i as i64, y0 + j as i64, c))
-                    .sum();
-                value += wyj * row;
-            }
-            // Cubic weights go negative (overshoot at edges): clamp before rounding.
-            px.0[c] = round_non_negative_f64(value.clamp(0.0, 255.0)) as u8;
+        let mut value = 0.0;
+        for (j, wyj) in wy.iter().enumerate() {
+            let row: f64 = wx
+                .iter()
+                .enumerate()
+                .map(|(i, wxi)| wxi * pixel(x0 + i as i64, y0 + j as i64, c))
+                .sum();
+            value += wyj * row;
         }
-    }
-    out
+        // Cubic weights go negative (overshoot at edges): clamp before rounding.
+        round_non_negative_f64(value.clamp(0.0, 255.0)) as u8
+    })
 }
 
 /// Sample `image` at `map(x, y)` for every output pixel, bilinearly, black outside.
 pub fn warp(image: &RgbImage, map: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
+    warp_sampled(image, map, out_w, out_h, |pixel, sx, sy, c| {
+        let (x0, y0) = (sx.floor(), sy.floor());
+        let (fx, fy) = (sx - x0, sy - y0);
+        let (x0, y0) = (x0 as i64, y0 as i64);
+        let top = pixel(x0, y0, c) * (1.0 - fx) + pixel(x0 + 1, y0, c) * fx;
+        let bottom = pixel(x0, y0 + 1, c) * (1.0 - fx) + pixel(x0 + 1, y0 + 1, c) * fx;
+        // Non-negative: a convex combination of pixel values (and black).
+        round_non_negative_f64(top * (1.0 - fy) + bottom * fy).clamp(0.0, 255.0) as u8
+    })
+}
+
+/// The warp loop shared by both filters: for every output pixel and channel, `sample` gets the
+/// source pixel reader (black outside the image), the mapped source position and the channel.
+fn warp_sampled(
+    image: &RgbImage,
+    map: &Similarity,
+    out_w: u32,
+    out_h: u32,
+    sample: impl Fn(&dyn Fn(i64, i64, usize) -> f64, f64, f64, usize) -> u8,
+) -> RgbImage {
     let (w, h) = (image.width() as i64, image.height() as i64);
     let raw = image.as_raw();
     let pixel = |x: i64, y: i64, c: usize| -> f64 {
@@ -185,15 +188,8 @@ pub fn warp(image: &RgbImage, map: &Similarity, out_w: u32, out_h: u32) -> RgbIm
         if !(sx.is_finite() && sy.is_finite()) {
             continue;
         }
-        let (x0, y0) = (sx.floor(), sy.floor());
-        let (fx, fy) = (sx - x0, sy - y0);
-        let (x0, y0) = (x0 as i64, y0 as i64);
         for c in 0..3 {
-            let top = pixel(x0, y0, c) * (1.0 - fx) + pixel(x0 + 1, y0, c) * fx;
-            let bottom = pixel(x0, y0 + 1, c) * (1.0 - fx) + pixel(x0 + 1, y0 + 1, c) * fx;
-            // Non-negative: a convex combination of pixel values (and black).
-            px.0[c] =
-                round_non_negative_f64(top * (1.0 - fy) + bottom * fy).clamp(0.0, 255.0) as u8;
+            px.0[c] = sample(&pixel, sx, sy, c);
         }
     }
     out
