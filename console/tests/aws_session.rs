@@ -8,8 +8,8 @@ mod common;
 use std::process::Stdio;
 
 use common::{
-    aws_endpoint, data_dir, example_photos, models_present, rollcall_aws, rollcall_command, text,
-    tmux_present, Tmux,
+    aws_endpoint, data_dir, enroll_examples_aws, models_present, rollcall_aws, rollcall_command,
+    text, tmux_present, Tmux,
 };
 
 /// Kills the worker process when the test ends, passed or not.
@@ -40,18 +40,7 @@ fn aws_session_uploads_clips_and_gets_every_result_back_through_sqs() {
         &prefix,
     );
     assert!(out.status.success(), "{}", text(&out));
-    let photos = example_photos(&data, tmp.path(), &[("barack_obama", "obama.jpg")]);
-    let out = rollcall_aws(
-        &[
-            "enroll",
-            "--backend",
-            "aws",
-            "--photos",
-            photos.to_str().unwrap(),
-        ],
-        &prefix,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    enroll_examples_aws(&data, tmp.path(), &prefix, &[("barack_obama", "obama.jpg")]);
 
     let _worker = Worker(
         rollcall_command()

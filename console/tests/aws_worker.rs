@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{
-    aws_endpoint as endpoint, data_dir, example_photos, models_present, rollcall_aws as rollcall,
-    text,
+    aws_endpoint as endpoint, data_dir, enroll_examples_aws, models_present,
+    rollcall_aws as rollcall, text,
 };
 use rollcall_edge::segment::{ClipSegmenter, SegmentConfig};
 use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
@@ -63,26 +63,16 @@ fn worker_recognises_s3_clips_and_routes_results_errors_and_poison_messages() {
     let dlq_url = provisioned["dlq_url"].as_str().unwrap().to_string();
 
     // Enrol into DynamoDB.
-    let photos = example_photos(
+    let out = enroll_examples_aws(
         &data,
         tmp.path(),
+        &prefix,
         &[
             ("lin_manuel_miranda", "lin-manuel-miranda.png"),
             ("alex_lacamoire", "alex-lacamoire.png"),
             ("barack_obama", "obama.jpg"),
         ],
     );
-    let out = rollcall(
-        &[
-            "enroll",
-            "--backend",
-            "aws",
-            "--photos",
-            photos.to_str().unwrap(),
-        ],
-        &prefix,
-    );
-    assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(&format!("dynamodb:{prefix}-people")),
         "{}",

@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::{aws_endpoint, data_dir, example_photos, models_present, rollcall_aws, text, unique};
+use common::{
+    aws_endpoint, data_dir, enroll_examples_aws, models_present, rollcall_aws, text, unique,
+};
 
 #[test]
 fn aws_bench_provisions_runs_workers_and_gets_a_result_for_every_clip() {
@@ -53,18 +55,7 @@ fn aws_bench_provisions_runs_workers_and_gets_a_result_for_every_clip() {
         "{output}"
     );
 
-    let photos = example_photos(&data, tmp.path(), &[("barack_obama", "obama.jpg")]);
-    let out = rollcall_aws(
-        &[
-            "enroll",
-            "--backend",
-            "aws",
-            "--photos",
-            photos.to_str().unwrap(),
-        ],
-        &prefix,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    enroll_examples_aws(&data, tmp.path(), &prefix, &[("barack_obama", "obama.jpg")]);
 
     let out = bench("3s");
     let output = text(&out);

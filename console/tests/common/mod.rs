@@ -114,6 +114,29 @@ pub fn enroll_examples(data: &Path, db: &Path, people: &[(&str, &str)]) {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// Enrol the reference photos of `examples/` into the DynamoDB people table of `prefix`
+/// (`rollcall enroll --backend aws`); returns the command's output.
+pub fn enroll_examples_aws(
+    data: &Path,
+    scratch: &Path,
+    prefix: &str,
+    people: &[(&str, &str)],
+) -> Output {
+    let photos = example_photos(data, scratch, people);
+    let out = rollcall_aws(
+        &[
+            "enroll",
+            "--backend",
+            "aws",
+            "--photos",
+            photos.to_str().expect("UTF-8 temporary path"),
+        ],
+        prefix,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
 /// Run `rollcall` with its AWS resource names under `prefix`.
 pub fn rollcall_aws(args: &[&str], prefix: &str) -> Output {
     rollcall_command()
