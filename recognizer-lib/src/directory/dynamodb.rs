@@ -30,7 +30,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    check_embedding, default_display_name, rfc3339_utc, validate_person_id, DirectoryError,
+    check_enrollment, default_display_name, rfc3339_utc, validate_person_id, DirectoryError,
     EnrollmentSample, GalleryEntry, PeopleDirectory, PersonRecord,
 };
 use crate::aws::sdk_message;
@@ -387,38 +387,17 @@ impl PeopleDirectory for DynamoDirectory {
         mean: &[f32],
         samples: &[EnrollmentSample],
     ) -> Result<(), DirectoryError> {
-        validate_person_id(person_id)?;
-        check_embedding(person_id, "mean embedding", mean)?;
+        check_enrollment(person_id, mean, samples)?;
         let invalid = |reason: String| DirectoryError::InvalidEnrollment {
             person_id: person_id.to_owned(),
             reason,
         };
+        // One DynamoDB item holds the person and their samples (item size limit).
         if samples.len() > MAX_SAMPLES {
             return Err(invalid(format!(
                 "{} samples: the DynamoDB directory keeps at most {MAX_SAMPLES} per person",
                 samples.len()
             )));
-        }
-        for (i, sample) in samples.iter().enumerate() {
-            if sample.person_id != person_id {
-                return Err(invalid(format!(
-                    "sample {i} ({:?}) belongs to {:?}",
-                    sample.image, sample.person_id
-                )));
-            }
-            check_embedding(
-                person_id,
-                &format!("sample {i} ({:?})", sample.image),
-                &sample.embedding,
-            )?;
-            if sample.embedding.len() != mean.len() {
-                return Err(invalid(format!(
-                    "sample {i} ({:?}) has {} values but the mean embedding has {}",
-                    sample.image,
-                    sample.embedding.len(),
-                    mean.len()
-                )));
-            }
         }
         // Dimension of the other people's embeddings.
         for item in self.person_items()? {

@@ -358,6 +358,43 @@ pub(crate) fn check_embedding(
     Ok(())
 }
 
+/// Check an enrolment offered for storage, whatever the backend: a valid id, a usable mean
+/// embedding, and samples that belong to the person and match the mean's dimension.
+pub(crate) fn check_enrollment(
+    person_id: &str,
+    mean: &[f32],
+    samples: &[EnrollmentSample],
+) -> Result<(), DirectoryError> {
+    validate_person_id(person_id)?;
+    check_embedding(person_id, "mean embedding", mean)?;
+    let invalid = |reason: String| DirectoryError::InvalidEnrollment {
+        person_id: person_id.to_owned(),
+        reason,
+    };
+    for (i, sample) in samples.iter().enumerate() {
+        if sample.person_id != person_id {
+            return Err(invalid(format!(
+                "sample {i} ({:?}) belongs to {:?}",
+                sample.image, sample.person_id
+            )));
+        }
+        check_embedding(
+            person_id,
+            &format!("sample {i} ({:?})", sample.image),
+            &sample.embedding,
+        )?;
+        if sample.embedding.len() != mean.len() {
+            return Err(invalid(format!(
+                "sample {i} ({:?}) has {} values but the mean embedding has {}",
+                sample.image,
+                sample.embedding.len(),
+                mean.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use rusqlite::{
 };
 
 use super::{
-    check_embedding, default_display_name, rfc3339_utc, validate_person_id, DirectoryError,
+    check_enrollment, default_display_name, rfc3339_utc, validate_person_id, DirectoryError,
     EnrollmentSample, GalleryEntry, PeopleDirectory, PersonRecord,
 };
 
@@ -361,35 +361,7 @@ impl PeopleDirectory for SqliteDirectory {
         mean: &[f32],
         samples: &[EnrollmentSample],
     ) -> Result<(), DirectoryError> {
-        validate_person_id(person_id)?;
-        check_embedding(person_id, "mean embedding", mean)?;
-        for (i, sample) in samples.iter().enumerate() {
-            if sample.person_id != person_id {
-                return Err(DirectoryError::InvalidEnrollment {
-                    person_id: person_id.to_owned(),
-                    reason: format!(
-                        "sample {i} ({:?}) belongs to {:?}",
-                        sample.image, sample.person_id
-                    ),
-                });
-            }
-            check_embedding(
-                person_id,
-                &format!("sample {i} ({:?})", sample.image),
-                &sample.embedding,
-            )?;
-            if sample.embedding.len() != mean.len() {
-                return Err(DirectoryError::InvalidEnrollment {
-                    person_id: person_id.to_owned(),
-                    reason: format!(
-                        "sample {i} ({:?}) has {} values but the mean embedding has {}",
-                        sample.image,
-                        sample.embedding.len(),
-                        mean.len()
-                    ),
-                });
-            }
-        }
+        check_enrollment(person_id, mean, samples)?;
         let image_count =
             u32::try_from(samples.len()).map_err(|_| DirectoryError::InvalidEnrollment {
                 person_id: person_id.to_owned(),
