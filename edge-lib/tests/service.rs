@@ -8,10 +8,13 @@
 //! `ROLLCALL_REQUIRE_DATA=1` makes that a failure.
 
 mod common;
+/// Data, models and skip rules shared with the recognizer's tests.
+#[path = "../../recognizer-lib/tests/common/mod.rs"]
+mod shared;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rollcall_edge::latency::Stage;
@@ -20,7 +23,6 @@ use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
 use rollcall_edge::session::{run_session, SessionConfig, SessionProbe};
 use rollcall_edge::source::{now_ns, open_source, Pace, SourceOptions, SourceSpec};
 use rollcall_edge::upload::{ClipSink, LocalDirSink};
-use rollcall_models::ModelCache;
 use rollcall_recognizer::clip::ClipAnalyzer;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::directory::{PeopleDirectory, PersonRecord};
@@ -29,26 +31,9 @@ use rollcall_recognizer::handler::{HandlerConfig, RecognitionHandler};
 use rollcall_recognizer::pool::{PoolConfig, WorkerPool};
 use rollcall_recognizer::results::{LocalResultQueue, ResultQueue};
 use rollcall_recognizer::store::{ClipStore, LocalClipStore};
-use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
+use rollcall_recognizer::vision::FacePipeline;
 use rollcall_recognizer::wire::{ClipEvent, RecognitionResult};
-
-const HAMILTON: &str = "videos/short_hamilton_clip/short_hamilton_clip.mp4";
-const ENROLLED: [(&str, &str); 4] = [
-    (
-        "lin_manuel_miranda",
-        "examples/lin_manuel_miranda/lin-manuel-miranda.png",
-    ),
-    (
-        "alex_lacamoire",
-        "examples/alex_lacamoire/alex-lacamoire.png",
-    ),
-    ("barack_obama", "examples/barack_obama/obama.jpg"),
-    ("joe_biden", "examples/joe_biden/biden.jpg"),
-];
-
-fn required() -> bool {
-    std::env::var("ROLLCALL_REQUIRE_DATA").is_ok_and(|v| v == "1")
-}
+use shared::{pipeline, ENROLLED, HAMILTON};
 
 macro_rules! or_skip {
     ($e:expr) => {
@@ -57,30 +42,6 @@ macro_rules! or_skip {
             None => return,
         }
     };
-}
-
-/// The face models, loaded once per test binary (two sessions per model: tests run in parallel).
-fn pipeline() -> Option<Arc<FacePipeline>> {
-    static PIPELINE: OnceLock<Result<Arc<FacePipeline>, String>> = OnceLock::new();
-    let loaded = PIPELINE.get_or_init(|| {
-        let cache = ModelCache::from_env().map_err(|e| e.to_string())?;
-        let mut options = PipelineOptions::default();
-        options.runtime.sessions_per_model = 2;
-        FacePipeline::load(&cache, options)
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
-    });
-    match loaded {
-        Ok(p) => Some(Arc::clone(p)),
-        Err(e) => {
-            assert!(
-                !required(),
-                "models not available: {e} (ROLLCALL_REQUIRE_DATA=1)"
-            );
-            println!("SKIP: models not available ({e}); run `rollcall models fetch`");
-            None
-        }
-    }
 }
 
 /// Everyone in [`ENROLLED`] (one photo each) with an academic record, in memory.

@@ -6,11 +6,11 @@
 //! `$ROLLCALL_HOME`) are missing; with `ROLLCALL_REQUIRE_DATA=1` a missing piece fails instead.
 //! Run with `--nocapture` to see who each clip reported.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
 
-use rollcall_models::ModelCache;
 use rollcall_recognizer::clip::{
     decode_clip, ClipAnalysis, ClipAnalyzer, ClipError, ClipLimits, SamplePolicy,
 };
@@ -18,36 +18,20 @@ use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::enrollment::{
     embed_person_photos, load_gallery, recalibrate, scan_photo_tree, store_enrollment,
 };
-use rollcall_recognizer::vision::{FacePipeline, Gallery, PipelineOptions};
+use rollcall_recognizer::vision::{FacePipeline, Gallery};
 use rollcall_recognizer::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
-const HAMILTON: &str = "videos/short_hamilton_clip/short_hamilton_clip.mp4";
-const OBAMA: &str = "videos/armbiantest_obama/obama.mp4";
+use common::{ENROLLED, HAMILTON, OBAMA};
+
 /// Clip starts (seconds) spread over each video; the hamilton video ends with an audience.
 const HAMILTON_STARTS: [f32; 9] = [0.0, 1.2, 2.0, 3.0, 4.0, 5.0, 6.5, 7.5, 9.0];
 const OBAMA_STARTS: [f32; 5] = [0.0, 1.0, 2.0, 2.8, 3.4];
-const ENROLLED: [(&str, &str); 4] = [
-    (
-        "lin_manuel_miranda",
-        "examples/lin_manuel_miranda/lin-manuel-miranda.png",
-    ),
-    (
-        "alex_lacamoire",
-        "examples/alex_lacamoire/alex-lacamoire.png",
-    ),
-    ("barack_obama", "examples/barack_obama/obama.jpg"),
-    ("joe_biden", "examples/joe_biden/biden.jpg"),
-];
-
-fn require_data() -> bool {
-    std::env::var("ROLLCALL_REQUIRE_DATA").is_ok_and(|v| v == "1")
-}
 
 /// Return from the test with a printed reason, or fail when data is required.
 macro_rules! skip {
     ($($arg:tt)*) => {{
         let reason = format!($($arg)*);
-        if require_data() {
+        if common::env_is("ROLLCALL_REQUIRE_DATA") {
             panic!("{reason} (and ROLLCALL_REQUIRE_DATA=1)");
         }
         eprintln!("SKIPPED: {reason}");
@@ -149,23 +133,6 @@ impl Fixture {
         assert_eq!(output.stdout.len() % frame, 0);
         output.stdout.chunks(frame).map(<[u8]>::to_vec).collect()
     }
-}
-
-fn pipeline() -> Result<Arc<FacePipeline>, String> {
-    static PIPELINE: OnceLock<Result<Arc<FacePipeline>, String>> = OnceLock::new();
-    PIPELINE
-        .get_or_init(|| {
-            let cache = ModelCache::from_env().map_err(|e| format!("no model cache: {e}"))?;
-            FacePipeline::load(&cache, PipelineOptions::default())
-                .map(Arc::new)
-                .map_err(|e| {
-                    format!(
-                        "models not available in {} (set ROLLCALL_HOME, run `rollcall models fetch`): {e}",
-                        cache.root().display()
-                    )
-                })
-        })
-        .clone()
 }
 
 /// Everyone in [`ENROLLED`], one reference photo each, in an in-memory SQLite directory.
@@ -278,7 +245,9 @@ fn analyse_video(
 #[test]
 fn hamilton_clips_report_lin_manuel_miranda_and_nobody_unexpected() {
     let fx = or_skip!(fixture());
-    let pipeline = or_skip!(pipeline());
+    let Some(pipeline) = common::pipeline() else {
+        return;
+    };
     let gallery = gallery(&fx.data, &pipeline);
     let analyzer = ClipAnalyzer::new(pipeline);
     let analyses = analyse_video(&fx, &analyzer, &gallery, HAMILTON, &HAMILTON_STARTS, 29.97);
@@ -321,7 +290,9 @@ fn hamilton_clips_report_lin_manuel_miranda_and_nobody_unexpected() {
 #[test]
 fn obama_clips_report_barack_obama_and_never_joe_biden() {
     let fx = or_skip!(fixture());
-    let pipeline = or_skip!(pipeline());
+    let Some(pipeline) = common::pipeline() else {
+        return;
+    };
     let gallery = gallery(&fx.data, &pipeline);
     let analyzer = ClipAnalyzer::new(pipeline);
     let analyses = analyse_video(&fx, &analyzer, &gallery, OBAMA, &OBAMA_STARTS, 15.0);
@@ -359,7 +330,9 @@ fn obama_clips_report_barack_obama_and_never_joe_biden() {
 #[ignore = "cuts and analyses every 0.5 s of both videos (28 clips, ~15 s)"]
 fn whole_videos_name_only_the_expected_people() {
     let fx = or_skip!(fixture());
-    let pipeline = or_skip!(pipeline());
+    let Some(pipeline) = common::pipeline() else {
+        return;
+    };
     let directory = SqliteDirectory::open_in_memory().unwrap();
     let tree = scan_photo_tree(&fx.data.join("examples")).unwrap();
     for (person, photos) in &tree.people {
@@ -516,7 +489,9 @@ fn damaged_real_clips_are_errors_naming_the_clip() {
         29.97,
     );
     assert_eq!(sampled.unwrap().1.pictures, 8);
-    let pipeline = or_skip!(pipeline());
+    let Some(pipeline) = common::pipeline() else {
+        return;
+    };
     let analyzer = ClipAnalyzer::new(pipeline);
     let mut m = meta(5, 29.97, 640, 360);
     m.frame_count = 15;

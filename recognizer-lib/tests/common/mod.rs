@@ -16,6 +16,26 @@ use std::sync::{Arc, OnceLock};
 use rollcall_models::ModelCache;
 use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
 
+/// The real videos, relative to the data folder.
+pub const HAMILTON: &str = "videos/short_hamilton_clip/short_hamilton_clip.mp4";
+pub const OBAMA: &str = "videos/armbiantest_obama/obama.mp4";
+
+/// The people of the real videos with one reference photo each (relative to the data folder).
+/// Obama and Biden are in, so the Hamilton video must name neither, and the Obama video never
+/// Biden.
+pub const ENROLLED: [(&str, &str); 4] = [
+    (
+        "lin_manuel_miranda",
+        "examples/lin_manuel_miranda/lin-manuel-miranda.png",
+    ),
+    (
+        "alex_lacamoire",
+        "examples/alex_lacamoire/alex-lacamoire.png",
+    ),
+    ("barack_obama", "examples/barack_obama/obama.jpg"),
+    ("joe_biden", "examples/joe_biden/biden.jpg"),
+];
+
 /// Whether the environment variable `name` is `1`.
 pub fn env_is(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
