@@ -213,3 +213,25 @@ pub fn tmux_present() -> bool {
     }
     ok
 }
+
+/// The one step of a `bench cameras --cameras 1 --duration 3s --json` report, after checking
+/// that it is complete: every clip captured in 3 s answered, nothing lost, latency figures set.
+pub fn one_complete_camera_step(report: &serde_json::Value) -> &serde_json::Value {
+    let steps = report["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 1, "{report:#}");
+    let step = &steps[0];
+    assert_eq!(step["cameras"], 1);
+    let clips = step["clips"].as_u64().expect("clips");
+    // 3 s of capture at 0.5 s per clip.
+    assert!((4..=8).contains(&clips), "{step:#}");
+    assert_eq!(step["lost"], 0, "{step:#}");
+    assert_eq!(step["errors"], 0, "{step:#}");
+    assert_eq!(step["results"], clips, "{step:#}");
+    for key in ["p50", "p90", "p99", "max"] {
+        assert!(
+            step["latency_ms"][key].as_f64().expect("latency figure") > 0.0,
+            "{key}: {step:#}"
+        );
+    }
+    step
+}
