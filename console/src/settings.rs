@@ -25,6 +25,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use rollcall_models::ModelCache;
+use rollcall_recognizer::clip::SamplePolicy;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::directory::PeopleDirectory;
 use rollcall_recognizer::enrollment::load_gallery;
@@ -70,6 +71,18 @@ fn dirs_config_file() -> Option<PathBuf> {
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     Some(base.join("rollcall").join("config.toml"))
+}
+
+/// How the function treats a clip: the flags of every command that analyses clips (scan,
+/// session, console, worker).
+#[derive(Args, Debug, Clone)]
+pub struct ClipArgs {
+    /// Frames analysed per clip: `auto` (at least 4 per second), `auto:N`, `all`, `every:K`.
+    #[arg(long, default_value = "auto", value_name = "POLICY")]
+    pub sample: SamplePolicy,
+    /// Largest clip the function accepts, in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024, value_name = "BYTES")]
+    pub max_clip_bytes: usize,
 }
 
 /// Flags of every command that recognises faces.

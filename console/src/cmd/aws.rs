@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use rollcall_recognizer::aws::{self, LogsClient, Names, ProvisionOptions, WorkerConfig};
-use rollcall_recognizer::clip::{ClipAnalyzer, ClipLimits, SamplePolicy};
+use rollcall_recognizer::clip::{ClipAnalyzer, ClipLimits};
 use rollcall_recognizer::directory::dynamodb::DynamoDirectory;
 use rollcall_recognizer::handler::{default_instance_id, HandlerConfig, RecognitionHandler};
 use rollcall_recognizer::logs::cloudwatch::{
@@ -26,7 +26,7 @@ use rollcall_recognizer::results::sqs::SqsResultQueue;
 use rollcall_recognizer::store::s3::S3ClipStore;
 
 use crate::cmd::session::parse_duration;
-use crate::settings::{ConfigFile, RecognizerArgs};
+use crate::settings::{ClipArgs, ConfigFile, RecognizerArgs};
 
 /// Resource naming shared by the AWS commands.
 #[derive(Args, Debug, Clone)]
@@ -355,12 +355,8 @@ pub struct WorkerArgs {
     /// Exit after this long without a message (default: run until interrupted).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     idle_exit: Option<Duration>,
-    /// Frames analysed per clip: `auto`, `auto:N`, `all`, `every:K`.
-    #[arg(long, default_value = "auto", value_name = "POLICY")]
-    sample: SamplePolicy,
-    /// Largest clip accepted, in bytes.
-    #[arg(long, default_value_t = 8 * 1024 * 1024, value_name = "BYTES")]
-    max_clip_bytes: usize,
+    #[command(flatten)]
+    clip: ClipArgs,
     /// Print the worker's counters as JSON when it stops.
     #[arg(long)]
     json: bool,
@@ -418,9 +414,9 @@ pub fn worker(args: WorkerArgs, config: &ConfigFile) -> Result<ExitCode> {
         };
         let queue_url = runtime.block_on(aws::resolve_queue(&sqs, &queue))?;
         let analyzer = ClipAnalyzer::new(pipeline)
-            .with_policy(args.sample)
+            .with_policy(args.clip.sample)
             .with_limits(ClipLimits {
-                max_bytes: args.max_clip_bytes,
+                max_bytes: args.clip.max_clip_bytes,
                 ..ClipLimits::default()
             });
         let handler = Arc::new(RecognitionHandler::new(
@@ -429,7 +425,7 @@ pub fn worker(args: WorkerArgs, config: &ConfigFile) -> Result<ExitCode> {
             SqsResultQueue::new(sqs.clone(), &names.prefix),
             analyzer,
             HandlerConfig {
-                max_clip_bytes: args.max_clip_bytes,
+                max_clip_bytes: args.clip.max_clip_bytes,
                 threshold: settings.threshold,
                 instance_id: instance_id.clone(),
                 ..HandlerConfig::default()

@@ -10,12 +10,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
 use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
-use rollcall_recognizer::clip::{ClipAnalyzer, ClipLimits, SamplePolicy};
+use rollcall_recognizer::clip::{ClipAnalyzer, ClipLimits};
 use rollcall_recognizer::directory::PeopleDirectory;
 use rollcall_recognizer::evaluation::median;
 use serde::Serialize;
 
-use crate::settings::{ConfigFile, RecognizerArgs};
+use crate::settings::{ClipArgs, ConfigFile, RecognizerArgs};
 
 /// Cut a video into clips and recognise the people in each.
 #[derive(Args, Debug)]
@@ -26,12 +26,8 @@ pub struct ScanArgs {
     /// Clip length in milliseconds.
     #[arg(long, default_value_t = 500, value_name = "MS")]
     clip_ms: u32,
-    /// Frames analysed per clip: `auto` (at least 4 per second), `auto:N`, `all`, `every:K`.
-    #[arg(long, default_value = "auto", value_name = "POLICY")]
-    sample: SamplePolicy,
-    /// Largest clip accepted, in bytes.
-    #[arg(long, default_value_t = 8 * 1024 * 1024, value_name = "BYTES")]
-    max_clip_bytes: usize,
+    #[command(flatten)]
+    clip: ClipArgs,
     /// Print exactly one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -77,9 +73,9 @@ pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
 
     let pipeline = Arc::new(settings.pipeline()?);
     let analyzer = ClipAnalyzer::new(pipeline)
-        .with_policy(args.sample)
+        .with_policy(args.clip.sample)
         .with_limits(ClipLimits {
-            max_bytes: args.max_clip_bytes,
+            max_bytes: args.clip.max_clip_bytes,
             ..ClipLimits::default()
         });
 

@@ -20,13 +20,12 @@ use rollcall_edge::session::{
 };
 use rollcall_edge::source::{now_ns, Pace, SourceSpec};
 use rollcall_edge::validate_id;
-use rollcall_recognizer::clip::SamplePolicy;
 use rollcall_recognizer::pool::{default_max_workers, PoolStats};
 use serde::Serialize;
 
 use crate::embedded::EmbeddedOptions;
 use crate::service::RecognitionService;
-use crate::settings::{ConfigFile, Recognition, RecognizerArgs};
+use crate::settings::{ClipArgs, ConfigFile, Recognition, RecognizerArgs};
 
 /// Run a capture session: the operator console, or `--headless` for scripts.
 #[derive(Args, Debug)]
@@ -67,12 +66,8 @@ pub struct CaptureArgs {
     /// Clip length in milliseconds.
     #[arg(long, default_value_t = 500, value_name = "MS")]
     pub clip_ms: u32,
-    /// Frames analysed per clip: `auto` (at least 4 per second), `auto:N`, `all`, `every:K`.
-    #[arg(long, default_value = "auto", value_name = "POLICY")]
-    pub sample: SamplePolicy,
-    /// Largest clip the function accepts, in bytes.
-    #[arg(long, default_value_t = 8 * 1024 * 1024, value_name = "BYTES")]
-    pub max_clip_bytes: usize,
+    #[command(flatten)]
+    pub clip: ClipArgs,
     /// After capture, how long to wait without a new result before outstanding clips count as
     /// lost.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
@@ -370,8 +365,8 @@ impl CaptureArgs {
             grace: self.grace,
             embedded: EmbeddedOptions {
                 max_workers,
-                sample: self.sample,
-                max_clip_bytes: self.max_clip_bytes,
+                sample: self.clip.sample,
+                max_clip_bytes: self.clip.max_clip_bytes,
                 objects,
             },
             recognition,
