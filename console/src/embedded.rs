@@ -15,14 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rollcall_protocol::results::LocalResultQueue;
+use rollcall_protocol::store::LocalClipStore;
+use rollcall_protocol::wire::ClipEvent;
 use rollcall_recognizer::clip::{ClipAnalyzer, ClipLimits, SamplePolicy};
 use rollcall_recognizer::directory::PeopleDirectory;
 use rollcall_recognizer::handler::{HandlerConfig, HandlerStats, RecognitionHandler};
 use rollcall_recognizer::pool::{PoolConfig, PoolStats, WorkerPool};
-use rollcall_recognizer::results::LocalResultQueue;
-use rollcall_recognizer::store::LocalClipStore;
 use rollcall_recognizer::vision::FacePipeline;
-use rollcall_recognizer::wire::ClipEvent;
 
 use crate::settings::Recognition;
 

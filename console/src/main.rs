@@ -2,8 +2,11 @@
 //! identification, evaluation, models and the AWS deployment.
 
 mod cmd;
+mod demo_video;
 mod embedded;
-mod log_ring;
+mod headless;
+mod logs;
+mod plan;
 mod service;
 mod settings;
 mod tui;
@@ -66,7 +69,7 @@ enum Command {
     Aws(cmd::aws::AwsCommand),
     /// Recognise clips from the S3 -> SQS clip-events queue (AWS deployment).
     #[cfg(feature = "aws")]
-    Worker(cmd::aws::WorkerArgs),
+    Worker(cmd::worker::WorkerArgs),
 }
 
 /// `--log` lines go to stderr (silenced while the console owns the screen); the console's log
@@ -77,15 +80,15 @@ fn init_logging(filter: &str) {
     use tracing_subscriber::{EnvFilter, Layer};
 
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(log_ring::StderrUnlessMuted)
+        .with_writer(logs::ring::StderrUnlessMuted)
         .with_filter(EnvFilter::new(filter));
-    let ring = log_ring::RingLayer::new(std::sync::Arc::clone(log_ring::global())).with_filter(
+    let ring = logs::ring::RingLayer::new(std::sync::Arc::clone(logs::ring::global())).with_filter(
         EnvFilter::new("warn,ort=error,rollcall=info,rollcall_recognizer=info,rollcall_edge=info"),
     );
     let registry = tracing_subscriber::registry().with(stderr).with(ring);
     // `rollcall worker` ships its lines to CloudWatch Logs through this layer (dormant otherwise).
     #[cfg(feature = "aws")]
-    let registry = registry.with(cmd::aws::cloudwatch_log_layer());
+    let registry = registry.with(logs::shipping::cloudwatch_log_layer());
     registry.init();
 }
 
@@ -110,7 +113,7 @@ fn main() -> ExitCode {
             #[cfg(feature = "aws")]
             Command::Aws(command) => cmd::aws::run(command),
             #[cfg(feature = "aws")]
-            Command::Worker(args) => cmd::aws::worker(args, &config),
+            Command::Worker(args) => cmd::worker::run(args, &config),
         });
     match outcome {
         Ok(code) => code,

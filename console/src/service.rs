@@ -40,11 +40,11 @@ pub struct AwsEdge {
     /// Drives the SDK's futures.
     pub runtime: tokio::runtime::Runtime,
     /// The AWS SDK configuration (credential chain, region, AWS_ENDPOINT_URL).
-    pub sdk: rollcall_recognizer::aws::SdkConfig,
+    pub sdk: rollcall_protocol::aws::SdkConfig,
     /// Resource names.
-    pub names: rollcall_recognizer::aws::Names,
-    sink: Arc<rollcall_edge::upload::StoreSink<rollcall_recognizer::store::s3::S3ClipStore>>,
-    queue: Arc<rollcall_recognizer::results::sqs::SqsResultQueue>,
+    pub names: rollcall_protocol::aws::Names,
+    sink: Arc<rollcall_edge::upload::StoreSink<rollcall_protocol::store::s3::S3ClipStore>>,
+    queue: Arc<rollcall_protocol::results::sqs::SqsResultQueue>,
 }
 
 impl RecognitionService {
@@ -59,10 +59,10 @@ impl RecognitionService {
     /// Connect the edge to an AWS deployment named by `names` for `device`: checks that the
     /// bucket and the device's result queue exist.
     #[cfg(feature = "aws")]
-    pub fn aws(names: rollcall_recognizer::aws::Names, device: &str) -> Result<Self> {
-        use rollcall_recognizer::aws;
-        use rollcall_recognizer::results::sqs::SqsResultQueue;
-        use rollcall_recognizer::store::s3::S3ClipStore;
+    pub fn aws(names: rollcall_protocol::aws::Names, device: &str) -> Result<Self> {
+        use rollcall_protocol::aws;
+        use rollcall_protocol::results::sqs::SqsResultQueue;
+        use rollcall_protocol::store::s3::S3ClipStore;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -187,7 +187,7 @@ impl Recognition {
                     .ok()
                     .filter(|p| !p.is_empty())
                     .unwrap_or_else(|| "rollcall".to_string());
-                let table = rollcall_recognizer::aws::Names::new(&prefix).table();
+                let table = rollcall_protocol::aws::Names::new(&prefix).table();
                 let directory =
                     rollcall_recognizer::directory::dynamodb::DynamoDirectory::connect(&table)
                         .with_context(|| format!("cannot open the DynamoDB table {table}"))?;
@@ -216,5 +216,33 @@ impl Recognition {
     pub fn directory(&self) -> Result<SqliteDirectory> {
         SqliteDirectory::open(&self.db)
             .with_context(|| format!("cannot open people directory {}", self.db.display()))
+    }
+}
+
+#[cfg(feature = "aws")]
+/// Resource naming shared by the AWS commands.
+#[derive(Args, Debug, Clone)]
+pub struct AwsNames {
+    /// Prefix of every resource name (`<prefix>-clips`, `<prefix>-clip-events`, `-people`, ...).
+    #[arg(
+        long,
+        env = "ROLLCALL_AWS_PREFIX",
+        default_value = "rollcall",
+        value_name = "PREFIX"
+    )]
+    pub prefix: String,
+    /// Clips bucket (default `<prefix>-clips`; bucket names are global on AWS).
+    #[arg(long, env = "ROLLCALL_BUCKET", value_name = "NAME")]
+    pub bucket: Option<String>,
+}
+
+impl AwsNames {
+    /// The resource names these flags give.
+    pub fn names(&self) -> rollcall_protocol::aws::Names {
+        let mut names = rollcall_protocol::aws::Names::new(&self.prefix);
+        if let Some(bucket) = &self.bucket {
+            names.bucket = bucket.clone();
+        }
+        names
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{
     aws_endpoint as endpoint, models_present, rollcall_aws as rollcall, rollcall_command, text,
 };
-use rollcall_recognizer::aws::{self, Names, SqsClient};
+use rollcall_protocol::aws::{self, Names, SqsClient};
 
 /// The moto endpoint, or `None` (skip) when it is not configured.
 /// Run a worker that stops after `idle` without messages; its `--json` counters.

@@ -20,12 +20,12 @@ use common::{
 };
 use rollcall_edge::segment::{ClipSegmenter, SegmentConfig};
 use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
-use rollcall_recognizer::aws::{self, Names, SqsClient};
-use rollcall_recognizer::results::sqs::SqsResultQueue;
-use rollcall_recognizer::results::ResultQueue;
-use rollcall_recognizer::store::s3::S3ClipStore;
-use rollcall_recognizer::store::ClipStore;
-use rollcall_recognizer::wire::RecognitionResult;
+use rollcall_protocol::aws::{self, Names, SqsClient};
+use rollcall_protocol::results::sqs::SqsResultQueue;
+use rollcall_protocol::results::ResultQueue;
+use rollcall_protocol::store::s3::S3ClipStore;
+use rollcall_protocol::store::ClipStore;
+use rollcall_protocol::wire::RecognitionResult;
 
 #[test]
 fn worker_recognises_s3_clips_and_routes_results_errors_and_poison_messages() {

@@ -157,7 +157,7 @@ impl LatencyRecorder {
     }
 
     /// Record the time from `start_ns` to `end_ns` (nanoseconds since the Unix epoch, e.g.
-    /// [`ClipMeta::closed_ns`](rollcall_recognizer::wire::ClipMeta::closed_ns) and the arrival of
+    /// [`ClipMeta::closed_ns`](rollcall_protocol::wire::ClipMeta::closed_ns) and the arrival of
     /// the result). Returns `false`, recording nothing, when `end_ns < start_ns` (clocks of two
     /// machines out of step).
     pub fn record_between_ns(&mut self, stage: Stage, start_ns: u64, end_ns: u64) -> bool {

@@ -9,10 +9,10 @@
 //! - [`source`]: one trait, [`source::FrameSource`], handing out I420 [`source::Frame`]s; open a
 //!   source from a spec string (`file:PATH`, `v4l2:/dev/videoN`, `rpicam`, `test`).
 //! - [`segment`]: frames -> self-contained Annex-B clips (SPS/PPS + IDR first) with
-//!   [`ClipMeta`](rollcall_recognizer::wire::ClipMeta), encoded in-process with openh264.
+//!   [`ClipMeta`](rollcall_protocol::wire::ClipMeta), encoded in-process with openh264.
 //! - [`spool`]: crash-safe, byte-bounded on-disk queue of clips waiting for upload.
 //! - [`upload`]: the [`upload::ClipSink`] trait, a local-directory sink (the embedded object
-//!   store), a sink over any [`ClipStore`](rollcall_recognizer::store::ClipStore), and the
+//!   store), a sink over any [`ClipStore`](rollcall_protocol::store::ClipStore), and the
 //!   [`upload::Uploader`] worker pool with exponential backoff.
 //! - [`receive`]: results from the result queue, duplicates dropped, latency recorded.
 //! - [`session`]: all of the above for one capture session, with counters (captured, uploaded,
@@ -23,7 +23,6 @@
 
 #[cfg(feature = "gpio")]
 pub mod gpio;
-pub mod ids;
 pub mod latency;
 pub mod receive;
 pub mod segment;
@@ -32,7 +31,6 @@ pub mod source;
 pub mod spool;
 pub mod upload;
 
-pub use ids::{validate_id, InvalidId};
 pub use receive::{ReceivedResult, ResultReceiver};
 pub use segment::{ClipSegmenter, EncodedClip, SegmentConfig, SegmentError};
 pub use session::{run_session, SessionConfig, SessionReport};

@@ -19,8 +19,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
-use rollcall_recognizer::results::{QueueError, ResultQueue};
-use rollcall_recognizer::wire::RecognitionResult;
+use rollcall_protocol::results::{QueueError, ResultQueue};
+use rollcall_protocol::wire::RecognitionResult;
 
 use crate::latency::{LatencyRecorder, Stage};
 use crate::source::now_ns;
@@ -57,7 +57,7 @@ pub struct ReceiverStats {
 /// ```
 /// use rollcall_edge::latency::Stage;
 /// use rollcall_edge::receive::ResultReceiver;
-/// # use rollcall_recognizer::wire::{ClipMeta, RecognitionResult};
+/// # use rollcall_protocol::wire::{ClipMeta, RecognitionResult};
 /// # let meta: ClipMeta = serde_json::from_str(r#"{"device_id":"pi-1","session_id":"s1","seq":3,
 /// #   "first_frame_ns":0,"last_frame_ns":0,"closed_ns":1000000000,"fps":30.0,"width":640,
 /// #   "height":480,"frame_count":15,"codec":"h264-annexb"}"#).unwrap();
@@ -201,8 +201,8 @@ impl ResultReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollcall_recognizer::results::LocalResultQueue;
-    use rollcall_recognizer::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
+    use rollcall_protocol::results::LocalResultQueue;
+    use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
     fn result(device: &str, seq: u64) -> RecognitionResult {
         let mut r = RecognitionResult::empty_for(&ClipMeta {

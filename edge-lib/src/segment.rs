@@ -17,10 +17,10 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVSource;
 use openh264::{OpenH264API, Timestamp};
-use rollcall_recognizer::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
+use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
-use crate::ids::{validate_id, InvalidId};
 use crate::source::{now_ns, Frame};
+use rollcall_protocol::ids::{validate_id, InvalidId};
 
 /// Default clip length in milliseconds.
 pub const DEFAULT_CLIP_MS: u32 = 500;

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rollcall_recognizer::results::ResultQueue;
+use rollcall_protocol::results::ResultQueue;
 use serde::{Deserialize, Serialize};
 
 use crate::latency::{LatencyRecorder, Stage};

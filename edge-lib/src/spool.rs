@@ -25,11 +25,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rollcall_recognizer::wire::ClipMeta;
+use rollcall_protocol::wire::ClipMeta;
 
-use crate::ids::{validate_id, InvalidId};
 use crate::segment::EncodedClip;
 use crate::source::now_ns;
+use rollcall_protocol::ids::{validate_id, InvalidId};
 
 /// Why a spool operation failed. Every variant names the file or clip involved.
 #[derive(Debug, thiserror::Error)]
@@ -659,7 +659,7 @@ fn remove_quietly(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollcall_recognizer::wire::CLIP_CODEC_H264_ANNEXB;
+    use rollcall_protocol::wire::CLIP_CODEC_H264_ANNEXB;
 
     pub(crate) fn clip(session: &str, seq: u64, len: usize) -> EncodedClip {
         EncodedClip {

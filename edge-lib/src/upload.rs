@@ -16,8 +16,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rollcall_recognizer::store::{validate_key, ClipStore, InvalidKey, LocalClipStore, StoreError};
-use rollcall_recognizer::wire::ClipMeta;
+use rollcall_protocol::store::{validate_key, ClipStore, InvalidKey, LocalClipStore, StoreError};
+use rollcall_protocol::wire::ClipMeta;
 
 use crate::spool::{ClipSpool, SpooledClip};
 
@@ -82,7 +82,7 @@ impl<T: ClipSink + ?Sized> ClipSink for Arc<T> {
 }
 
 /// Checks an object key with the object store's rules
-/// ([`rollcall_recognizer::store::validate_key`]: relative, `/`-separated segments of
+/// ([`rollcall_protocol::store::validate_key`]: relative, `/`-separated segments of
 /// `[A-Za-z0-9._-]`, 1..=255 characters each, not `.` or `..`, 1024 characters at most).
 pub fn validate_object_key(key: &str) -> Result<(), SinkError> {
     validate_key(key).map_err(SinkError::from)
@@ -118,7 +118,7 @@ fn check_clip_ids(meta: &ClipMeta, key: &str) -> Result<(), SinkError> {
         ("device id", &meta.device_id),
         ("session id", &meta.session_id),
     ] {
-        crate::ids::validate_id(kind, id).map_err(|e| SinkError::InvalidKey {
+        rollcall_protocol::ids::validate_id(kind, id).map_err(|e| SinkError::InvalidKey {
             key: key.to_string(),
             reason: e.to_string(),
         })?;

@@ -9,7 +9,7 @@ use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
 use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
 use rollcall_edge::spool::ClipSpool;
 use rollcall_edge::upload::{LocalDirSink, Uploader, UploaderConfig};
-use rollcall_recognizer::wire::ClipMeta;
+use rollcall_protocol::wire::ClipMeta;
 
 #[test]
 fn test_pattern_to_local_dir() {

@@ -84,7 +84,7 @@ fn every_clip_is_self_contained_and_decodable() {
 fn clip_meta_serialises() {
     let clips = run(3, 30.0, 500, (64, 48));
     let json = serde_json::to_string(&clips[0].meta).unwrap();
-    let back: rollcall_recognizer::wire::ClipMeta = serde_json::from_str(&json).unwrap();
+    let back: rollcall_protocol::wire::ClipMeta = serde_json::from_str(&json).unwrap();
     assert_eq!(back, clips[0].meta);
     assert_eq!(back.object_key(), "clips/pi-1/session-7/00000000.h264");
 }

@@ -23,16 +23,16 @@ use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
 use rollcall_edge::session::{run_session, SessionConfig, SessionProbe};
 use rollcall_edge::source::{now_ns, open_source, Pace, SourceOptions, SourceSpec};
 use rollcall_edge::upload::{ClipSink, LocalDirSink};
+use rollcall_protocol::results::{LocalResultQueue, ResultQueue};
+use rollcall_protocol::store::{ClipStore, LocalClipStore};
+use rollcall_protocol::wire::{ClipEvent, RecognitionResult};
 use rollcall_recognizer::clip::ClipAnalyzer;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::directory::{PeopleDirectory, PersonRecord};
 use rollcall_recognizer::enrollment::{embed_person_photos, recalibrate, store_enrollment};
 use rollcall_recognizer::handler::{HandlerConfig, RecognitionHandler};
 use rollcall_recognizer::pool::{PoolConfig, WorkerPool};
-use rollcall_recognizer::results::{LocalResultQueue, ResultQueue};
-use rollcall_recognizer::store::{ClipStore, LocalClipStore};
 use rollcall_recognizer::vision::FacePipeline;
-use rollcall_recognizer::wire::{ClipEvent, RecognitionResult};
 use shared::{pipeline, ENROLLED, HAMILTON};
 
 macro_rules! or_skip {

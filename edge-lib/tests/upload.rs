@@ -11,7 +11,7 @@ use rollcall_edge::spool::ClipSpool;
 use rollcall_edge::upload::{
     ClipSink, LocalDirSink, SinkError, UploadEvent, Uploader, UploaderConfig,
 };
-use rollcall_recognizer::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
+use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
 fn clip(session: &str, seq: u64) -> EncodedClip {
     EncodedClip {

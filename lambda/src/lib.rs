@@ -8,7 +8,7 @@
 //! - [`build_handler`]: the cold start: ONNX Runtime, the face models and the gallery, loaded
 //!   once per sandbox.
 //! - [`classify`] + [`invoke`]: one invocation. Events are parsed leniently by
-//!   [`rollcall_recognizer::events::clip_events`] (moto-style records, URL-encoded keys,
+//!   [`rollcall_protocol::events::clip_events`] (moto-style records, URL-encoded keys,
 //!   `s3:TestEvent` ignored). For an SQS-triggered invocation the answer is a partial batch
 //!   response (`batchItemFailures`) naming the messages to deliver again; for a direct S3
 //!   invocation it lists the results, and a malformed event is a [`FunctionError`].
@@ -27,22 +27,21 @@ use std::time::Instant;
 
 use lambda_runtime::Diagnostic;
 use rollcall_models::ModelCache;
-use rollcall_recognizer::aws::{Names, SdkConfig};
-use rollcall_recognizer::clip::{ClipAnalyzer, ClipLimits, SamplePolicy};
-use rollcall_recognizer::directory::dynamodb::DynamoDirectory;
+use rollcall_protocol::aws::{Names, SdkConfig};
+use rollcall_protocol::events::{self, EventParseError};
+use rollcall_protocol::results::ResultQueue;
+use rollcall_protocol::store::{ClipStore, DEFAULT_MAX_CLIP_BYTES};
+use rollcall_protocol::wire::ClipEvent;
+use rollcall_recognizer::aws_handler::{aws_handler, AwsHandlerConfig};
+use rollcall_recognizer::clip::SamplePolicy;
 use rollcall_recognizer::directory::PeopleDirectory;
-use rollcall_recognizer::events::{self, EventParseError};
-use rollcall_recognizer::handler::{default_instance_id, HandlerConfig, RecognitionHandler};
-use rollcall_recognizer::results::sqs::SqsResultQueue;
-use rollcall_recognizer::results::ResultQueue;
-use rollcall_recognizer::store::s3::S3ClipStore;
-use rollcall_recognizer::store::{ClipStore, DEFAULT_MAX_CLIP_BYTES};
+use rollcall_recognizer::handler::{
+    default_instance_id, ClipOutcome, HandlerConfig, RecognitionHandler,
+};
 use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
-use rollcall_recognizer::wire::{ClipEvent, RecognitionResult};
 use serde_json::{json, Value};
 
-/// The handler with the AWS backends, as the function runs it.
-pub type AwsHandler = RecognitionHandler<S3ClipStore, DynamoDirectory, SqsResultQueue>;
+pub use rollcall_recognizer::aws_handler::AwsHandler;
 
 /// A setting of the function's environment that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -181,47 +180,73 @@ fn instance_id(function: Option<&str>, log_stream: Option<&str>) -> String {
     }
 }
 
+/// Why the cold start failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ColdStartError {
+    /// The models or ONNX Runtime could not be loaded from the model directory.
+    #[error("cannot load the face models from {} (models/ and runtime/ of `rollcall models fetch`)", dir.display())]
+    Models {
+        /// The `ROLLCALL_HOME`-style directory.
+        dir: PathBuf,
+        /// What failed.
+        #[source]
+        source: rollcall_recognizer::RecognizerError,
+    },
+    /// The people table could not be opened.
+    #[error("people table {table}")]
+    Directory {
+        /// The table.
+        table: String,
+        /// What failed.
+        #[source]
+        source: rollcall_recognizer::directory::DirectoryError,
+    },
+}
+
+impl FunctionConfig {
+    /// The shared AWS handler configuration these settings describe.
+    pub fn handler_config(&self) -> AwsHandlerConfig {
+        AwsHandlerConfig {
+            names: self.names.clone(),
+            table: self.table.clone(),
+            sample: self.sample,
+            handler: HandlerConfig {
+                max_clip_bytes: self.max_clip_bytes,
+                threshold: self.threshold,
+                instance_id: self.instance_id.clone(),
+                ..HandlerConfig::default()
+            },
+        }
+    }
+}
+
 /// The cold start: load ONNX Runtime and the models from `config.model_dir`, open the AWS
-/// backends and load the gallery. Blocking (call it from a blocking thread).
+/// backends ([`aws_handler`], shared with `rollcall worker`) and load the gallery. Blocking (call
+/// it from a blocking thread).
 ///
 /// A gallery that cannot be loaded yet (table missing or unreachable) is only logged: the
 /// handler loads it again on the first clip, whose result then names the problem.
-pub fn build_handler(config: &FunctionConfig, sdk: &SdkConfig) -> anyhow::Result<Arc<AwsHandler>> {
-    use anyhow::Context;
+pub fn build_handler(
+    config: &FunctionConfig,
+    sdk: &SdkConfig,
+) -> Result<Arc<AwsHandler>, ColdStartError> {
     let started = Instant::now();
     let cache = ModelCache::at(&config.model_dir);
     let mut options = PipelineOptions::default();
     options.runtime.intra_threads = config.threads;
-    let pipeline = FacePipeline::load(&cache, options).with_context(|| {
-        format!(
-            "cannot load the face models from {} (models/ and runtime/ of `rollcall models fetch`)",
-            config.model_dir.display()
-        )
-    })?;
+    let pipeline =
+        FacePipeline::load(&cache, options).map_err(|source| ColdStartError::Models {
+            dir: config.model_dir.clone(),
+            source,
+        })?;
     let models_ms = started.elapsed().as_secs_f64() * 1e3;
-    let directory = Arc::new(
-        DynamoDirectory::new(sdk, &config.table)
-            .with_context(|| format!("people table {}", config.table))?,
-    );
-    let analyzer = ClipAnalyzer::new(Arc::new(pipeline))
-        .with_policy(config.sample)
-        .with_limits(ClipLimits {
-            max_bytes: config.max_clip_bytes,
-            ..ClipLimits::default()
-        });
-    let sqs = rollcall_recognizer::aws::SqsClient::new(sdk);
-    let handler = RecognitionHandler::new(
-        S3ClipStore::from_config(sdk, &config.names.bucket),
-        directory,
-        SqsResultQueue::new(sqs, &config.names.prefix),
-        analyzer,
-        HandlerConfig {
-            max_clip_bytes: config.max_clip_bytes,
-            threshold: config.threshold,
-            instance_id: config.instance_id.clone(),
-            ..HandlerConfig::default()
-        },
-    );
+    let handler =
+        aws_handler(sdk, Arc::new(pipeline), &config.handler_config()).map_err(|source| {
+            ColdStartError::Directory {
+                table: config.table.clone(),
+                source,
+            }
+        })?;
     match handler.warm_up() {
         Ok(people) => tracing::info!(
             people,
@@ -315,17 +340,7 @@ impl From<FunctionError> for Diagnostic {
     }
 }
 
-/// What became of one clip event.
-enum ClipOutcome {
-    Published(Box<RecognitionResult>),
-    /// Not published, worth another delivery.
-    Retry(String),
-    /// Not published and never will be (e.g. a device id that cannot name a queue).
-    Dropped(String),
-}
-
-/// Run the handler on one event on a blocking thread (clip analysis is CPU-bound and the
-/// directory calls block), log the outcome.
+/// Run one clip event through the shared retry-or-drop decision and log what was recognised.
 async fn handle_clip<S, D, Q>(
     handler: &Arc<RecognitionHandler<S, D, Q>>,
     event: ClipEvent,
@@ -335,37 +350,19 @@ where
     D: PeopleDirectory + ?Sized + 'static,
     Q: ResultQueue + 'static,
 {
-    let key = event.key.clone();
-    let handler = Arc::clone(handler);
-    let io = tokio::runtime::Handle::current();
-    let outcome = tokio::task::spawn_blocking(move || io.block_on(handler.handle(event))).await;
-    match outcome {
-        Ok(Ok(result)) => {
-            tracing::info!(
-                clip_id = %result.clip_id,
-                people = ?result.people.iter().map(|p| p.person_id.as_str()).collect::<Vec<_>>(),
-                unknown_faces = result.unknown_faces,
-                error = result.error.as_deref().unwrap_or(""),
-                total_ms = result.timings.total_ms,
-                cold_start = result.cold_start,
-                "clip recognised"
-            );
-            ClipOutcome::Published(Box::new(result))
-        }
-        Ok(Err(e)) => {
-            let retry = e.is_retryable();
-            tracing::error!(%key, error = %e, retry, "result not published");
-            if retry {
-                ClipOutcome::Retry(e.to_string())
-            } else {
-                ClipOutcome::Dropped(e.to_string())
-            }
-        }
-        Err(e) => {
-            tracing::error!(%key, error = %e, "clip handler panicked");
-            ClipOutcome::Retry(format!("{key}: handler panicked"))
-        }
+    let outcome = handler.run_event(event).await;
+    if let ClipOutcome::Published(result) = &outcome {
+        tracing::info!(
+            clip_id = %result.clip_id,
+            people = ?result.people.iter().map(|p| p.person_id.as_str()).collect::<Vec<_>>(),
+            unknown_faces = result.unknown_faces,
+            error = result.error.as_deref().unwrap_or(""),
+            total_ms = result.timings.total_ms,
+            cold_start = result.cold_start,
+            "clip recognised"
+        );
     }
+    outcome
 }
 
 /// Handle one invocation payload; see the [crate docs](crate).

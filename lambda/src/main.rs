@@ -70,7 +70,7 @@ async fn cold_start() -> anyhow::Result<Arc<rollcall_lambda::AwsHandler>> {
         instance = %config.instance_id,
         "rollcall function starting"
     );
-    let sdk = rollcall_recognizer::aws::load_config().await;
+    let sdk = rollcall_protocol::aws::load_config().await;
     // Model loading and the directory's first calls block: keep them off the async threads.
-    tokio::task::spawn_blocking(move || build_handler(&config, &sdk)).await?
+    Ok(tokio::task::spawn_blocking(move || build_handler(&config, &sdk)).await??)
 }

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rollcall_recognizer::aws::Names;
+use rollcall_protocol::aws::Names;
 
 fn template() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml")
@@ -66,10 +66,10 @@ fn template_names_match_the_code() {
         format!("QueueName: !Sub \"{}\"", names.result_queue("${Device}")),
         format!("TableName: !Sub \"{}\"", names.table()),
         "AttributeName: pk".to_string(),
-        format!("Value: {}", rollcall_recognizer::aws::CLIPS_PREFIX),
+        format!("Value: {}", rollcall_protocol::aws::CLIPS_PREFIX),
         format!(
             "maxReceiveCount: {}",
-            rollcall_recognizer::aws::MAX_RECEIVE_COUNT
+            rollcall_recognizer::provision::MAX_RECEIVE_COUNT
         ),
         format!("LogGroupName: !Sub \"{}\"", names.lambda_log_group()),
         "ROLLCALL_AWS_PREFIX: !Ref Prefix".to_string(),

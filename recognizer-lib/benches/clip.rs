@@ -26,13 +26,13 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rollcall_models::ModelCache;
+use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 use rollcall_recognizer::clip::{decode_clip, ClipAnalyzer, ClipLimits, SamplePolicy};
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::enrollment::{
     embed_person_photos, load_gallery, recalibrate, store_enrollment,
 };
 use rollcall_recognizer::vision::{DetectorKind, FacePipeline, Gallery, PipelineOptions};
-use rollcall_recognizer::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
 const VIDEO: &str = "videos/short_hamilton_clip/short_hamilton_clip.mp4";
 const START_SECONDS: &str = "4.0";

@@ -13,13 +13,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rollcall_models::ModelCache;
+use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 use rollcall_recognizer::clip::{ClipAnalyzer, SamplePolicy};
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::enrollment::{
     embed_person_photos, load_gallery, recalibrate, store_enrollment,
 };
 use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
-use rollcall_recognizer::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
 const USAGE: &str = "usage: analyze_clip [--policy auto|all|every:K] [--fps FPS] CLIP.h264 PERSON=PHOTO [PERSON=PHOTO ...]";
 

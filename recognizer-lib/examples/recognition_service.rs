@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall_models::ModelCache;
+use rollcall_protocol::results::{LocalResultQueue, ResultQueue};
+use rollcall_protocol::store::{LocalClipStore, StoredClip};
+use rollcall_protocol::wire::{ClipEvent, ClipMeta};
 use rollcall_recognizer::clip::ClipAnalyzer;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::handler::{HandlerConfig, RecognitionHandler};
 use rollcall_recognizer::pool::{default_max_workers, PoolConfig, WorkerPool};
-use rollcall_recognizer::results::{LocalResultQueue, ResultQueue};
-use rollcall_recognizer::store::{LocalClipStore, StoredClip};
 use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
-use rollcall_recognizer::wire::{ClipEvent, ClipMeta};
 
 /// Keys of every `<key>.json` + `<key>` pair under `root`.
 fn stored_clips(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {

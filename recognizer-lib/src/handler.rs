@@ -17,6 +17,12 @@
 //!   [`HandlerConfig::gallery_ttl`]; person records are fetched by id and cached until the next
 //!   reload.
 //!
+//! - **One retry-or-drop decision.** [`RecognitionHandler::run_event`] handles an event on a
+//!   blocking thread and says what the trigger should do with it ([`ClipOutcome`]): done
+//!   (published), deliver it again (a retryable publishing failure, a panic) or give up (a
+//!   result that can never be published, e.g. a device id that cannot name a queue). The Lambda
+//!   and the SQS worker both act on it.
+//!
 //! [`RecognitionHandler::handle`] is async because stores and queues are (S3, SQS), but it runs
 //! the CPU-bound clip analysis and the (synchronous) directory calls on the calling thread: call
 //! it from a thread that may block (a worker thread through a runtime handle's `block_on`,
@@ -31,10 +37,10 @@ use crate::clip::{ClipAnalysis, ClipAnalyzer, ClipLimits};
 use crate::directory::{default_display_name, PeopleDirectory, PersonRecord};
 use crate::enrollment::load_gallery;
 use crate::error::RecognizerError;
-use crate::results::{QueueError, ResultQueue};
-use crate::store::{ClipStore, DEFAULT_MAX_CLIP_BYTES};
 use crate::vision::Gallery;
-use crate::wire::{
+use rollcall_protocol::results::{QueueError, ResultQueue};
+use rollcall_protocol::store::{ClipStore, DEFAULT_MAX_CLIP_BYTES};
+use rollcall_protocol::wire::{
     unix_now_ns, ClipEvent, FunctionTimings, PixelBox, RecognitionResult, RecognizedPerson,
 };
 
@@ -104,6 +110,36 @@ impl HandlerError {
     }
 }
 
+/// What became of one clip event, and so what its trigger does with it: the one retry-or-drop
+/// decision of every deployment ([`RecognitionHandler::run_event`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClipOutcome {
+    /// The result (possibly an error result) was published: the event is done.
+    Published(Box<RecognitionResult>),
+    /// Not published, and another delivery may succeed (the queue was unreachable, the handler
+    /// panicked): the trigger should deliver the event again.
+    Retry(String),
+    /// Not published and never will be (e.g. the device id cannot name a queue): the event is
+    /// given up, with the reason logged.
+    Dropped(String),
+}
+
+impl ClipOutcome {
+    /// The outcome of [`RecognitionHandler::handle`]'s return value.
+    pub fn of(handled: Result<RecognitionResult, HandlerError>) -> ClipOutcome {
+        match handled {
+            Ok(result) => ClipOutcome::Published(Box::new(result)),
+            Err(e) if e.is_retryable() => ClipOutcome::Retry(e.to_string()),
+            Err(e) => ClipOutcome::Dropped(e.to_string()),
+        }
+    }
+
+    /// Whether the trigger should deliver the event again.
+    pub fn is_retry(&self) -> bool {
+        matches!(self, ClipOutcome::Retry(_))
+    }
+}
+
 /// Counters of a handler, for dashboards and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HandlerStats {
@@ -150,13 +186,13 @@ struct Counters {
 /// use rollcall_recognizer::clip::ClipAnalyzer;
 /// use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 /// use rollcall_recognizer::handler::{HandlerConfig, RecognitionHandler};
-/// use rollcall_recognizer::results::LocalResultQueue;
-/// use rollcall_recognizer::store::LocalClipStore;
+/// use rollcall_protocol::results::LocalResultQueue;
+/// use rollcall_protocol::store::LocalClipStore;
 /// use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
-/// use rollcall_recognizer::wire::ClipEvent;
+/// use rollcall_protocol::wire::ClipEvent;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let meta: rollcall_recognizer::wire::ClipMeta = todo!();
+/// # let meta: rollcall_protocol::wire::ClipMeta = todo!();
 /// let pipeline = Arc::new(FacePipeline::load(&ModelCache::from_env()?, PipelineOptions::default())?);
 /// let handler = RecognitionHandler::new(
 ///     Arc::new(LocalClipStore::new("/srv/rollcall/objects")),
@@ -302,6 +338,35 @@ where
             });
         }
         Ok(result)
+    }
+
+    /// [`handle`](Self::handle) `event` on a blocking thread of the current Tokio runtime (clip
+    /// analysis is CPU-bound, directory calls block) and decide what the trigger does with it;
+    /// see [`ClipOutcome`]. Logs every outcome that is not a published result.
+    pub async fn run_event(self: &Arc<Self>, event: ClipEvent) -> ClipOutcome
+    where
+        S: 'static,
+        D: 'static,
+        Q: 'static,
+    {
+        let key = event.key.clone();
+        let handler = Arc::clone(self);
+        let io = tokio::runtime::Handle::current();
+        let outcome =
+            match tokio::task::spawn_blocking(move || io.block_on(handler.handle(event))).await {
+                Ok(handled) => ClipOutcome::of(handled),
+                Err(e) => ClipOutcome::Retry(format!("{key}: clip handler panicked: {e}")),
+            };
+        match &outcome {
+            ClipOutcome::Published(_) => {}
+            ClipOutcome::Retry(reason) => {
+                tracing::warn!(%key, %reason, "result not published: the event will be delivered again")
+            }
+            ClipOutcome::Dropped(reason) => {
+                tracing::error!(%key, %reason, "result can never be published: event dropped")
+            }
+        }
+        outcome
     }
 
     fn remember(&self, key: &str, result: &RecognitionResult) {

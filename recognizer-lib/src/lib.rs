@@ -5,18 +5,17 @@
 //! - [`directory`]: the people directory (academic records and face templates), SQLite backend.
 //! - [`enrollment`]: photos -> templates in the directory, threshold calibration.
 //! - [`evaluation`]: open-set identification accuracy.
-//! - [`wire`]: clip metadata and the other types that cross process boundaries.
 //! - [`runtime`]: ONNX Runtime loading and shareable inference sessions.
 //! - [`clip`]: H.264 clip decoding and per-clip analysis.
-//! - [`store`], [`results`], [`handler`], [`pool`]: the recognition service: the object store
-//!   holding clips, the per-device result queues, the function (clip event -> result) shared by
-//!   every deployment, and the autoscaling worker pool that runs it in-process.
+//! - [`handler`], [`pool`]: the recognition function (clip event -> result) shared by every
+//!   deployment, with its one retry-or-drop decision, and the autoscaling worker pool that runs it
+//!   in-process.
+//! - With feature `aws`: the DynamoDB directory, [`provision`] (bucket, queues, table,
+//!   notification), the SQS [`worker`] loop and [`aws_handler`], the handler over the AWS
+//!   backends that the Lambda and the worker share.
 //!
-//! - [`events`]: storage notifications (S3 events, SQS-wrapped) -> clip events.
-//! - [`logs`]: the service's log lines read back (tail) and, with feature `aws`, CloudWatch Logs
-//!   (tail and shipper).
-//! - `aws` (feature `aws`): S3 store, SQS result queues, DynamoDB directory, provisioning and
-//!   the SQS worker loop.
+//! What crosses process boundaries (wire types, the clip store and result queue traits and their
+//! backends, storage-notification parsing) is [`rollcall_protocol`]'s.
 //!
 //! Models and the ONNX Runtime library come from [`rollcall_models`]'s cache
 //! (`rollcall models fetch`).
@@ -35,20 +34,19 @@
 //! ```
 
 #[cfg(feature = "aws")]
-pub mod aws;
+pub mod aws_handler;
 pub mod clip;
 pub mod directory;
 pub mod enrollment;
 pub mod error;
 pub mod evaluation;
-pub mod events;
 pub mod handler;
-pub mod logs;
 pub mod pool;
-pub mod results;
+#[cfg(feature = "aws")]
+pub mod provision;
 pub mod runtime;
-pub mod store;
 pub mod vision;
-pub mod wire;
+#[cfg(feature = "aws")]
+pub mod worker;
 
 pub use error::RecognizerError;

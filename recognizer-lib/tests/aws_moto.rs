@@ -13,15 +13,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{aws_endpoint, unique};
-use rollcall_recognizer::aws::{self, Names, ProvisionOptions, SdkConfig, SqsClient};
+use rollcall_protocol::aws::{self, Names, SdkConfig, SqsClient};
+use rollcall_protocol::events;
+use rollcall_protocol::results::sqs::SqsResultQueue;
+use rollcall_protocol::results::ResultQueue;
+use rollcall_protocol::store::s3::S3ClipStore;
+use rollcall_protocol::store::{ClipStore, StoreError};
+use rollcall_protocol::wire::{ClipMeta, RecognitionResult, CLIP_CODEC_H264_ANNEXB};
 use rollcall_recognizer::directory::dynamodb::DynamoDirectory;
 use rollcall_recognizer::directory::{EnrollmentSample, PeopleDirectory, PersonRecord};
-use rollcall_recognizer::events;
-use rollcall_recognizer::results::sqs::SqsResultQueue;
-use rollcall_recognizer::results::ResultQueue;
-use rollcall_recognizer::store::s3::S3ClipStore;
-use rollcall_recognizer::store::{ClipStore, StoreError};
-use rollcall_recognizer::wire::{ClipMeta, RecognitionResult, CLIP_CODEC_H264_ANNEXB};
+use rollcall_recognizer::provision::{self, ProvisionOptions};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -47,7 +48,7 @@ fn meta(device: &str, seq: u64) -> ClipMeta {
     }
 }
 
-async fn provisioned(prefix: &str, devices: &[&str]) -> (SdkConfig, Names, aws::Provisioned) {
+async fn provisioned(prefix: &str, devices: &[&str]) -> (SdkConfig, Names, provision::Provisioned) {
     let config = aws::load_config().await;
     let names = Names::new(prefix);
     let options = ProvisionOptions {
@@ -55,9 +56,13 @@ async fn provisioned(prefix: &str, devices: &[&str]) -> (SdkConfig, Names, aws::
         devices: devices.iter().map(|d| d.to_string()).collect(),
         ..ProvisionOptions::default()
     };
-    let out = aws::provision(&config, &names, &options).await.unwrap();
+    let out = provision::provision(&config, &names, &options)
+        .await
+        .unwrap();
     // Idempotent.
-    let again = aws::provision(&config, &names, &options).await.unwrap();
+    let again = provision::provision(&config, &names, &options)
+        .await
+        .unwrap();
     assert_eq!(out, again);
     (config, names, out)
 }

@@ -11,6 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 use rollcall_recognizer::clip::{
     decode_clip, ClipAnalysis, ClipAnalyzer, ClipError, ClipLimits, SamplePolicy,
 };
@@ -19,7 +20,6 @@ use rollcall_recognizer::enrollment::{
     embed_person_photos, load_gallery, recalibrate, scan_photo_tree, store_enrollment,
 };
 use rollcall_recognizer::vision::{FacePipeline, Gallery};
-use rollcall_recognizer::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
 use common::{ENROLLED, HAMILTON, OBAMA};
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, ValueEnum};
 
-use crate::cmd::session::CaptureArgs;
+use crate::plan::CaptureArgs;
 use crate::settings::ConfigFile;
 use crate::tui::ConsoleOptions;
 

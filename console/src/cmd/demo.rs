@@ -21,6 +21,7 @@ use rollcall_recognizer::enrollment::{
 };
 use rollcall_recognizer::vision::{load_image, Identity};
 
+use crate::demo_video::build_demo_video;
 use crate::settings::{ConfigFile, RecognizerArgs};
 
 /// Demo academic records: clearly marked as demo data.
@@ -38,56 +39,6 @@ pub struct DemoArgs {
     console: bool,
     #[command(flatten)]
     recognizer: RecognizerArgs,
-}
-
-/// The demo video: (input, seconds shown) in order; photos are held still, videos play.
-const DEMO_VIDEO_PARTS: [(&str, Option<u32>); 4] = [
-    ("obama2.jpg", Some(3)),
-    ("obama3.jpg", Some(3)),
-    ("t1.jpg", Some(3)),
-    ("single_face.mp4", None),
-];
-
-/// Build the demo video (640x360, 30 fps) with the ffmpeg command-line tool, once.
-pub fn build_demo_video(cache: &ModelCache) -> Result<std::path::PathBuf> {
-    let out = demo_video_path(cache);
-    if out.is_file() {
-        return Ok(out);
-    }
-    let mut command = std::process::Command::new("ffmpeg");
-    command.args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]);
-    let mut filters = String::new();
-    for (i, (name, seconds)) in DEMO_VIDEO_PARTS.iter().enumerate() {
-        let path = cache.demo_path(name)?;
-        if let Some(seconds) = seconds {
-            command.args(["-loop", "1", "-framerate", "30", "-t", &seconds.to_string()]);
-        }
-        command.arg("-i").arg(&path);
-        // Fit into 640x360 without distortion; every part the same format for concat.
-        filters.push_str(&format!(
-            "[{i}:v]scale=640:360:force_original_aspect_ratio=decrease,\
-             pad=640:360:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=30,format=yuv420p[v{i}];"
-        ));
-    }
-    for i in 0..DEMO_VIDEO_PARTS.len() {
-        filters.push_str(&format!("[v{i}]"));
-    }
-    filters.push_str(&format!("concat=n={}:v=1:a=0[out]", DEMO_VIDEO_PARTS.len()));
-    let partial = out.with_extension("partial.mp4");
-    command
-        .args(["-filter_complex", &filters, "-map", "[out]"])
-        // MPEG-4 Part 2 is built into every libavcodec; quality 3 keeps faces sharp.
-        .args(["-c:v", "mpeg4", "-q:v", "3", "-an"])
-        .arg(&partial);
-    let status = command.status().map_err(|e| {
-        anyhow::anyhow!(
-            "cannot run ffmpeg to build the demo video ({e}); install it: sudo apt install ffmpeg"
-        )
-    })?;
-    anyhow::ensure!(status.success(), "ffmpeg failed to build {}", out.display());
-    std::fs::rename(&partial, &out)
-        .with_context(|| format!("cannot move the demo video into {}", out.display()))?;
-    Ok(out)
 }
 
 pub fn run(args: DemoArgs, config: &ConfigFile) -> Result<ExitCode> {
@@ -200,7 +151,7 @@ pub fn run(args: DemoArgs, config: &ConfigFile) -> Result<ExitCode> {
     #[derive(clap::Parser)]
     struct DemoSession {
         #[command(flatten)]
-        capture: crate::cmd::session::CaptureArgs,
+        capture: crate::plan::CaptureArgs,
     }
     let db = settings.db.display().to_string();
     let source = format!("file:{}", video.display());
@@ -229,7 +180,7 @@ pub fn run(args: DemoArgs, config: &ConfigFile) -> Result<ExitCode> {
             },
         );
     }
-    let report = crate::cmd::session::run_headless(&plan, None, std::time::Duration::ZERO)?;
+    let report = crate::headless::run(&plan, None, std::time::Duration::ZERO)?;
     let obama_clips = report
         .people
         .iter()
@@ -262,11 +213,6 @@ pub fn run(args: DemoArgs, config: &ConfigFile) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Where `rollcall demo` writes its demo video.
-pub fn demo_video_path(cache: &ModelCache) -> std::path::PathBuf {
-    cache.root().join("demo").join("rollcall-demo.mp4")
 }
 
 fn display(path: &Path) -> String {

@@ -12,3 +12,5 @@ pub mod models;
 pub mod people;
 pub mod scan;
 pub mod session;
+#[cfg(feature = "aws")]
+pub mod worker;

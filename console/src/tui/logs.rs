@@ -7,10 +7,10 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::logs::LogLine;
 use anyhow::Result;
-use rollcall_recognizer::logs::LogLine;
 
-use crate::log_ring::LogRing;
+use crate::logs::ring::LogRing;
 use crate::service::RecognitionService;
 
 /// How often a CloudWatch log group is polled.
@@ -45,10 +45,10 @@ impl LogFeed {
                     "worker" => edge.names.worker_log_group(),
                     other => other.to_string(),
                 };
-                rollcall_recognizer::logs::cloudwatch::validate_group_name(&group)
+                crate::logs::cloudwatch::validate_group_name(&group)
                     .map_err(|e| anyhow::anyhow!("--log-group: {e}"))?;
                 Ok(LogFeed::cloudwatch(
-                    rollcall_recognizer::aws::LogsClient::new(&edge.sdk),
+                    crate::logs::cloudwatch::LogsClient::new(&edge.sdk),
                     group,
                     edge.runtime.handle().clone(),
                 ))
@@ -59,7 +59,7 @@ impl LogFeed {
     /// This process's log.
     pub fn local() -> LogFeed {
         LogFeed::Local {
-            ring: Arc::clone(crate::log_ring::global()),
+            ring: Arc::clone(crate::logs::ring::global()),
             last_seq: 0,
         }
     }
@@ -67,11 +67,11 @@ impl LogFeed {
     /// A CloudWatch log group's tail, from the last 5 minutes on.
     #[cfg(feature = "aws")]
     pub fn cloudwatch(
-        client: rollcall_recognizer::aws::LogsClient,
+        client: crate::logs::cloudwatch::LogsClient,
         group: String,
         runtime: tokio::runtime::Handle,
     ) -> LogFeed {
-        use rollcall_recognizer::logs::cloudwatch::CloudWatchLogTail;
+        use crate::logs::cloudwatch::CloudWatchLogTail;
 
         let (sender, lines) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));

@@ -19,7 +19,8 @@ use anyhow::{Context, Result};
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use rollcall_edge::source::SourceSpec;
 
-use crate::cmd::session::{report_json, write_report, CapturePlan};
+use crate::plan::report::{report_json, session_exit_code, write_report};
+use crate::plan::CapturePlan;
 use crate::service::{RecognitionService, RunningSession};
 use state::{ConsoleState, InputMode};
 
@@ -56,10 +57,10 @@ pub fn run(plan: CapturePlan, options: ConsoleOptions) -> Result<ExitCode> {
     let logs = LogFeed::for_service(&service, options.log_group.as_deref())?;
     let mut console = Console::new(plan, service, options, logs);
     let mut terminal = ratatui::try_init().context("cannot take over the terminal")?;
-    crate::log_ring::mute_stderr(true);
+    crate::logs::ring::mute_stderr(true);
     let outcome = console.event_loop(&mut terminal);
     ratatui::restore();
-    crate::log_ring::mute_stderr(false);
+    crate::logs::ring::mute_stderr(false);
     outcome?;
     console.finish()
 }
@@ -196,7 +197,7 @@ impl Console {
         match session.join() {
             Ok(report) => {
                 self.state.session_ended(Ok(&report));
-                self.exit = crate::cmd::session::session_exit_code(&report);
+                self.exit = session_exit_code(&report);
                 if let Some(path) = &self.options.report {
                     let json = report_json(
                         &report,

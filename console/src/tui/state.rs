@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use crate::logs::LogLine;
 use rollcall_edge::latency::LatencyRecorder;
 use rollcall_edge::receive::ReceivedResult;
 use rollcall_edge::session::{ClipCounters, SessionReport, SessionSnapshot};
-use rollcall_recognizer::logs::LogLine;
 use rollcall_recognizer::pool::PoolStats;
 
 /// Log lines kept for the log panel.

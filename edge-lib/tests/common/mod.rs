@@ -51,7 +51,7 @@ pub fn check_clip(clip: &EncodedClip) {
     assert_eq!((w as u32, h as u32), (clip.meta.width, clip.meta.height));
     assert_eq!(
         clip.meta.codec,
-        rollcall_recognizer::wire::CLIP_CODEC_H264_ANNEXB
+        rollcall_protocol::wire::CLIP_CODEC_H264_ANNEXB
     );
     assert!(clip.meta.first_frame_ns <= clip.meta.last_frame_ns);
     assert!(clip.meta.last_frame_ns <= clip.meta.closed_ns);

@@ -42,7 +42,7 @@ use super::sample::{effective_fps, SamplePolicy};
 use super::ClipError;
 use crate::vision::ultraface::iou;
 use crate::vision::{Candidate, DetectorKind, FaceBox, FacePipeline, Gallery, Identity};
-use crate::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
+use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
 /// Analyses clips with a shared face pipeline. `Send + Sync`: one analyzer can serve many threads
 /// (each call decodes with its own decoder; concurrency inside the models is bounded by the

@@ -33,7 +33,7 @@ use super::{
     check_enrollment, default_display_name, rfc3339_utc, validate_person_id, DirectoryError,
     EnrollmentSample, GalleryEntry, PeopleDirectory, PersonRecord,
 };
-use crate::aws::sdk_message;
+use rollcall_protocol::aws::sdk_message;
 
 const PK: &str = "pk";
 const PERSON: &str = "person#";
@@ -127,7 +127,7 @@ impl DynamoDirectory {
     /// A directory over `table` with a client for `config` (the table must exist: see
     /// [`create_table`] / `rollcall aws provision`).
     pub fn new(
-        config: &crate::aws::SdkConfig,
+        config: &rollcall_protocol::aws::SdkConfig,
         table: &str,
     ) -> Result<DynamoDirectory, DirectoryError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -158,7 +158,7 @@ impl DynamoDirectory {
                 message: e.to_string(),
             })?;
         let config = std::thread::scope(|s| {
-            s.spawn(|| runtime.block_on(crate::aws::load_config()))
+            s.spawn(|| runtime.block_on(rollcall_protocol::aws::load_config()))
                 .join()
                 .expect("loading the AWS configuration panicked")
         });

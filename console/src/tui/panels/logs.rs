@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
-use rollcall_recognizer::logs::LogLevel;
+use crate::logs::LogLevel;
 
 use super::clock_s;
 use crate::tui::state::ConsoleState;

@@ -71,7 +71,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, state: &ConsoleState) {
 }
 
 /// `4m05s`, `12s` (re-exported for the panels).
-pub(crate) use crate::cmd::session::short_duration;
+pub(crate) use crate::plan::durations::short_duration;
 
 /// `hh:mm:ss` (UTC) of a Unix time in ns.
 pub(crate) fn clock_s(ns: u64) -> String {
@@ -94,14 +94,14 @@ mod tests {
     use rollcall_edge::latency::Stage;
     use rollcall_edge::receive::ReceivedResult;
     use rollcall_edge::session::{ClipCounters, SessionSnapshot};
-    use rollcall_recognizer::pool::PoolStats;
-    use rollcall_recognizer::wire::{
+    use rollcall_protocol::wire::{
         ClipMeta, PixelBox, RecognitionResult, RecognizedPerson, CLIP_CODEC_H264_ANNEXB,
     };
+    use rollcall_recognizer::pool::PoolStats;
 
     use super::*;
+    use crate::logs::LogLine;
     use crate::tui::state::Phase;
-    use rollcall_recognizer::logs::LogLine;
 
     fn result(seq: u64, people: &[(&str, &str, f32)], unknown: u32) -> ReceivedResult {
         let meta = ClipMeta {

@@ -30,8 +30,8 @@ impl DeviceQueue {
 ///
 /// ```
 /// use std::time::Duration;
-/// use rollcall_recognizer::results::{LocalResultQueue, ResultQueue};
-/// # use rollcall_recognizer::wire::{ClipMeta, RecognitionResult};
+/// use rollcall_protocol::results::{LocalResultQueue, ResultQueue};
+/// # use rollcall_protocol::wire::{ClipMeta, RecognitionResult};
 /// # let meta: ClipMeta = serde_json::from_str(r#"{"device_id":"pi-1","session_id":"s1","seq":3,
 /// #   "first_frame_ns":0,"last_frame_ns":0,"closed_ns":0,"fps":30.0,"width":640,"height":480,
 /// #   "frame_count":15,"codec":"h264-annexb"}"#).unwrap();
@@ -42,7 +42,7 @@ impl DeviceQueue {
 ///     let got = queue.receive("pi-1", 10, Duration::from_millis(100)).await?;
 ///     assert_eq!(got.len(), 1);
 ///     assert!(queue.receive("pi-2", 10, Duration::ZERO).await?.is_empty());
-///     Ok::<_, rollcall_recognizer::results::QueueError>(())
+///     Ok::<_, rollcall_protocol::results::QueueError>(())
 /// })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

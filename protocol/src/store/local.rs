@@ -24,8 +24,8 @@ pub type CreatedFn = dyn Fn(ClipEvent) + Send + Sync;
 /// The object store in a local directory; see the [module docs](self).
 ///
 /// ```
-/// use rollcall_recognizer::store::{ClipStore, LocalClipStore};
-/// # use rollcall_recognizer::wire::ClipMeta;
+/// use rollcall_protocol::store::{ClipStore, LocalClipStore};
+/// # use rollcall_protocol::wire::ClipMeta;
 /// # let meta: ClipMeta = serde_json::from_str(r#"{"device_id":"pi-1","session_id":"s1","seq":3,
 /// #   "first_frame_ns":0,"last_frame_ns":0,"closed_ns":0,"fps":30.0,"width":640,"height":480,
 /// #   "frame_count":15,"codec":"h264-annexb"}"#).unwrap();

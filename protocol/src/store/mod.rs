@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 
+pub use crate::ids::{validate_key, InvalidKey, MAX_KEY_LEN, MAX_KEY_SEGMENT_LEN};
 use crate::wire::ClipMeta;
 
 pub mod local;
@@ -20,68 +21,8 @@ pub mod s3;
 
 pub use local::LocalClipStore;
 
-/// Longest accepted object key, in bytes.
-pub const MAX_KEY_LEN: usize = 1024;
-/// Longest accepted segment (between two `/`) of an object key, in bytes.
-pub const MAX_KEY_SEGMENT_LEN: usize = 255;
 /// Default largest clip the function fetches (8 MiB).
 pub const DEFAULT_MAX_CLIP_BYTES: usize = 8 * 1024 * 1024;
-
-/// An object key that is not safe to use as a relative path (or as an S3 key of ours).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("refusing object key {key:?}: {reason}")]
-pub struct InvalidKey {
-    /// The key.
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: &'static str,
-}
-
-/// Checks an object key: relative, `/`-separated segments of `[A-Za-z0-9._-]` (1..=255 bytes
-/// each, not `.` or `..`), at most [`MAX_KEY_LEN`] bytes. So absolute paths, `..`, backslashes,
-/// spaces, control and non-ASCII characters are all refused: a valid key is a safe relative path
-/// on every file system and needs no escaping anywhere.
-pub fn validate_key(key: &str) -> Result<(), InvalidKey> {
-    let invalid = |reason| {
-        Err(InvalidKey {
-            key: key.to_string(),
-            reason,
-        })
-    };
-    if key.is_empty() {
-        return invalid("empty");
-    }
-    if key.len() > MAX_KEY_LEN {
-        return invalid("longer than 1024 characters");
-    }
-    if key.starts_with('/') {
-        return invalid("absolute");
-    }
-    if key.contains('\\') {
-        return invalid("contains a backslash");
-    }
-    if key.chars().any(char::is_control) {
-        return invalid("contains a control character");
-    }
-    for segment in key.split('/') {
-        if segment.is_empty() {
-            return invalid("empty path segment");
-        }
-        if segment == "." || segment == ".." {
-            return invalid("relative path segment");
-        }
-        if segment.len() > MAX_KEY_SEGMENT_LEN {
-            return invalid("path segment longer than 255 characters");
-        }
-        if !segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
-            return invalid("character outside [A-Za-z0-9._-/]");
-        }
-    }
-    Ok(())
-}
 
 /// Why a store operation failed. Every variant names the key.
 #[derive(Debug, thiserror::Error)]
@@ -194,58 +135,5 @@ impl<T: ClipStore> ClipStore for std::sync::Arc<T> {
         max_bytes: usize,
     ) -> impl Future<Output = Result<StoredClip, StoreError>> + Send {
         (**self).get(key, max_bytes)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys() {
-        for ok in [
-            "clips/dev/s/00000001.h264",
-            "a",
-            "a.b/c-d_e",
-            "x..y",
-            &"k".repeat(255),
-        ] {
-            assert!(validate_key(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "/abs",
-            "/etc/passwd",
-            "a/../b",
-            "..",
-            "../x",
-            "a//b",
-            "a/",
-            "./a",
-            "a b",
-            "a\\b",
-            "..\\x",
-            "C:\\x",
-            "a\nb",
-            "a\0b",
-            "a\tb",
-            "ü",
-            "a/.",
-            "a%2Fb",
-            &"x".repeat(256),
-            &"x/".repeat(600),
-        ] {
-            let err = validate_key(bad).unwrap_err();
-            assert!(err.to_string().contains("refusing object key"), "{err}");
-            assert_eq!(err.key, bad);
-        }
-        assert_eq!(
-            validate_key("a\\b").unwrap_err().reason,
-            "contains a backslash"
-        );
-        assert_eq!(
-            validate_key("a\u{7}b").unwrap_err().reason,
-            "contains a control character"
-        );
     }
 }

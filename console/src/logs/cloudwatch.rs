@@ -26,8 +26,8 @@ use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsError;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::aws::{sdk_message, sdk_retryable};
-use crate::logs::{now_ms, LogError, LogFilter, LogLine, LogTail};
+use crate::logs::{now_ms, LogError, LogFilter, LogLine};
+use rollcall_protocol::aws::{sdk_message, sdk_retryable};
 
 pub use aws_sdk_cloudwatchlogs::Client as LogsClient;
 
@@ -150,10 +150,9 @@ pub async fn ensure_log_group(
     validate_group_name(group)?;
     if let Some(days) = retention_days {
         if !RETENTION_DAYS.contains(&days) {
-            return Err(LogError::Invalid {
-                what: "log retention (days)",
-                value: days.to_string(),
-                reason: "CloudWatch Logs accepts 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653",
+            return Err(LogError::Retention {
+                group: group.to_string(),
+                days,
             });
         }
     }
@@ -176,7 +175,8 @@ pub async fn ensure_log_group(
     Ok(())
 }
 
-/// The retention of a log group in days (`None`: never expires).
+/// The retention of a log group in days (`None`: never expires). What the tests read back.
+#[cfg(test)]
 pub async fn log_group_retention(
     client: &LogsClient,
     group: &str,
@@ -272,9 +272,7 @@ pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(10);
 
 /// Tails a CloudWatch Logs group; see the [module docs](self).
 ///
-/// ```no_run
-/// # async fn f(config: &rollcall_recognizer::aws::SdkConfig) -> Result<(), rollcall_recognizer::logs::LogError> {
-/// use rollcall_recognizer::logs::cloudwatch::{CloudWatchLogTail, LogsClient};
+/// ```text
 /// let mut tail = CloudWatchLogTail::new(LogsClient::new(config), "/rollcall/rollcall/worker")
 ///     .with_filter("WARN");
 /// loop {
@@ -283,7 +281,6 @@ pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(10);
 ///     }
 ///     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
 /// }
-/// # }
 /// ```
 #[derive(Debug)]
 pub struct CloudWatchLogTail {
@@ -333,31 +330,24 @@ impl CloudWatchLogTail {
     }
 
     /// Start at `timestamp_ms` (milliseconds since the Unix epoch).
+    #[cfg(test)] // The binary never needs it; the moto tests steer with it.
     pub fn with_start_ms(mut self, timestamp_ms: i64) -> Self {
         self.start_ms = timestamp_ms;
         self
     }
 
     /// How far before the newest event seen each poll asks again (see the module docs).
+    #[cfg(test)] // The binary never needs it; the moto tests steer with it.
     pub fn with_lookback(mut self, lookback: Duration) -> Self {
         self.lookback_ms = lookback.as_millis().min(i64::MAX as u128) as i64;
         self
     }
 
     /// Events per `FilterLogEvents` page (1-10,000; default: the service's, 10,000).
+    #[cfg(test)] // The binary never needs it; the moto tests steer with it.
     pub fn with_page_size(mut self, events: i32) -> Self {
         self.page_size = Some(events.clamp(1, 10_000));
         self
-    }
-
-    /// The log group.
-    pub fn group(&self) -> &str {
-        &self.group
-    }
-
-    /// The filter, if any.
-    pub fn filter(&self) -> Option<&LogFilter> {
-        self.filter.as_ref()
     }
 
     /// Where the next query starts.
@@ -436,16 +426,6 @@ impl CloudWatchLogTail {
     }
 }
 
-impl LogTail for CloudWatchLogTail {
-    fn describe(&self) -> String {
-        format!("cloudwatch:{}", self.group)
-    }
-
-    async fn poll(&mut self) -> Result<Vec<LogLine>, LogError> {
-        CloudWatchLogTail::poll(self).await
-    }
-}
-
 /// How a [`CloudWatchLogShipper`] batches.
 #[derive(Clone, Debug)]
 pub struct ShipperOptions {
@@ -505,7 +485,11 @@ impl Counters {
 }
 
 enum Item {
-    Line { timestamp_ms: i64, message: String },
+    Line {
+        timestamp_ms: i64,
+        message: String,
+    },
+    #[cfg(test)]
     Flush(oneshot::Sender<Result<(), LogError>>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -521,6 +505,7 @@ impl std::fmt::Debug for Item {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Item::Line { timestamp_ms, .. } => write!(f, "Line({timestamp_ms})"),
+            #[cfg(test)]
             Item::Flush(_) => f.write_str("Flush"),
             Item::Shutdown(_) => f.write_str("Shutdown"),
         }
@@ -629,11 +614,6 @@ impl CloudWatchLogShipper {
         self.sink.clone()
     }
 
-    /// Queue a line stamped now; see [`LogSink::send`].
-    pub fn send(&self, message: impl Into<String>) -> bool {
-        self.sink.send(message)
-    }
-
     /// The counters so far.
     pub fn stats(&self) -> ShipperStats {
         let c = &self.sink.counters;
@@ -652,6 +632,7 @@ impl CloudWatchLogShipper {
     }
 
     /// Send everything queued so far now; the error of the last batch if it failed.
+    #[cfg(test)] // The binary never needs it; the moto tests steer with it.
     pub async fn flush(&self) -> Result<(), LogError> {
         let (reply, done) = oneshot::channel();
         let closed = || LogError::Closed {
@@ -731,6 +712,7 @@ impl Shipping {
                         batch.push(Pending { timestamp_ms, message });
                         bytes += size;
                     }
+                    #[cfg(test)]
                     Some(Item::Flush(reply)) => {
                         let result = self.ship(std::mem::take(&mut batch)).await;
                         bytes = 0;

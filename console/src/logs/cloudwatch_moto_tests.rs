@@ -1,24 +1,26 @@
 //! CloudWatch Logs over HTTP against a moto server (`scripts/moto`, started by `scripts/test`):
-//! the worker log group from `provision` (retention, idempotent), lines shipped by
+//! the worker log group from `rollcall aws provision` (retention, idempotent), lines shipped by
 //! `CloudWatchLogShipper` (batch limits, out-of-order timestamps, a full queue) and read back by
 //! `CloudWatchLogTail` (filters, pagination, no duplicates across overlapping polls), and the
 //! errors naming a missing group.
 //!
 //! Needs `AWS_ENDPOINT_URL` pointing at loopback; without it every test prints why it is skipped,
 //! unless `ROLLCALL_REQUIRE_AWS=1` (then they fail). Each test uses log groups of its own.
-#![cfg(feature = "aws")]
 
+#[path = "../../../recognizer-lib/tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{aws_endpoint, unique};
-use rollcall_recognizer::aws::{self, LogsClient, Names, ProvisionOptions};
-use rollcall_recognizer::logs::cloudwatch::{
+use rollcall_protocol::aws::{self, Names};
+
+use super::cloudwatch::{
     ensure_log_group, ensure_log_stream, log_group_retention, CloudWatchLogShipper,
-    CloudWatchLogTail, ShipperOptions, MAX_MESSAGE_BYTES,
+    CloudWatchLogTail, LogsClient, ShipperOptions, MAX_MESSAGE_BYTES,
 };
-use rollcall_recognizer::logs::{now_ms, LogError, LogLevel, LogLine, LogTail};
+use super::shipping::ensure_worker_log_group;
+use super::{now_ms, LogError, LogLevel, LogLine};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -40,7 +42,7 @@ async fn group(client: &LogsClient, name: &str) -> String {
 }
 
 /// Every line of `tail` until a poll returns none.
-async fn drain(tail: &mut impl LogTail) -> Vec<LogLine> {
+async fn drain(tail: &mut CloudWatchLogTail) -> Vec<LogLine> {
     let mut all = Vec::new();
     loop {
         let lines = tail.poll().await.unwrap();
@@ -52,7 +54,7 @@ async fn drain(tail: &mut impl LogTail) -> Vec<LogLine> {
 }
 
 #[test]
-fn provision_creates_the_worker_log_group_with_retention() {
+fn the_worker_log_group_is_created_with_its_retention() {
     if aws_endpoint().is_none() {
         return;
     }
@@ -68,50 +70,23 @@ fn provision_creates_the_worker_log_group_with_retention() {
             names.lambda_log_group(),
             format!("/aws/lambda/{prefix}-recognizer")
         );
-        let options = ProvisionOptions {
-            log_retention_days: 7,
-            ..ProvisionOptions::default()
-        };
-        let out = aws::provision(&config, &names, &options).await.unwrap();
-        assert_eq!(out.worker_log_group, names.worker_log_group());
+        let group = ensure_worker_log_group(&config, &names, 7).await.unwrap();
+        assert_eq!(group, names.worker_log_group());
         let client = LogsClient::new(&config);
-        assert_eq!(
-            log_group_retention(&client, &out.worker_log_group)
-                .await
-                .unwrap(),
-            Some(7)
-        );
+        assert_eq!(log_group_retention(&client, &group).await.unwrap(), Some(7));
         // Idempotent, and a new retention is applied to the existing group.
-        let again = aws::provision(
-            &config,
-            &names,
-            &ProvisionOptions {
-                log_retention_days: 30,
-                ..options.clone()
-            },
-        )
-        .await
-        .unwrap();
-        assert_eq!(out, again);
+        ensure_worker_log_group(&config, &names, 30).await.unwrap();
         assert_eq!(
-            log_group_retention(&client, &out.worker_log_group)
-                .await
-                .unwrap(),
+            log_group_retention(&client, &group).await.unwrap(),
             Some(30)
         );
         // A retention CloudWatch does not offer is refused before any call, naming the value.
-        let bad = aws::provision(
-            &config,
-            &names,
-            &ProvisionOptions {
-                log_retention_days: 10,
-                ..options
-            },
-        )
-        .await
-        .unwrap_err();
-        assert!(bad.to_string().contains("log retention"), "{bad}");
-        assert!(bad.to_string().contains(&names.worker_log_group()), "{bad}");
+        let bad = ensure_worker_log_group(&config, &names, 10)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("log retention"), "{bad}");
+        assert!(bad.contains(&names.worker_log_group()), "{bad}");
     });
 }
 
@@ -150,7 +125,6 @@ fn shipped_lines_tail_back_once_with_and_without_filters() {
         let mut tail = CloudWatchLogTail::new(client.clone(), &group)
             .with_since(Duration::from_secs(60))
             .with_lookback(Duration::from_secs(60));
-        assert_eq!(tail.describe(), format!("cloudwatch:{group}"));
         let started = Instant::now();
         let lines = tail.poll().await.unwrap();
         eprintln!(
@@ -182,8 +156,10 @@ fn shipped_lines_tail_back_once_with_and_without_filters() {
             ShipperOptions::default(),
         )
         .unwrap();
-        shipper.send(" INFO rollcall::worker: late line from a");
-        other.send(" WARN rollcall::worker: line from b");
+        shipper
+            .sink()
+            .send(" INFO rollcall::worker: late line from a");
+        other.sink().send(" WARN rollcall::worker: line from b");
         shipper.flush().await.unwrap();
         other.flush().await.unwrap();
         let mut new: Vec<(String, String)> = tail
@@ -253,13 +229,15 @@ fn batches_split_at_the_limits_and_pages_are_followed() {
         )
         .unwrap();
         for i in 0..1_050 {
-            assert!(shipper.send(format!("line {i:04}")));
+            assert!(shipper.sink().send(format!("line {i:04}")));
         }
         // Five events of about 250 KiB: at most four fit in 1 MiB. One too long is cut.
         for i in 0..5 {
-            assert!(shipper.send(format!("big {i} {}", "x".repeat(250 * 1024))));
+            assert!(shipper
+                .sink()
+                .send(format!("big {i} {}", "x".repeat(250 * 1024))));
         }
-        assert!(shipper.send("é".repeat(MAX_MESSAGE_BYTES)));
+        assert!(shipper.sink().send("é".repeat(MAX_MESSAGE_BYTES)));
         shipper.flush().await.unwrap();
         let stats = shipper.stats();
         assert_eq!(stats.shipped, 1_056, "{stats:?}");
@@ -375,7 +353,7 @@ fn a_missing_log_group_is_a_clear_error() {
         let shipper =
             CloudWatchLogShipper::spawn(client.clone(), &missing, "s", ShipperOptions::default())
                 .unwrap();
-        shipper.send("nowhere to go");
+        shipper.sink().send("nowhere to go");
         let error = shipper.flush().await.unwrap_err();
         assert!(error.to_string().contains(&missing), "{error}");
         let stats = shipper.stats();

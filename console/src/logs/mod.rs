@@ -1,18 +1,22 @@
-//! Log lines of the recognition service: what the function (Lambda) and `rollcall worker` wrote,
-//! read back for operators ([`LogTail`]) and, for the worker, shipped out ([`cloudwatch`]).
+//! Log lines of the recognition service, for operators: what the function (Lambda) and
+//! `rollcall worker` wrote, and this process's own lines.
 //!
-//! [`LogLine`] and [`LogTail`] are backend-neutral; the backend is [`cloudwatch`] (feature `aws`):
-//! [`cloudwatch::CloudWatchLogTail`] polls a CloudWatch Logs group and
-//! [`cloudwatch::CloudWatchLogShipper`] sends lines to one, in batches, from a background task.
-//!
-//! A tail returns each line once: backends whose reads overlap (CloudWatch's `FilterLogEvents`
-//! windows do) de-duplicate by event id with bounded memory.
+//! - [`LogLine`], [`LogLevel`], [`LogFilter`]: one line, whatever wrote it.
+//! - [`ring`]: this process's own lines (the embedded deployment's function is this process).
+//! - [`cloudwatch`] (feature `aws`): [`cloudwatch::CloudWatchLogTail`] polls a CloudWatch Logs
+//!   group, each line once (its overlapping reads are de-duplicated by event id with bounded
+//!   memory); [`cloudwatch::CloudWatchLogShipper`] sends lines to one in batches from a background
+//!   task; [`shipping`] is `rollcall worker`'s tracing layer in front of it.
 
-use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[cfg(feature = "aws")]
 pub mod cloudwatch;
+#[cfg(all(test, feature = "aws"))]
+mod cloudwatch_moto_tests;
+pub mod ring;
+#[cfg(feature = "aws")]
+pub mod shipping;
 
 /// The severity a line names, when it names one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -118,7 +122,9 @@ impl LogLine {
     /// The timestamp as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T21:00:00.123Z`.
     pub fn rfc3339(&self) -> String {
         let ms = self.timestamp_ms.max(0) as u64;
-        let seconds = crate::directory::rfc3339_utc(UNIX_EPOCH + Duration::from_secs(ms / 1000));
+        let seconds = rollcall_recognizer::directory::rfc3339_utc(
+            UNIX_EPOCH + Duration::from_secs(ms / 1000),
+        );
         let without_z = seconds.strip_suffix('Z').unwrap_or(&seconds);
         format!("{without_z}.{:03}Z", ms % 1000)
     }
@@ -167,7 +173,11 @@ pub enum LogError {
         value: String,
         reason: &'static str,
     },
+    /// A retention period CloudWatch Logs does not offer.
+    #[error("log group {group}: a log retention of {days} days is not offered (CloudWatch Logs accepts 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653)")]
+    Retention { group: String, days: i32 },
     /// The shipper's background task has stopped.
+    #[cfg(test)]
     #[error("the log shipper for {group} has stopped")]
     Closed { group: String },
     /// The shipper was started outside a Tokio runtime.
@@ -194,18 +204,6 @@ impl LogError {
             }
         )
     }
-}
-
-/// "Give me the lines that are new since my last call": see the [module docs](self).
-///
-/// The futures are `Send` and need a Tokio runtime (network backends).
-pub trait LogTail: Send {
-    /// What is being tailed, for messages (e.g. `cloudwatch:/rollcall/rollcall/worker`).
-    fn describe(&self) -> String;
-
-    /// The lines logged since the previous call (the first call: since the tail's start), oldest
-    /// first, each returned once, filtered by the tail's [`LogFilter`].
-    fn poll(&mut self) -> impl Future<Output = Result<Vec<LogLine>, LogError>> + Send;
 }
 
 /// Now, in milliseconds since the Unix epoch.

@@ -1,0 +1,107 @@
+//! Durations on the command line and in the config file (`90s`, `5m`, `end`), and short forms
+//! for people to read (`4m05s`, `21:00:00.123`).
+
+use std::time::Duration;
+
+/// A session's length unless told otherwise: the scripted run of the original design.
+pub const DEFAULT_SESSION: Duration = Duration::from_secs(300);
+
+/// How long a session captures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionDuration {
+    /// Until the source ends (or a stop).
+    EndOfSource,
+    /// At most this long.
+    Limit(Duration),
+}
+
+impl SessionDuration {
+    /// The limit, `None` until the end of the source.
+    pub fn limit(self) -> Option<Duration> {
+        match self {
+            SessionDuration::EndOfSource => None,
+            SessionDuration::Limit(d) => Some(d),
+        }
+    }
+}
+
+pub fn parse_session_duration(text: &str) -> Result<SessionDuration, String> {
+    match text.trim() {
+        "end" | "none" | "unlimited" => Ok(SessionDuration::EndOfSource),
+        other => parse_duration(other).map(SessionDuration::Limit),
+    }
+}
+
+pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    if matches!(text.trim(), "0" | "0s" | "never") {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
+}
+
+/// `300`, `300s`, `90s`, `5m`, `1h`, `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 90s, 5m, 1h, 250ms)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !(seconds.is_finite() && seconds > 0.0 && seconds < 1e9) {
+        return Err(format!("{text:?} is not a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// `4m05s`, `12s`.
+pub fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// `hh:mm:ss.mmm` (UTC) of a Unix time in ns.
+pub fn clock(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+        (ns / 1_000_000) % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        for bad in ["", "x", "5 parsecs", "0", "-1s", "1e400"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

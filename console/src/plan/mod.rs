@@ -1,0 +1,285 @@
+//! A capture session's plan: the flags shared by `session` and `console` ([`CaptureArgs`])
+//! resolved with the environment and the config file into a [`CapturePlan`] (source, device,
+//! backend, durations), plus what a session reports ([`report`]). `cmd/` and `tui/` both build on
+//! it; it knows nothing of either.
+
+pub mod durations;
+pub mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use rollcall_edge::session::SessionConfig;
+use rollcall_edge::source::{now_ns, Pace, SourceSpec};
+use rollcall_protocol::ids::validate_id;
+use rollcall_recognizer::pool::default_max_workers;
+
+use crate::embedded::EmbeddedOptions;
+use crate::service::RecognitionService;
+use crate::settings::{ClipArgs, ConfigFile, Recognition, RecognizerArgs};
+use durations::{parse_duration, parse_session_duration, SessionDuration, DEFAULT_SESSION};
+
+/// How a capture session runs: the flags shared by `session` and `console`.
+#[derive(Args, Debug, Clone)]
+pub struct CaptureArgs {
+    /// Frame source: file:PATH, v4l2:/dev/videoN, rpicam or test. Default: the first camera
+    /// found (/dev/video0, then rpicam), else the demo video, else the test pattern.
+    #[arg(long, env = "ROLLCALL_SOURCE", value_name = "SRC")]
+    pub source: Option<SourceSpec>,
+    /// Stop capturing after this long (e.g. 300, 90s, 5m, 1h; `end` = at the end of the
+    /// source). Default: 5m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_session_duration)]
+    pub duration: Option<SessionDuration>,
+    /// Most recognition workers at once, embedded backend (default: the core count).
+    #[arg(long, value_name = "N")]
+    pub max_workers: Option<usize>,
+    /// How fast file and test sources deliver frames.
+    #[arg(long, value_enum, default_value_t = PaceArg::Realtime)]
+    pub pace: PaceArg,
+    /// This device's id (default: the host name).
+    #[arg(long, env = "ROLLCALL_DEVICE", value_name = "ID")]
+    pub device: Option<String>,
+    /// Clip length in milliseconds.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub clip_ms: u32,
+    #[command(flatten)]
+    pub clip: ClipArgs,
+    /// After capture, how long to wait without a new result before outstanding clips count as
+    /// lost.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Keep the uploaded clips in DIR (embedded backend; default: a temporary folder).
+    #[arg(long, value_name = "DIR")]
+    pub objects: Option<PathBuf>,
+    /// AWS backend: resource names (the deployment's prefix / bucket).
+    #[cfg(feature = "aws")]
+    #[command(flatten)]
+    pub aws: crate::settings::AwsNames,
+    #[command(flatten)]
+    pub recognizer: RecognizerArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// `--pace`: how fast file and test sources deliver frames.
+pub enum PaceArg {
+    /// As a camera would: the stream's own frame rate.
+    Realtime,
+    /// As fast as frames can be produced.
+    Fast,
+}
+
+fn default_device() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let cleaned: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if validate_id("device id", &cleaned).is_ok() {
+        cleaned
+    } else {
+        "edge".to_string()
+    }
+}
+
+/// `2026-11-26T21-00-00Z-1a2b`: the start time (UTC) plus a little entropy.
+fn new_session_id() -> String {
+    let now = std::time::SystemTime::now();
+    let stamp = rollcall_recognizer::directory::rfc3339_utc(now).replace(':', "-");
+    format!("{stamp}-{:04x}", (now_ns() / 1000) & 0xffff)
+}
+
+/// Capture settings resolved from flags, environment and config: what to start and how.
+pub struct CapturePlan {
+    pub source: SourceSpec,
+    pub device: String,
+    pub pace: Pace,
+    pub clip_ms: u32,
+    pub duration: Option<Duration>,
+    pub grace: Duration,
+    pub recognition: Recognition,
+    pub embedded: EmbeddedOptions,
+    #[cfg(feature = "aws")]
+    pub names: rollcall_protocol::aws::Names,
+    /// Spools and (by default) the embedded object store; removed at the end.
+    scratch: tempfile::TempDir,
+}
+
+impl CaptureArgs {
+    /// Check and resolve the flags.
+    pub fn plan(&self, config: &ConfigFile) -> Result<CapturePlan> {
+        anyhow::ensure!(
+            (100..=10_000).contains(&self.clip_ms),
+            "--clip-ms must be between 100 and 10000"
+        );
+        let max_workers = self
+            .max_workers
+            .or(config.max_workers)
+            .unwrap_or_else(default_max_workers);
+        anyhow::ensure!(
+            (1..=256).contains(&max_workers),
+            "--max-workers must be between 1 and 256"
+        );
+        let device = self
+            .device
+            .clone()
+            .or_else(|| config.device.clone())
+            .unwrap_or_else(default_device);
+        validate_id("device id", &device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+        let recognition = self.recognizer.resolve(config)?;
+        let source = match (&self.source, &config.source) {
+            (Some(source), _) => source.clone(),
+            (None, Some(text)) => {
+                SourceSpec::parse(text).map_err(|e| anyhow::anyhow!("config file `source`: {e}"))?
+            }
+            (None, None) => default_source(&recognition.cache),
+        };
+        let duration = match (self.duration, &config.duration) {
+            (Some(duration), _) => duration,
+            (None, Some(text)) => parse_session_duration(text)
+                .map_err(|e| anyhow::anyhow!("config file `duration`: {e}"))?,
+            (None, None) => SessionDuration::Limit(DEFAULT_SESSION),
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix("rollcall-session-")
+            .tempdir()
+            .context("cannot create a temporary folder")?;
+        let objects = self
+            .objects
+            .clone()
+            .unwrap_or_else(|| scratch.path().join("objects"));
+        Ok(CapturePlan {
+            source,
+            device,
+            pace: match self.pace {
+                PaceArg::Realtime => Pace::RealTime,
+                PaceArg::Fast => Pace::Fast,
+            },
+            clip_ms: self.clip_ms,
+            duration: duration.limit(),
+            grace: self.grace,
+            embedded: EmbeddedOptions {
+                max_workers,
+                sample: self.clip.sample,
+                max_clip_bytes: self.clip.max_clip_bytes,
+                objects,
+            },
+            recognition,
+            #[cfg(feature = "aws")]
+            names: self.aws.names(),
+            scratch,
+        })
+    }
+}
+
+impl CapturePlan {
+    /// Start the recognition service of the configured backend (loads the models when
+    /// embedded).
+    pub fn start_service(&self) -> Result<RecognitionService> {
+        match self.recognition.backend.as_str() {
+            #[cfg(feature = "aws")]
+            "aws" => RecognitionService::aws(self.names.clone(), &self.device),
+            #[cfg(not(feature = "aws"))]
+            "aws" => anyhow::bail!("this rollcall was built without the `aws` feature"),
+            _ => RecognitionService::embedded(&self.recognition, &self.embedded),
+        }
+    }
+
+    /// A new session's configuration on `source`.
+    pub fn session_config(&self, source: &SourceSpec) -> SessionConfig {
+        let session_id = new_session_id();
+        let spool = self.scratch.path().join(format!("spool-{session_id}"));
+        let mut session = SessionConfig::new(source.clone(), &self.device, &session_id, spool);
+        session.source_options.pace = self.pace;
+        session.clip_ms = self.clip_ms;
+        session.duration = self.duration;
+        session.grace = self.grace;
+        session.receive_wait = Duration::from_millis(100);
+        session
+    }
+}
+
+/// A camera if there is one, else the demo video if it was built, else the test pattern.
+fn default_source(cache: &rollcall_models::ModelCache) -> SourceSpec {
+    if std::path::Path::new("/dev/video0").exists() {
+        return SourceSpec::V4l2("/dev/video0".into());
+    }
+    let on_path = |program: &str| {
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
+        })
+    };
+    if on_path("rpicam-vid") || on_path("libcamera-vid") {
+        return SourceSpec::Rpicam;
+    }
+    let demo = crate::demo_video::demo_video_path(cache);
+    if demo.is_file() {
+        return SourceSpec::File(demo);
+    }
+    SourceSpec::TestPattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture_args(argv: &[&str]) -> CaptureArgs {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            capture: CaptureArgs,
+        }
+        <Wrapper as clap::Parser>::try_parse_from(
+            std::iter::once("rollcall").chain(argv.iter().copied()),
+        )
+        .expect("valid flags")
+        .capture
+    }
+
+    #[test]
+    fn flags_beat_the_config_file_which_beats_defaults() {
+        let config: ConfigFile = toml::from_str(
+            "source = \"test\"\ndevice = \"cfg-dev\"\nduration = \"end\"\nmax_workers = 3\n",
+        )
+        .unwrap();
+        let plan = capture_args(&[]).plan(&config).unwrap();
+        assert_eq!(plan.source, SourceSpec::TestPattern);
+        assert_eq!(plan.device, "cfg-dev");
+        assert_eq!(plan.duration, None);
+        assert_eq!(plan.embedded.max_workers, 3);
+
+        let plan = capture_args(&["--device", "flag-dev", "--duration", "90s"])
+            .plan(&config)
+            .unwrap();
+        assert_eq!(plan.device, "flag-dev");
+        assert_eq!(plan.duration, Some(Duration::from_secs(90)));
+
+        let plan = capture_args(&["--source", "test"])
+            .plan(&ConfigFile::default())
+            .unwrap();
+        assert_eq!(plan.duration, Some(DEFAULT_SESSION));
+
+        let bad: ConfigFile = toml::from_str("source = \"webcam\"").unwrap();
+        let err = capture_args(&[]).plan(&bad).err().expect("bad source");
+        assert!(
+            format!("{err:#}").contains("config file `source`"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn session_ids_are_valid_ids() {
+        let id = new_session_id();
+        assert!(validate_id("session id", &id).is_ok(), "{id}");
+        assert!(validate_id("device id", &default_device()).is_ok());
+    }
+}

@@ -1,0 +1,165 @@
+//! What every AWS-side process shares (feature `aws`): SDK configuration and clients, resource
+//! names, SDK error helpers, and the checks an edge makes before it uploads (bucket, queue).
+//!
+//! Every client uses the standard credential chain and region resolution of `aws-config` and
+//! honours `AWS_ENDPOINT_URL` (e.g. a moto server); when an endpoint URL is set, S3 uses
+//! path-style addressing (`http://host:port/bucket/key`).
+//!
+//! Backends here: [`crate::store::s3::S3ClipStore`], [`crate::results::sqs::SqsResultQueue`].
+//! Event parsing: [`crate::events`]. Provisioning, the DynamoDB directory and the SQS worker loop
+//! live in `rollcall-recognizer` (feature `aws`); CloudWatch log tails in the console.
+
+pub use aws_config::SdkConfig;
+pub use aws_sdk_s3::Client as S3Client;
+pub use aws_sdk_sqs::Client as SqsClient;
+
+/// Load the SDK configuration: standard credential chain, region (default `us-east-1` when none
+/// is configured), `AWS_ENDPOINT_URL`.
+pub async fn load_config() -> SdkConfig {
+    let region = aws_config::meta::region::RegionProviderChain::default_provider()
+        .or_else(aws_config::Region::new("us-east-1"));
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await
+}
+
+/// Whether a custom endpoint is configured (then S3 needs path-style addressing).
+pub fn custom_endpoint() -> bool {
+    ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
+/// An S3 client for `config` (path-style when [`custom_endpoint`]).
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(custom_endpoint())
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
+}
+
+/// The names of a deployment's resources, all derived from one prefix (default `rollcall`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// Prefix of every resource name.
+    pub prefix: String,
+    /// Clips bucket: `<prefix>-clips` unless set (bucket names are global on real AWS: set
+    /// `ROLLCALL_BUCKET` / `--bucket` there).
+    pub bucket: String,
+}
+
+impl Names {
+    /// Names for `prefix` with the default bucket `<prefix>-clips`.
+    pub fn new(prefix: &str) -> Names {
+        Names {
+            prefix: prefix.to_string(),
+            bucket: format!("{prefix}-clips"),
+        }
+    }
+    /// The clip-events queue (S3 notifications): `<prefix>-clip-events`.
+    pub fn events_queue(&self) -> String {
+        format!("{}-clip-events", self.prefix)
+    }
+    /// Its dead-letter queue: `<prefix>-clip-events-dlq`.
+    pub fn events_dlq(&self) -> String {
+        format!("{}-clip-events-dlq", self.prefix)
+    }
+    /// The people directory table: `<prefix>-people`.
+    pub fn table(&self) -> String {
+        format!("{}-people", self.prefix)
+    }
+    /// The result queue of a device: `<prefix>-results-<device>`.
+    pub fn result_queue(&self, device_id: &str) -> String {
+        crate::results::sqs::result_queue_name(&self.prefix, device_id)
+    }
+    /// The Lambda function's log group: `/aws/lambda/<prefix>-recognizer` (Lambda names it after
+    /// the function, `<prefix>-recognizer`; the function's stdout lands there).
+    pub fn lambda_log_group(&self) -> String {
+        format!("/aws/lambda/{}-recognizer", self.prefix)
+    }
+    /// The log group `rollcall worker` ships its own logs to, one stream per worker instance:
+    /// `/rollcall/<prefix>/worker` (created by `rollcall aws provision`).
+    pub fn worker_log_group(&self) -> String {
+        format!("/rollcall/{}/worker", self.prefix)
+    }
+}
+
+/// Prefix of clip object keys, the notification filter.
+pub const CLIPS_PREFIX: &str = "clips/";
+
+/// An AWS operation that failed: what was being done and the SDK's full message.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct AwsError {
+    /// What was being done (`create queue rollcall-clip-events`, `bucket rollcall-clips`...).
+    pub what: String,
+    /// The service's or the SDK's message, with its context.
+    pub message: String,
+}
+
+impl AwsError {
+    /// An error about `what`.
+    pub fn new(what: impl Into<String>, message: impl Into<String>) -> AwsError {
+        AwsError {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The full message of an SDK error, causes included (`DisplayErrorContext`).
+pub fn sdk_message<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    aws_sdk_s3::error::DisplayErrorContext(e).to_string()
+}
+
+/// Whether an SDK error is worth retrying (network, timeout, 5xx, throttling).
+pub fn sdk_retryable<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    use aws_sdk_s3::error::SdkError;
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            status >= 500 || status == 429
+        }
+        _ => false,
+    }
+}
+
+fn err(what: impl Into<String>) -> impl FnOnce(String) -> AwsError {
+    let what = what.into();
+    move |message| AwsError::new(what, message)
+}
+
+/// The URL of a queue given by URL (returned as is) or by name.
+pub async fn resolve_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Result<String, AwsError> {
+    if queue.starts_with("http://") || queue.starts_with("https://") {
+        return Ok(queue.to_string());
+    }
+    sqs.get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .map_err(|e| err(format!("queue {queue}"))(sdk_message(&e)))?
+        .queue_url
+        .ok_or_else(|| err(format!("queue {queue}"))("no queue URL".into()))
+}
+
+/// Checks that `bucket` exists and these credentials may use it (what an edge does before its
+/// first upload, so a wrong name fails at once instead of after upload retries).
+pub async fn check_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), AwsError> {
+    s3.head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| err(format!("bucket {bucket}"))(sdk_message(&e)))
+}

@@ -1,0 +1,226 @@
+//! `rollcall aws provision` (feature `aws`): create, idempotently, the bucket, the clip-events
+//! queue and its dead-letter queue, the per-device result queues, the people table and the bucket
+//! notification. (The worker's CloudWatch log group is the console's: it ships those logs.)
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use rollcall_protocol::aws::{s3_client, sdk_message, AwsError, Names, SdkConfig, CLIPS_PREFIX};
+
+/// Receives of one event message before SQS moves it to the dead-letter queue.
+pub const MAX_RECEIVE_COUNT: u32 = 3;
+
+fn err(what: impl Into<String>) -> impl FnOnce(String) -> AwsError {
+    let what = what.into();
+    move |message| AwsError::new(what, message)
+}
+
+/// What [`provision`] created or found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Provisioned {
+    pub bucket: String,
+    pub events_queue_url: String,
+    pub events_queue_arn: String,
+    pub dlq_url: String,
+    pub table: String,
+    /// `(device, queue URL)`.
+    pub result_queues: Vec<(String, String)>,
+}
+
+/// Options of [`provision`].
+#[derive(Clone, Debug)]
+pub struct ProvisionOptions {
+    /// Visibility timeout of the events queue (default 60 s: several clips' work).
+    pub visibility_timeout: Duration,
+    /// Receives before a message goes to the DLQ (default [`MAX_RECEIVE_COUNT`]).
+    pub max_receive_count: u32,
+    /// Devices whose result queues are created.
+    pub devices: Vec<String>,
+}
+
+impl Default for ProvisionOptions {
+    fn default() -> Self {
+        ProvisionOptions {
+            visibility_timeout: Duration::from_secs(60),
+            max_receive_count: MAX_RECEIVE_COUNT,
+            devices: Vec::new(),
+        }
+    }
+}
+
+/// Create (idempotently) the bucket, the clip-events queue + DLQ (redrive after
+/// `max_receive_count` receives), the per-device result queues, the people table and the bucket
+/// notification (`ObjectCreated` under `clips/` -> events queue).
+pub async fn provision(
+    config: &SdkConfig,
+    names: &Names,
+    options: &ProvisionOptions,
+) -> Result<Provisioned, AwsError> {
+    let s3 = s3_client(config);
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let mut out = Provisioned {
+        bucket: names.bucket.clone(),
+        table: names.table(),
+        ..Provisioned::default()
+    };
+
+    // Bucket.
+    match s3.create_bucket().bucket(&names.bucket).send().await {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error().is_some_and(|s| {
+                s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
+            }) => {}
+        Err(e) => {
+            return Err(err(format!("create bucket {}", names.bucket))(sdk_message(
+                &e,
+            )))
+        }
+    }
+
+    // Queues.
+    out.dlq_url = ensure_queue(&sqs, &names.events_dlq(), &[]).await?;
+    let dlq_arn = queue_arn(&sqs, &out.dlq_url).await?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": options.max_receive_count.to_string(),
+    })
+    .to_string();
+    let visibility = options.visibility_timeout.as_secs().to_string();
+    out.events_queue_url = ensure_queue(
+        &sqs,
+        &names.events_queue(),
+        &[
+            (QueueAttributeName::VisibilityTimeout, visibility),
+            (QueueAttributeName::RedrivePolicy, redrive),
+        ],
+    )
+    .await?;
+    out.events_queue_arn = queue_arn(&sqs, &out.events_queue_url).await?;
+    // Let the bucket send to the events queue (needed on real AWS; moto ignores it).
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "rollcall-s3-notifications",
+            "Effect": "Allow",
+            "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": out.events_queue_arn,
+            "Condition": {"ArnLike": {"aws:SourceArn": format!("arn:aws:s3:::{}", names.bucket)}},
+        }],
+    })
+    .to_string();
+    sqs.set_queue_attributes()
+        .queue_url(&out.events_queue_url)
+        .attributes(QueueAttributeName::Policy, policy)
+        .send()
+        .await
+        .map_err(|e| err("set events queue policy")(sdk_message(&e)))?;
+    for device in &options.devices {
+        let name = names.result_queue(device);
+        rollcall_protocol::results::sqs::validate_queue_name(&name).map_err(|reason| AwsError {
+            what: format!("result queue for device {device:?}"),
+            message: reason.to_string(),
+        })?;
+        let url = ensure_queue(&sqs, &name, &[]).await?;
+        out.result_queues.push((device.clone(), url));
+    }
+
+    // Table.
+    crate::directory::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(config), &out.table)
+        .await
+        .map_err(|e| err(format!("create table {}", out.table))(e.to_string()))?;
+
+    // Notification.
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    let queue_config = QueueConfiguration::builder()
+        .id("rollcall-clips")
+        .queue_arn(&out.events_queue_arn)
+        .events(Event::S3ObjectCreated)
+        .filter(
+            NotificationConfigurationFilter::builder()
+                .key(
+                    S3KeyFilter::builder()
+                        .filter_rules(
+                            FilterRule::builder()
+                                .name(FilterRuleName::Prefix)
+                                .value(CLIPS_PREFIX)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+        .map_err(|e| err("notification configuration")(e.to_string()))?;
+    s3.put_bucket_notification_configuration()
+        .bucket(&names.bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(queue_config)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| err("put bucket notification")(sdk_message(&e)))?;
+
+    Ok(out)
+}
+
+/// Create a queue or update the attributes of the existing one; returns its URL.
+async fn ensure_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> Result<String, AwsError> {
+    let mut create = sqs.create_queue().queue_name(name);
+    for (k, v) in attributes {
+        create = create.attributes(k.clone(), v);
+    }
+    match create.send().await {
+        Ok(out) => out
+            .queue_url
+            .ok_or_else(|| err(format!("create queue {name}"))("no queue URL".into())),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_queue_name_exists()) =>
+        {
+            let url = sqs
+                .get_queue_url()
+                .queue_name(name)
+                .send()
+                .await
+                .map_err(|e| err(format!("queue {name}"))(sdk_message(&e)))?
+                .queue_url
+                .unwrap_or_default();
+            let mut set = sqs.set_queue_attributes().queue_url(&url);
+            for (k, v) in attributes {
+                set = set.attributes(k.clone(), v);
+            }
+            if !attributes.is_empty() {
+                set.send()
+                    .await
+                    .map_err(|e| err(format!("update queue {name}"))(sdk_message(&e)))?;
+            }
+            Ok(url)
+        }
+        Err(e) => Err(err(format!("create queue {name}"))(sdk_message(&e))),
+    }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, AwsError> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| err(format!("queue {url}"))(sdk_message(&e)))?;
+    out.attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| err(format!("queue {url}"))("no QueueArn attribute".into()))
+}
