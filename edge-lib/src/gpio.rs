@@ -34,7 +34,14 @@ impl Default for GpioConfig {
 pub enum GpioError {
     /// Not a Raspberry Pi, no /dev/gpiomem access, or a pin is busy.
     #[error("GPIO unavailable (button GPIO {button}, LED GPIO {led}): {reason}")]
-    Unavailable { button: u8, led: u8, reason: String },
+    Unavailable {
+        /// The button's GPIO (BCM number).
+        button: u8,
+        /// The LED's GPIO (BCM number).
+        led: u8,
+        /// Why (not a Pi, no permission, pin busy...).
+        reason: String,
+    },
     /// The same pin for both.
     #[error("the button and the LED cannot share GPIO {0}")]
     SamePin(u8),
@@ -49,6 +56,7 @@ pub struct ButtonDebouncer {
 }
 
 impl ButtonDebouncer {
+    /// A debouncer that ignores changes within `debounce` of the last accepted one.
     pub fn new(debounce: Duration) -> ButtonDebouncer {
         ButtonDebouncer {
             debounce,

@@ -122,10 +122,15 @@ impl FromStr for Stage {
 pub struct LatencySummary {
     /// Values recorded.
     pub count: u64,
+    /// Median, in milliseconds.
     pub p50_ms: f64,
+    /// 90th percentile, in milliseconds.
     pub p90_ms: f64,
+    /// 99th percentile, in milliseconds.
     pub p99_ms: f64,
+    /// Largest, in milliseconds.
     pub max_ms: f64,
+    /// Mean, in milliseconds.
     pub mean_ms: f64,
 }
 

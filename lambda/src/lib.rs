@@ -47,8 +47,11 @@ pub use rollcall_recognizer::aws_handler::AwsHandler;
 #[derive(Debug, thiserror::Error)]
 #[error("environment variable {name}={value:?}: {reason}")]
 pub struct ConfigError {
+    /// The variable.
     pub name: &'static str,
+    /// Its value.
     pub value: String,
+    /// Why it cannot be used.
     pub reason: String,
 }
 
@@ -188,9 +191,9 @@ pub enum ColdStartError {
     Models {
         /// The `ROLLCALL_HOME`-style directory.
         dir: PathBuf,
-        /// What failed.
+        /// What failed (boxed: the recognizer's error is large).
         #[source]
-        source: rollcall_recognizer::RecognizerError,
+        source: Box<rollcall_recognizer::RecognizerError>,
     },
     /// The people table could not be opened.
     #[error("people table {table}")]
@@ -237,7 +240,7 @@ pub fn build_handler(
     let pipeline =
         FacePipeline::load(&cache, options).map_err(|source| ColdStartError::Models {
             dir: config.model_dir.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let models_ms = started.elapsed().as_secs_f64() * 1e3;
     let handler =
@@ -320,7 +323,12 @@ pub enum FunctionError {
     MalformedEvent(#[from] EventParseError),
     /// Results that could not be published (retryable: the redelivery republishes them).
     #[error("{count} result(s) not published, first: {first}")]
-    NotPublished { count: usize, first: String },
+    NotPublished {
+        /// How many results.
+        count: usize,
+        /// The first one's reason.
+        first: String,
+    },
     /// An SQS message failed but has no `messageId` to name in `batchItemFailures`.
     #[error("SQS message without a messageId failed: {0}")]
     UnnamedMessage(String),

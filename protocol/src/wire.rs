@@ -25,8 +25,11 @@ pub struct ClipMeta {
     pub closed_ns: u64,
     /// Nominal frame rate.
     pub fps: f32,
+    /// Frame width in pixels.
     pub width: u32,
+    /// Frame height in pixels.
     pub height: u32,
+    /// Frames in the clip.
     pub frame_count: u32,
     /// Always [`CLIP_CODEC_H264_ANNEXB`] for now.
     pub codec: String,
@@ -50,6 +53,7 @@ impl ClipMeta {
 pub struct ClipEvent {
     /// Object-store key of the clip's bytes (normally [`ClipMeta::object_key`]).
     pub key: String,
+    /// The clip's metadata (only what the key tells, until the object is read).
     pub meta: ClipMeta,
 }
 
@@ -66,15 +70,20 @@ impl ClipEvent {
 /// A face box in pixels of the clip's frames: top-left `(x1, y1)`, bottom-right `(x2, y2)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PixelBox {
+    /// Left edge.
     pub x1: f32,
+    /// Top edge.
     pub y1: f32,
+    /// Right edge.
     pub x2: f32,
+    /// Bottom edge.
     pub y2: f32,
 }
 
 /// An enrolled person recognised in a clip, with their directory record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecognizedPerson {
+    /// Their id in the people directory.
     pub person_id: String,
     /// Display name from the people directory.
     pub name: String,
@@ -111,8 +120,11 @@ pub struct FunctionTimings {
 pub struct RecognitionResult {
     /// `device/session/seq` ([`ClipMeta::clip_id`]); duplicates share it.
     pub clip_id: String,
+    /// The device that sent the clip (whose queue gets the result).
     pub device_id: String,
+    /// Its capture session.
     pub session_id: String,
+    /// The clip's position in its session.
     pub seq: u64,
     /// Enrolled people seen in the clip, most similar first.
     #[serde(default)]
@@ -120,6 +132,7 @@ pub struct RecognitionResult {
     /// Faces (summed over analysed frames) that matched nobody.
     #[serde(default)]
     pub unknown_faces: u32,
+    /// Where the function's time went.
     #[serde(default)]
     pub timings: FunctionTimings,
     /// Why the clip could not be processed (names the object key); `None` on success.

@@ -11,6 +11,8 @@
 //! set (grey tight crops, LFW, the larger celebrity photos pull it up), MTCNN (the default for
 //! photos) and the fast detector. `ROLLCALL_BENCH_NO_PRELU_REWRITE=1` loads the models as they
 //! are (without `runtime::prelu`'s rewrite), for comparison.
+// `criterion_group!` generates a public function that cannot carry a doc comment.
+#![allow(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

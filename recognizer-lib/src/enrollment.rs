@@ -77,17 +77,25 @@ pub fn scan_photo_tree(dir: &Path) -> Result<PhotoTree, RecognizerError> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PhotoOutcome {
     /// Used; `faces` were found and the largest was taken when there were several.
-    Used { faces: usize },
+    Used {
+        /// Faces found in the photo.
+        faces: usize,
+    },
     /// Readable, but no face was found (padded retry included).
     NoFace,
     /// Could not be read or decoded (or the face could not be aligned).
-    Rejected { reason: String },
+    Rejected {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The result of enrolling one person.
 #[derive(Clone, Debug)]
 pub struct PersonEnrollment {
+    /// The person.
     pub person_id: String,
+    /// Every photo of theirs and what became of it.
     pub photos: Vec<(PathBuf, PhotoOutcome)>,
     /// Embeddings of the used photos.
     pub samples: Vec<EnrollmentSample>,

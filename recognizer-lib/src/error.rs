@@ -7,27 +7,54 @@ use thiserror::Error;
 pub enum RecognizerError {
     /// A file could not be read at all.
     #[error("{input}: cannot read: {message}")]
-    Read { input: String, message: String },
+    Read {
+        /// The input (path or name).
+        input: String,
+        /// What failed.
+        message: String,
+    },
     /// The bytes are not an image in a supported format, or are corrupt.
     #[error("{input}: not a readable image (JPEG, PNG, PGM/PPM, GIF, BMP): {message}")]
-    ImageDecode { input: String, message: String },
+    ImageDecode {
+        /// The input (path or name).
+        input: String,
+        /// The decoder's message.
+        message: String,
+    },
     /// The image is larger than the configured limit.
     #[error("{input}: image too large ({width}x{height}, limit {limit} pixels per side)")]
     ImageTooLarge {
+        /// The input (path or name).
         input: String,
+        /// Its width in pixels.
         width: u32,
+        /// Its height in pixels.
         height: u32,
+        /// The limit per side.
         limit: u32,
     },
     /// ONNX Runtime could not be loaded or started.
     #[error("ONNX Runtime: {message}")]
-    Runtime { message: String },
+    Runtime {
+        /// What failed.
+        message: String,
+    },
     /// A model failed to load or run.
     #[error("model {model}: {message}")]
-    Model { model: String, message: String },
+    Model {
+        /// The model.
+        model: String,
+        /// What failed.
+        message: String,
+    },
     /// A model produced output of an unexpected shape.
     #[error("model {model}: unexpected output: {message}")]
-    ModelOutput { model: String, message: String },
+    ModelOutput {
+        /// The model.
+        model: String,
+        /// What was unexpected.
+        message: String,
+    },
     /// The model files are missing or broken.
     #[error(transparent)]
     Models(#[from] rollcall_models::ModelsError),
@@ -36,5 +63,10 @@ pub enum RecognizerError {
     Directory(#[from] crate::directory::DirectoryError),
     /// Embeddings of different sizes were compared or stored.
     #[error("embedding dimension mismatch: expected {expected}, got {actual}")]
-    EmbeddingDimension { expected: usize, actual: usize },
+    EmbeddingDimension {
+        /// The dimension of the gallery or directory.
+        expected: usize,
+        /// The dimension given.
+        actual: usize,
+    },
 }

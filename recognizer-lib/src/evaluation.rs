@@ -6,6 +6,7 @@ use serde::Serialize;
 /// The outcome of identifying one probe photo.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProbeResult {
+    /// The probe photo.
     pub file: String,
     /// The person the photo shows if they are enrolled; `None` for a stranger.
     pub expected: Option<String>,
@@ -22,11 +23,13 @@ pub struct ProbeResult {
 /// One probe that came out wrong in the open-set protocol.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Failure {
+    /// The probe photo.
     pub file: String,
     /// Person id, or `unknown` for a stranger.
     pub expected: String,
     /// Person id, or `unknown`.
     pub got: String,
+    /// Similarity to the closest person, if any.
     pub similarity: Option<f32>,
 }
 
@@ -45,11 +48,17 @@ pub struct EvaluationReport {
     pub false_reject_rate: f64,
     /// Enrolled probes named as somebody else.
     pub misidentification_rate: f64,
+    /// Probe photos evaluated.
     pub probes: usize,
+    /// Of those, photos of enrolled people.
     pub enrolled_probes: usize,
+    /// Of those, photos of strangers.
     pub stranger_probes: usize,
+    /// Median detection + embedding time per photo, milliseconds.
     pub ms_per_image_median: f64,
+    /// The match threshold used.
     pub threshold: f32,
+    /// Every probe that came out wrong.
     pub failures: Vec<Failure>,
 }
 

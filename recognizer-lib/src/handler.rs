@@ -93,7 +93,9 @@ pub enum HandlerError {
     /// The result was computed but could not be sent; handling the same event again republishes it.
     #[error("clip {clip_id}: result not published: {source}")]
     Publish {
+        /// The clip.
         clip_id: String,
+        /// The queue's error.
         #[source]
         source: QueueError,
     },

@@ -18,10 +18,15 @@ fn err(what: impl Into<String>) -> impl FnOnce(String) -> AwsError {
 /// What [`provision`] created or found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Provisioned {
+    /// The clips bucket.
     pub bucket: String,
+    /// The clip-events queue.
     pub events_queue_url: String,
+    /// Its ARN (what the bucket notification names).
     pub events_queue_arn: String,
+    /// Its dead-letter queue.
     pub dlq_url: String,
+    /// The people table.
     pub table: String,
     /// `(device, queue URL)`.
     pub result_queues: Vec<(String, String)>,

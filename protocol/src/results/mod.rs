@@ -28,21 +28,35 @@ pub enum QueueError {
     /// The device id cannot name a queue.
     #[error("invalid device id {device_id:?} for a result queue: {reason}")]
     InvalidDevice {
+        /// The device id.
         device_id: String,
+        /// What is wrong with it.
         reason: &'static str,
     },
     /// The queue was closed (the process is shutting down).
     #[error("result queue for {device_id} is closed")]
-    Closed { device_id: String },
+    Closed {
+        /// The device whose queue it was.
+        device_id: String,
+    },
     /// A result could not be serialised or parsed.
     #[error("result for {device_id}: {message}")]
-    Format { device_id: String, message: String },
+    Format {
+        /// The device.
+        device_id: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Any other backend failure (network, service error, permissions...).
     #[error("{backend} result queue for {device_id}: {message}")]
     Backend {
+        /// The device.
         device_id: String,
+        /// The backend (`"sqs"`).
         backend: &'static str,
+        /// The backend's message.
         message: String,
+        /// Whether the same call may succeed later.
         retryable: bool,
     },
 }
@@ -63,6 +77,7 @@ impl QueueError {
 /// One received result and what acknowledges it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Delivery {
+    /// The result.
     pub result: RecognitionResult,
     /// Handle for [`ResultQueue::ack`] (an SQS receipt handle); `None` when the backend needs
     /// no acknowledgement.

@@ -33,27 +33,49 @@ pub enum StoreError {
     InvalidKey(#[from] InvalidKey),
     /// Nothing is stored under the key.
     #[error("no clip stored under {key}")]
-    NotFound { key: String },
+    NotFound {
+        /// The key.
+        key: String,
+    },
     /// The object is larger than the caller's limit; it was not read.
     #[error("clip {key}: {size} bytes is over the {limit}-byte limit")]
-    TooLarge { key: String, size: u64, limit: u64 },
+    TooLarge {
+        /// The key.
+        key: String,
+        /// The object's size in bytes.
+        size: u64,
+        /// The caller's limit in bytes.
+        limit: u64,
+    },
     /// A file system operation failed.
     #[error("clip {key}: I/O error on {}: {source}", path.display())]
     Io {
+        /// The key.
         key: String,
+        /// The file.
         path: PathBuf,
+        /// What failed.
         #[source]
         source: std::io::Error,
     },
     /// The object's metadata is missing fields or is not a [`ClipMeta`].
     #[error("clip {key}: unreadable metadata: {message}")]
-    Metadata { key: String, message: String },
+    Metadata {
+        /// The key.
+        key: String,
+        /// What is wrong with the metadata.
+        message: String,
+    },
     /// Any other backend failure (network, service error, permissions...).
     #[error("clip {key}: {backend} store: {message}")]
     Backend {
+        /// The key.
         key: String,
+        /// The backend (`"s3"`).
         backend: &'static str,
+        /// The backend's message.
         message: String,
+        /// Whether the same call may succeed later.
         retryable: bool,
     },
 }

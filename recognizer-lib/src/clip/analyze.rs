@@ -71,6 +71,7 @@ use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 /// ```
 #[derive(Clone)]
 pub struct ClipAnalyzer {
+    /// Detection, alignment, embedding.
     pub pipeline: Arc<FacePipeline>,
     /// Which decoded frames are analysed.
     pub policy: SamplePolicy,
@@ -118,6 +119,7 @@ impl std::fmt::Debug for ClipAnalyzer {
 /// One enrolled person seen in a clip.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PersonSighting {
+    /// Their id in the people directory.
     pub person_id: String,
     /// Highest cosine similarity of any of their faces in the clip.
     pub best_similarity: f32,
@@ -151,6 +153,7 @@ pub struct ClipTimings {
 /// visible at once, a lower bound on how many different unknown people were seen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClipAnalysis {
+    /// The clip (`device/session/seq`).
     pub clip_id: String,
     /// One entry per distinct enrolled person recognised, highest `best_similarity` first.
     pub people: Vec<PersonSighting>,
@@ -174,8 +177,9 @@ pub struct ClipAnalysis {
     pub frames_decoded: u32,
     /// Frames run through detection (the sampled ones).
     pub frames_analyzed: u32,
-    /// Size of the first frame.
+    /// Width of the first frame.
     pub width: u32,
+    /// Height of the first frame.
     pub height: u32,
     /// Frame rate used for sampling (metadata, or 30 when unknown).
     pub fps: f32,
@@ -183,6 +187,7 @@ pub struct ClipAnalysis {
     pub sample_stride: u32,
     /// Similarity at or above which a face was named.
     pub threshold: f32,
+    /// Where the time went.
     pub timings: ClipTimings,
 }
 

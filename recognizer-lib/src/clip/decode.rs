@@ -59,6 +59,7 @@ impl Default for ClipLimits {
 pub struct DecodedFrame {
     /// Position of the frame in the clip, in output (display) order, from 0.
     pub index: usize,
+    /// Its pixels.
     pub image: RgbImage,
 }
 
@@ -79,8 +80,9 @@ pub struct DecodeStats {
     pub nal_units: usize,
     /// Access units (pictures plus their parameter sets) fed to the decoder.
     pub access_units: usize,
-    /// Size of the first decoded frame.
+    /// Width of the first decoded frame.
     pub width: u32,
+    /// Height of the first decoded frame.
     pub height: u32,
     /// Time spent decoding and converting (callbacks excluded).
     pub decode_time: Duration,

@@ -35,19 +35,35 @@ pub enum ClipError {
     /// The clip is larger than [`ClipLimits::max_bytes`]; refused before decoding.
     #[error("clip {clip}: {size} bytes is over the {limit}-byte limit")]
     TooLarge {
+        /// The clip.
         clip: String,
+        /// Its size in bytes.
         size: usize,
+        /// The limit in bytes.
         limit: usize,
     },
     /// The clip has no bytes.
     #[error("clip {clip}: empty (0 bytes)")]
-    Empty { clip: String },
+    Empty {
+        /// The clip.
+        clip: String,
+    },
     /// No H.264 start code anywhere in the clip.
     #[error("clip {clip}: not an H.264 Annex-B stream (no start code in {size} bytes)")]
-    NotAnnexB { clip: String, size: usize },
+    NotAnnexB {
+        /// The clip.
+        clip: String,
+        /// Its size in bytes.
+        size: usize,
+    },
     /// The clip's metadata names a codec other than `h264-annexb`.
     #[error("clip {clip}: unsupported codec {codec:?} (expected h264-annexb)")]
-    UnsupportedCodec { clip: String, codec: String },
+    UnsupportedCodec {
+        /// The clip.
+        clip: String,
+        /// The codec its metadata names.
+        codec: String,
+    },
     /// The decoder rejected the stream (corrupt, cut short, missing its parameter sets or IDR
     /// picture), or an internal check failed on what it produced.
     #[error(
@@ -55,6 +71,7 @@ pub enum ClipError {
          after {frames_decoded} good frames): {message}"
     )]
     Corrupt {
+        /// The clip.
         clip: String,
         /// Index of the access unit (picture) being decoded, from 0.
         access_unit: usize,
@@ -62,31 +79,51 @@ pub enum ClipError {
         offset: usize,
         /// Frames decoded before the failure.
         frames_decoded: usize,
+        /// The decoder's message.
         message: String,
     },
     /// The stream decoded without error but contained no picture.
     #[error("clip {clip}: no frame could be decoded from its {access_units} access units")]
-    NoFrames { clip: String, access_units: usize },
+    NoFrames {
+        /// The clip.
+        clip: String,
+        /// Access units (pictures) in the stream.
+        access_units: usize,
+    },
     /// Fewer frames than the clip's metadata announces.
     #[error(
         "clip {clip}: truncated: its metadata announces {expected} frames, the stream has {decoded}"
     )]
     Truncated {
+        /// The clip.
         clip: String,
+        /// Frames its metadata announces.
         expected: u32,
         /// Frames in the stream (pictures counted, see [`DecodeStats::pictures`]).
         decoded: usize,
     },
     /// More frames than [`ClipLimits::max_frames`].
     #[error("clip {clip}: more than {limit} frames")]
-    TooManyFrames { clip: String, limit: usize },
+    TooManyFrames {
+        /// The clip.
+        clip: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The H.264 decoder could not be created.
     #[error("clip {clip}: cannot start the H.264 decoder: {message}")]
-    Decoder { clip: String, message: String },
+    Decoder {
+        /// The clip.
+        clip: String,
+        /// The decoder's message.
+        message: String,
+    },
     /// Detection or embedding failed on a frame.
     #[error("clip {clip}: frame {frame_index}: {source}")]
     Recognition {
+        /// The clip.
         clip: String,
+        /// The frame (display order, from 0).
         frame_index: usize,
         /// Boxed: the recognizer's error is large and this one travels through every `Result`.
         #[source]

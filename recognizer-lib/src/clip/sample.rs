@@ -52,7 +52,10 @@ pub const DEFAULT_MIN_PER_SECOND: f32 = 4.0;
 pub enum SamplePolicy {
     /// The fewest frames that keep at least `min_per_second` analysed frames per second of the
     /// clip, evenly spaced (see [the module documentation](self)).
-    Auto { min_per_second: f32 },
+    Auto {
+        /// Least analysed frames per second of video.
+        min_per_second: f32,
+    },
     /// Every decoded frame.
     All,
     /// Frames `0, k, 2k, ...` whatever the frame rate (`Every(0)` behaves as `Every(1)`).

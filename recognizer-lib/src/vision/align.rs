@@ -21,9 +21,13 @@ pub const ARCFACE_TEMPLATE: Landmarks = [
 /// A 2-D similarity transform `p' = [[a, -b], [b, a]] p + t`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Similarity {
+    /// Scale times the cosine of the rotation.
     pub a: f64,
+    /// Scale times the sine of the rotation.
     pub b: f64,
+    /// Horizontal translation.
     pub tx: f64,
+    /// Vertical translation.
     pub ty: f64,
 }
 

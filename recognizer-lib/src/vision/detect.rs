@@ -17,9 +17,13 @@ use crate::runtime::{RuntimeOptions, SessionPool};
 /// An axis-aligned box in pixel coordinates (x1, y1) top-left, (x2, y2) bottom-right.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FaceBox {
+    /// Left edge.
     pub x1: f32,
+    /// Top edge.
     pub y1: f32,
+    /// Right edge.
     pub x2: f32,
+    /// Bottom edge.
     pub y2: f32,
 }
 
@@ -53,9 +57,11 @@ pub type Landmarks = [[f32; 2]; 5];
 /// One detected face.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Detection {
+    /// The face's box.
     pub bbox: FaceBox,
     /// O-Net face probability, 0..1.
     pub score: f32,
+    /// Eyes, nose and mouth corners.
     pub landmarks: Landmarks,
 }
 

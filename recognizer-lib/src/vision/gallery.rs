@@ -75,16 +75,20 @@ pub fn robust_mean_embedding(embeddings: &[&[f32]]) -> Option<(Vec<f32>, Vec<usi
 /// One enrolled person's template.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Template {
+    /// The person's id.
     pub person_id: String,
     /// Unit-length mean embedding.
     pub embedding: Vec<f32>,
+    /// Photos the template was made from.
     pub image_count: u32,
 }
 
 /// A person the face resembles, with the cosine similarity.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Candidate {
+    /// The person's id.
     pub person_id: String,
+    /// Cosine similarity of the face to their template.
     pub similarity: f32,
 }
 
@@ -94,7 +98,10 @@ pub enum Identity {
     /// Similar enough to an enrolled person.
     Known(Candidate),
     /// Nobody is similar enough; `closest` is the best candidate, if anyone is enrolled.
-    Unknown { closest: Option<Candidate> },
+    Unknown {
+        /// The most similar enrolled person, below the threshold.
+        closest: Option<Candidate>,
+    },
 }
 
 impl Identity {
@@ -199,6 +206,7 @@ impl Gallery {
 /// How a threshold was chosen, for reports.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Calibration {
+    /// The threshold chosen.
     pub threshold: f32,
     /// Leave-one-out scores of enrolled photos against their own person.
     pub genuine_pairs: usize,

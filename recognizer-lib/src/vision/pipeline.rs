@@ -96,6 +96,7 @@ pub struct PipelineOptions {
     pub detector_kind: DetectorKind,
     /// Settings of the fast detector.
     pub fast: FastDetectorOptions,
+    /// ONNX Runtime threads and sessions.
     pub runtime: RuntimeOptions,
     /// Retry once on an edge-replicated padded copy when no face is found.
     pub retry_padded: bool,
@@ -123,6 +124,7 @@ impl Default for PipelineOptions {
 /// A detected face with its embedding, in the coordinates of the input image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Face {
+    /// Where the face is.
     pub detection: Detection,
     /// Unit-length embedding.
     pub embedding: Vec<f32>,
@@ -131,14 +133,18 @@ pub struct Face {
 /// Where the time of one image went.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StageTimes {
+    /// Face detection.
     pub detect: Duration,
+    /// Alignment and embedding.
     pub embed: Duration,
 }
 
 /// Faces found in one image, and whether the padded retry found them.
 #[derive(Clone, Debug, Default)]
 pub struct Detections {
+    /// The faces, in the input image's coordinates.
     pub faces: Vec<Detection>,
+    /// Whether they came from the padded retry.
     pub from_padded_retry: bool,
     /// The padded image and the original's offset inside it, kept for alignment.
     padded: Option<(RgbImage, (u32, u32))>,

@@ -112,6 +112,7 @@ fn narrow_box(options: &FastDetectorOptions, proposal: &FaceBox) -> Option<FaceB
 /// One UltraFace proposal in pixel coordinates.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Proposal {
+    /// The proposed box.
     pub bbox: FaceBox,
     /// UltraFace face score, 0..1.
     pub score: f32,

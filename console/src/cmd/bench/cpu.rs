@@ -1,5 +1,6 @@
 //! CPU time of processes and of the machine, from /proc (Linux).
 
+/// User + system CPU time so far of process `pid` (`self`: this one), from /proc/PID/stat
 /// (Linux; `None` elsewhere). /proc counts in USER_HZ ticks, which Linux fixes at 100 per
 /// second.
 pub(super) fn process_cpu_seconds(pid: &str) -> Option<f64> {

@@ -72,8 +72,6 @@ pub(super) fn slope(points: &[(f64, f64)]) -> f64 {
     }
 }
 
-/// User + system CPU time so far of process `pid` (`self`: this one), from /proc/PID/stat
-
 #[cfg(test)]
 mod tests {
     use super::*;
