@@ -71,7 +71,7 @@ impl Names {
     }
     /// The result queue of a device: `<prefix>-results-<device>`.
     pub fn result_queue(&self, device_id: &str) -> String {
-        crate::results::sqs::result_queue_name(&self.prefix, device_id)
+        result_queue_name(&self.prefix, device_id)
     }
     /// The Lambda function's log group: `/aws/lambda/<prefix>-recognizer` (Lambda names it after
     /// the function, `<prefix>-recognizer`; the function's stdout lands there).
@@ -83,6 +83,25 @@ impl Names {
     pub fn worker_log_group(&self) -> String {
         format!("/rollcall/{}/worker", self.prefix)
     }
+}
+
+/// The result queue name of a device: `<prefix>-results-<device_id>`.
+pub fn result_queue_name(prefix: &str, device_id: &str) -> String {
+    format!("{prefix}-results-{device_id}")
+}
+
+/// Checks an SQS standard queue name: 1-80 characters of `[A-Za-z0-9_-]`.
+pub fn validate_queue_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 80 {
+        return Err("an SQS queue name has 1 to 80 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("an SQS queue name has only letters, digits, '-' and '_'");
+    }
+    Ok(())
 }
 
 /// Prefix of clip object keys, the notification filter.
@@ -162,4 +181,21 @@ pub async fn check_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), A
         .await
         .map(|_| ())
         .map_err(|e| err(format!("bucket {bucket}"))(sdk_message(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names() {
+        assert_eq!(
+            result_queue_name("rollcall", "pi-lab-1"),
+            "rollcall-results-pi-lab-1"
+        );
+        assert!(validate_queue_name("rollcall-results-pi_lab-1").is_ok());
+        assert!(validate_queue_name("rollcall-results-pi.lab").is_err());
+        assert!(validate_queue_name(&"x".repeat(81)).is_err());
+        assert!(validate_queue_name("").is_err());
+    }
 }

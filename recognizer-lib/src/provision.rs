@@ -123,7 +123,7 @@ pub async fn provision(
         .map_err(|e| err("set events queue policy")(sdk_message(&e)))?;
     for device in &options.devices {
         let name = names.result_queue(device);
-        rollcall_protocol::results::sqs::validate_queue_name(&name).map_err(|reason| AwsError {
+        rollcall_protocol::aws::validate_queue_name(&name).map_err(|reason| AwsError {
             what: format!("result queue for device {device:?}"),
             message: reason.to_string(),
         })?;

@@ -12,28 +12,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::aws::{sdk_message, sdk_retryable};
+use crate::aws::{result_queue_name, sdk_message, sdk_retryable, validate_queue_name};
 use crate::results::{Delivery, QueueError, ResultQueue};
 use crate::wire::RecognitionResult;
-
-/// The result queue name of a device: `<prefix>-results-<device_id>`.
-pub fn result_queue_name(prefix: &str, device_id: &str) -> String {
-    format!("{prefix}-results-{device_id}")
-}
-
-/// Checks an SQS standard queue name: 1-80 characters of `[A-Za-z0-9_-]`.
-pub fn validate_queue_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 80 {
-        return Err("an SQS queue name has 1 to 80 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err("an SQS queue name has only letters, digits, '-' and '_'");
-    }
-    Ok(())
-}
 
 /// Result queues on SQS; see the [module docs](self).
 #[derive(Debug)]
@@ -217,22 +198,5 @@ impl ResultQueue for SqsResultQueue {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_names() {
-        assert_eq!(
-            result_queue_name("rollcall", "pi-lab-1"),
-            "rollcall-results-pi-lab-1"
-        );
-        assert!(validate_queue_name("rollcall-results-pi_lab-1").is_ok());
-        assert!(validate_queue_name("rollcall-results-pi.lab").is_err());
-        assert!(validate_queue_name(&"x".repeat(81)).is_err());
-        assert!(validate_queue_name("").is_err());
     }
 }
