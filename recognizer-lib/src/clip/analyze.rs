@@ -41,7 +41,7 @@ use super::decode::{decode_clip_with, ClipLimits};
 use super::sample::{effective_fps, SamplePolicy};
 use super::ClipError;
 use crate::vision::ultraface::iou;
-use crate::vision::{Candidate, DetectorKind, FaceBox, FacePipeline, Gallery, Identity};
+use crate::vision::{Candidate, Detection, DetectorKind, FaceBox, FacePipeline, Gallery, Identity};
 use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
 /// Analyses clips with a shared face pipeline. `Send + Sync`: one analyzer can serve many threads
@@ -146,20 +146,25 @@ pub struct ClipTimings {
 
 /// What one clip showed.
 ///
-/// Faces are counted per analysed frame: the same stranger visible in 4 analysed frames adds 4 to
-/// [`unknown_faces`](Self::unknown_faces) (only confidently recognised faces are followed from
-/// one analysed frame to the next, see [`ReusePolicy`]), which is why
-/// [`max_unknown_in_a_frame`](Self::max_unknown_in_a_frame) is given too: the most strangers
-/// visible at once, a lower bound on how many different unknown people were seen.
+/// Strangers are counted per clip, not per frame: a face is followed from one analysed frame
+/// to the next by box overlap (a *track*, see the [module documentation](self)), and
+/// [`unknown_faces`](Self::unknown_faces) counts the tracks none of whose faces was named. The
+/// same stranger visible in 4 analysed frames counts 1 there and 4 in
+/// [`unknown_sightings`](Self::unknown_sightings).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClipAnalysis {
     /// The clip (`device/session/seq`).
     pub clip_id: String,
     /// One entry per distinct enrolled person recognised, highest `best_similarity` first.
     pub people: Vec<PersonSighting>,
+    /// Distinct strangers: faces followed through the analysed frames (by box overlap) that
+    /// matched nobody in any of them. A stranger who moves more than a face's width between two
+    /// analysed frames, or is hidden in one, counts twice.
+    pub unknown_faces: u32,
     /// Faces (summed over analysed frames) that matched nobody (unknown faces are embedded in
     /// every analysed frame, never carried over).
-    pub unknown_faces: u32,
+    #[serde(default)]
+    pub unknown_sightings: u32,
     /// Largest number of unmatched faces in a single analysed frame.
     pub max_unknown_in_a_frame: u32,
     /// The enrolled person an unmatched face came closest to, with that (below-threshold)
@@ -208,15 +213,22 @@ fn count(n: usize) -> u32 {
 
 impl ClipAnalyzer {
     /// An analyzer with the default policy (`auto`: at least 4 frames per second), limits and
-    /// [`ReusePolicy`], and the fast detector when the pipeline has it (MTCNN otherwise, with a
-    /// warning: `rollcall models fetch` adds `fr_detect.onnx`).
+    /// [`ReusePolicy`], and the video detector the pipeline has: YuNet, else the fast detector
+    /// (UltraFace), else MTCNN (with a warning: `rollcall models fetch` adds the models).
     pub fn new(pipeline: Arc<FacePipeline>) -> ClipAnalyzer {
-        let detector = if pipeline.has_fast_detector() {
+        let detector = if pipeline.has_yunet() {
+            DetectorKind::Yunet
+        } else if pipeline.has_fast_detector() {
+            tracing::warn!(
+                "YuNet ({}) not in the model cache: clips are analysed with the fast detector, \
+                 which loses faces under ~40 px in 720p frames (run `rollcall models fetch`)",
+                crate::vision::YUNET_MODEL
+            );
             DetectorKind::Fast
         } else {
             tracing::warn!(
-                "fast face detector (fr_detect.onnx) not in the model cache: clips are analysed \
-                 with MTCNN, about 10x slower per frame (run `rollcall models fetch`)"
+                "no video face detector in the model cache: clips are analysed with MTCNN, \
+                 several times slower per frame (run `rollcall models fetch`)"
             );
             DetectorKind::Mtcnn
         };
@@ -229,7 +241,8 @@ impl ClipAnalyzer {
         }
     }
 
-    /// Use another face detector (`Fast` fails on every clip when the pipeline lacks it).
+    /// Use another face detector (`Fast` and `Yunet` fail on every clip when the pipeline lacks
+    /// their model).
     pub fn with_detector(mut self, detector: DetectorKind) -> ClipAnalyzer {
         self.detector = detector;
         self
@@ -281,8 +294,11 @@ impl ClipAnalyzer {
         let mut detect = Duration::ZERO;
         let mut embed = Duration::ZERO;
         let mut embedded = 0usize;
-        // Faces of the previous analysed frame that may hand their identity on.
-        let mut previous: Vec<(FaceBox, Identity)> = Vec::new();
+        // Faces of the previous analysed frame: box, identity, track.
+        let mut previous: Vec<TrackedFace> = Vec::new();
+        let track_iou = self
+            .reuse
+            .map_or(ReusePolicy::default().min_iou, |r| r.min_iou);
 
         let stats = decode_clip_with(clip_id, bytes, &self.limits, &self.policy, fps, |frame| {
             let failed = |source| ClipError::Recognition {
@@ -298,30 +314,54 @@ impl ClipAnalyzer {
             detect += started.elapsed();
 
             let boxes: Vec<FaceBox> = detections.faces.iter().map(|d| d.bbox).collect();
-            let carried = match &self.reuse {
-                Some(policy) => carry_over(&boxes, &previous, policy, gallery.threshold()),
-                None => vec![None; boxes.len()],
-            };
+            let matched = match_previous(&boxes, &previous, track_iou);
+            // Confidently named faces hand their identity on; the others are embedded, all
+            // of this frame's together.
+            let carried: Vec<Option<Identity>> = matched
+                .iter()
+                .map(|m| {
+                    let earlier = &previous[(*m)?];
+                    let policy = self.reuse.as_ref()?;
+                    policy
+                        .hands_on(&earlier.identity, gallery.threshold())
+                        .then(|| earlier.identity.clone())
+                })
+                .collect();
+            let to_embed: Vec<&Detection> = detections
+                .faces
+                .iter()
+                .zip(&carried)
+                .filter(|(_, c)| c.is_none())
+                .map(|(d, _)| d)
+                .collect();
+            let started = Instant::now();
+            let mut fresh = self
+                .pipeline
+                .embed_faces(&frame.image, &detections, &to_embed)
+                .map_err(failed)?
+                .into_iter();
+            embed += started.elapsed();
+            embedded += to_embed.len();
+
             let mut current = Vec::with_capacity(boxes.len());
-            for (face, carried) in detections.faces.iter().zip(carried) {
+            for ((face, carried), matched) in detections.faces.iter().zip(carried).zip(matched) {
                 let identity = match carried {
                     Some(identity) => identity,
-                    None => {
-                        let started = Instant::now();
-                        let embedding = self
-                            .pipeline
-                            .embed(&frame.image, &detections, face)
-                            .map_err(failed)?;
-                        embed += started.elapsed();
-                        // Degenerate landmarks: not a usable face.
-                        let Some(embedding) = embedding else {
-                            continue;
-                        };
-                        embedded += 1;
-                        gallery.identify(&embedding.embedding)
-                    }
+                    // Degenerate landmarks: not a usable face.
+                    None => match fresh.next().flatten() {
+                        Some(embedded) => gallery.identify(&embedded.embedding),
+                        None => continue,
+                    },
                 };
-                current.push((face.bbox, identity));
+                let track = match matched {
+                    Some(m) => previous[m].track,
+                    None => tally.new_track(),
+                };
+                current.push(TrackedFace {
+                    bbox: face.bbox,
+                    identity,
+                    track,
+                });
             }
             tally.add_frame(frame.index, current.iter().cloned());
             previous = current;
@@ -342,7 +382,8 @@ impl ClipAnalyzer {
 
         let analysis = ClipAnalysis {
             clip_id: clip_id.to_string(),
-            unknown_faces: count(tally.unknown_faces),
+            unknown_faces: count(tally.strangers()),
+            unknown_sightings: count(tally.unknown_sightings),
             max_unknown_in_a_frame: count(tally.max_unknown),
             faces_detected: count(tally.faces),
             frames_analyzed: count(tally.frames),
@@ -378,25 +419,35 @@ impl ClipAnalyzer {
     }
 }
 
-/// For each face box of this frame, the identity it takes over from `previous` (the faces of
-/// the previous analysed frame), or `None` when it must be embedded.
+/// A face of an analysed frame as the next frame sees it.
+#[derive(Clone, Debug, PartialEq)]
+struct TrackedFace {
+    bbox: FaceBox,
+    identity: Identity,
+    /// The track it belongs to: the same face followed through the clip's analysed frames.
+    track: usize,
+}
+
+impl ReusePolicy {
+    /// Whether a face of the previous frame identified as `identity` hands it on to the face
+    /// that overlaps it (named, at least `uncertain_margin` above `threshold`).
+    fn hands_on(&self, identity: &Identity, threshold: f32) -> bool {
+        matches!(identity, Identity::Known(c)
+            if c.similarity >= threshold + self.uncertain_margin)
+    }
+}
+
+/// For each face box of this frame, the face of `previous` (the previous analysed frame) it
+/// continues, or `None` for a face new in this frame.
 ///
-/// Pairs are made greedily by decreasing IoU (at least `policy.min_iou`), each earlier face
-/// handing on its identity at most once; only confident identities (named, similarity at least
-/// `threshold + policy.uncertain_margin`) are handed on.
-fn carry_over(
-    boxes: &[FaceBox],
-    previous: &[(FaceBox, Identity)],
-    policy: &ReusePolicy,
-    threshold: f32,
-) -> Vec<Option<Identity>> {
+/// Pairs are made greedily by decreasing IoU (at least `min_iou`); each earlier face is
+/// continued at most once.
+fn match_previous(boxes: &[FaceBox], previous: &[TrackedFace], min_iou: f32) -> Vec<Option<usize>> {
     let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
     for (i, b) in boxes.iter().enumerate() {
-        for (j, (p, identity)) in previous.iter().enumerate() {
-            let confident = matches!(identity, Identity::Known(c)
-                if c.similarity >= threshold + policy.uncertain_margin);
-            let overlap = iou(b, p);
-            if confident && overlap >= policy.min_iou {
+        for (j, p) in previous.iter().enumerate() {
+            let overlap = iou(b, &p.bbox);
+            if overlap >= min_iou {
                 pairs.push((overlap, i, j));
             }
         }
@@ -407,7 +458,7 @@ fn carry_over(
     for (_, i, j) in pairs {
         if out[i].is_none() && !used[j] {
             used[j] = true;
-            out[i] = Some(previous[j].1.clone());
+            out[i] = Some(j);
         }
     }
     out
@@ -418,7 +469,9 @@ fn carry_over(
 struct Tally {
     /// Sighting per person, with the last frame they were counted in.
     people: HashMap<String, (PersonSighting, usize)>,
-    unknown_faces: usize,
+    /// Per track: whether any of its faces was named.
+    named_tracks: Vec<bool>,
+    unknown_sightings: usize,
     max_unknown: usize,
     closest_unknown: Option<Candidate>,
     faces: usize,
@@ -426,12 +479,33 @@ struct Tally {
 }
 
 impl Tally {
-    /// Count one analysed frame and its faces (box and verdict each).
-    fn add_frame(&mut self, index: usize, faces: impl IntoIterator<Item = (FaceBox, Identity)>) {
+    /// A new track, for a face not seen in the previous analysed frame.
+    fn new_track(&mut self) -> usize {
+        self.named_tracks.push(false);
+        self.named_tracks.len() - 1
+    }
+
+    /// Tracks none of whose faces was named: the distinct strangers of the clip.
+    fn strangers(&self) -> usize {
+        self.named_tracks.iter().filter(|named| !**named).count()
+    }
+
+    /// Count one analysed frame and its faces (box, verdict and track each; tracks come from
+    /// [`Tally::new_track`]).
+    fn add_frame(&mut self, index: usize, faces: impl IntoIterator<Item = TrackedFace>) {
         self.frames += 1;
         let mut unknown_here = 0usize;
-        for (bbox, identity) in faces {
+        for TrackedFace {
+            bbox,
+            identity,
+            track,
+        } in faces
+        {
             self.faces += 1;
+            if let (Some(named), Identity::Known(_)) = (self.named_tracks.get_mut(track), &identity)
+            {
+                *named = true;
+            }
             match identity {
                 Identity::Known(candidate) => {
                     let frame_index = count(index);
@@ -474,7 +548,7 @@ impl Tally {
                 }
             }
         }
-        self.unknown_faces += unknown_here;
+        self.unknown_sightings += unknown_here;
         self.max_unknown = self.max_unknown.max(unknown_here);
     }
 
@@ -503,6 +577,18 @@ mod tests {
         }
     }
 
+    /// Faces of one frame, each on a track of its own (`tally.new_track`).
+    fn frame(tally: &mut Tally, faces: &[(FaceBox, Identity)]) -> Vec<TrackedFace> {
+        faces
+            .iter()
+            .map(|(bbox, identity)| TrackedFace {
+                bbox: *bbox,
+                identity: identity.clone(),
+                track: tally.new_track(),
+            })
+            .collect()
+    }
+
     fn known(person: &str, similarity: f32) -> Identity {
         Identity::Known(Candidate {
             person_id: person.to_string(),
@@ -522,15 +608,18 @@ mod tests {
     #[test]
     fn one_sighting_per_person_with_the_best_face() {
         let mut tally = Tally::default();
-        tally.add_frame(0, [(bbox(0.0), known("ada", 0.50))]);
-        tally.add_frame(
-            7,
-            [
+        let faces = frame(&mut tally, &[(bbox(0.0), known("ada", 0.50))]);
+        tally.add_frame(0, faces);
+        let faces = frame(
+            &mut tally,
+            &[
                 (bbox(5.0), known("ada", 0.62)),
                 (bbox(200.0), known("bob", 0.45)),
             ],
         );
-        tally.add_frame(14, [(bbox(9.0), known("ada", 0.55))]);
+        tally.add_frame(7, faces);
+        let faces = frame(&mut tally, &[(bbox(9.0), known("ada", 0.55))]);
+        tally.add_frame(14, faces);
         assert_eq!((tally.frames, tally.faces), (3, 4));
         let people = tally.into_people();
         assert_eq!(people.len(), 2);
@@ -546,94 +635,107 @@ mod tests {
     #[test]
     fn a_person_twice_in_one_frame_is_seen_in_one_frame() {
         let mut tally = Tally::default();
-        tally.add_frame(
-            3,
-            [
+        let faces = frame(
+            &mut tally,
+            &[
                 (bbox(0.0), known("ada", 0.5)),
                 (bbox(90.0), known("ada", 0.7)),
             ],
         );
+        tally.add_frame(3, faces);
         let people = tally.into_people();
         assert_eq!(people[0].frames_seen, 1);
         assert_eq!(people[0].bbox, bbox(90.0));
     }
 
-    #[test]
-    fn unknown_faces_count_per_analysed_frame() {
-        let mut tally = Tally::default();
-        // One stranger visible in 4 analysed frames, two at once in one of them.
-        for index in [0, 7, 14] {
-            tally.add_frame(index, [(bbox(0.0), unknown(Some(("ada", 0.2))))]);
+    /// A face on track `track`.
+    fn on_track(track: usize, x: f32, identity: Identity) -> TrackedFace {
+        TrackedFace {
+            bbox: bbox(x),
+            identity,
+            track,
         }
+    }
+
+    #[test]
+    fn strangers_are_counted_once_per_track() {
+        let mut tally = Tally::default();
+        let (a, b, c) = (tally.new_track(), tally.new_track(), tally.new_track());
+        // Stranger `a` in 3 analysed frames; `b` unknown, then named (someone enrolled seen
+        // poorly at first): not a stranger; `c` appears in the last frame only.
+        tally.add_frame(0, [on_track(a, 0.0, unknown(Some(("ada", 0.2))))]);
         tally.add_frame(
-            21,
+            7,
             [
-                (bbox(0.0), unknown(Some(("bob", 0.31)))),
-                (bbox(100.0), unknown(None)),
+                on_track(a, 2.0, unknown(Some(("bob", 0.31)))),
+                on_track(b, 100.0, unknown(None)),
             ],
         );
-        tally.add_frame(28, []);
-        assert_eq!(tally.unknown_faces, 5);
+        tally.add_frame(
+            14,
+            [
+                on_track(a, 4.0, unknown(None)),
+                on_track(b, 101.0, known("cy", 0.5)),
+                on_track(c, 300.0, unknown(None)),
+            ],
+        );
+        tally.add_frame(21, []);
+        assert_eq!(tally.strangers(), 2);
+        assert_eq!(tally.unknown_sightings, 5);
         assert_eq!(tally.max_unknown, 2);
-        assert_eq!(tally.frames, 5);
+        assert_eq!(tally.frames, 4);
         let closest = tally.closest_unknown.clone().unwrap();
         assert_eq!(
             (closest.person_id.as_str(), closest.similarity),
             ("bob", 0.31)
         );
-        assert!(tally.into_people().is_empty());
+        let people = tally.into_people();
+        assert_eq!(people.len(), 1);
+        assert_eq!(people[0].person_id, "cy");
     }
 
     #[test]
-    fn confident_identities_carry_over_to_overlapping_faces_only() {
-        let policy = ReusePolicy::default();
-        let previous = vec![
-            (bbox(0.0), known("ada", 0.60)),
-            (bbox(100.0), known("bob", 0.43)),
-            (bbox(200.0), unknown(Some(("ada", 0.2)))),
+    fn faces_continue_the_best_overlapping_face_of_the_previous_frame() {
+        let previous = [
+            on_track(0, 0.0, known("ada", 0.7)),
+            on_track(1, 100.0, unknown(None)),
         ];
-        // Same places, a little moved; one new face far away.
-        let now = [bbox(4.0), bbox(104.0), bbox(204.0), bbox(400.0)];
-        let carried = carry_over(&now, &previous, &policy, 0.40);
-        assert_eq!(carried[0], Some(known("ada", 0.60)));
-        // bob is within 0.05 of the threshold: embedded again.
-        assert_eq!(carried[1], None);
-        // Unknown faces are always embedded again.
-        assert_eq!(carried[2], None);
-        assert_eq!(carried[3], None);
-        // Exactly at threshold + margin counts as confident.
-        let at_margin = carry_over(&now[..1], &[(bbox(0.0), known("ada", 0.5))], &policy, 0.45);
-        assert_eq!(at_margin[0], Some(known("ada", 0.5)));
+        // 40 px wide boxes: moved by 20 px the IoU is 1/3, at least 0.3: the same face.
+        assert_eq!(match_previous(&[bbox(20.0)], &previous, 0.3), [Some(0)]);
+        // Moved by 25 px the IoU is 0.23: a new face.
+        assert_eq!(match_previous(&[bbox(25.0)], &previous, 0.3), [None]);
+        assert_eq!(match_previous(&[bbox(20.0)], &previous, 0.5), [None]);
+        // Two faces over the same earlier one: the better overlap continues it.
+        assert_eq!(
+            match_previous(&[bbox(8.0), bbox(2.0), bbox(104.0)], &previous, 0.3),
+            [None, Some(0), Some(1)]
+        );
+        // Nothing before: every face is new.
+        assert_eq!(match_previous(&[bbox(0.0)], &[], 0.3), [None]);
     }
 
     #[test]
-    fn carry_over_needs_enough_overlap_and_hands_each_identity_on_once() {
+    fn only_confident_names_are_handed_on() {
         let policy = ReusePolicy::default();
-        let previous = vec![(bbox(0.0), known("ada", 0.7))];
-        // 40 px wide boxes: moved by 20 px the IoU is 1/3, at least the default 0.3: carried.
-        assert!(carry_over(&[bbox(20.0)], &previous, &policy, 0.4)[0].is_some());
-        // Moved by 25 px the IoU is 0.23: embedded again.
-        assert_eq!(carry_over(&[bbox(25.0)], &previous, &policy, 0.4), [None]);
-        // Two faces over the same earlier one: the better overlap takes it, the other is embedded.
-        let carried = carry_over(&[bbox(8.0), bbox(2.0)], &previous, &policy, 0.4);
-        assert_eq!(carried, [None, Some(known("ada", 0.7))]);
-        // A stricter policy does not carry the 20 px move.
-        let strict = ReusePolicy {
-            min_iou: 0.5,
-            ..policy
-        };
-        assert_eq!(carry_over(&[bbox(20.0)], &previous, &strict, 0.4), [None]);
-        // Nothing before: everything is embedded.
-        assert_eq!(carry_over(&[bbox(0.0)], &[], &policy, 0.4), [None]);
+        assert!(policy.hands_on(&known("ada", 0.60), 0.40));
+        // Within 0.05 of the threshold: embedded again.
+        assert!(!policy.hands_on(&known("bob", 0.43), 0.40));
+        // Unknown faces are always embedded again.
+        assert!(!policy.hands_on(&unknown(Some(("ada", 0.2))), 0.40));
+        // Exactly at threshold + margin counts as confident.
+        assert!(policy.hands_on(&known("ada", 0.5), 0.45));
     }
 
     #[test]
     fn carried_faces_count_frames_but_keep_the_embedded_best_face() {
         let mut tally = Tally::default();
-        tally.add_frame(0, [(bbox(0.0), known("ada", 0.62))]);
+        let faces = frame(&mut tally, &[(bbox(0.0), known("ada", 0.62))]);
+        tally.add_frame(0, faces);
         // Frames 7 and 14 carry ada's identity over (same similarity, moved box).
-        tally.add_frame(7, [(bbox(4.0), known("ada", 0.62))]);
-        tally.add_frame(14, [(bbox(8.0), known("ada", 0.62))]);
+        let faces = frame(&mut tally, &[(bbox(4.0), known("ada", 0.62))]);
+        tally.add_frame(7, faces);
+        let faces = frame(&mut tally, &[(bbox(8.0), known("ada", 0.62))]);
+        tally.add_frame(14, faces);
         let people = tally.into_people();
         assert_eq!(people[0].frames_seen, 3);
         assert_eq!(people[0].frame_index, 0);
@@ -643,13 +745,14 @@ mod tests {
     #[test]
     fn ties_sort_by_person_id() {
         let mut tally = Tally::default();
-        tally.add_frame(
-            0,
-            [
+        let faces = frame(
+            &mut tally,
+            &[
                 (bbox(0.0), known("zoe", 0.6)),
                 (bbox(50.0), known("ada", 0.6)),
             ],
         );
+        tally.add_frame(0, faces);
         let ids: Vec<String> = tally
             .into_people()
             .into_iter()
