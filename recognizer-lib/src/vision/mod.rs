@@ -27,4 +27,4 @@ pub use pipeline::{
     DetectorKind, Face, FacePipeline, PipelineOptions, StageTimes, FAST_DETECTOR_MODEL,
 };
 pub use ultraface::{FastDetectorOptions, UltraFace};
-pub use yunet::{YuNet, YuNetOptions, YUNET_MODEL};
+pub use yunet::{YuNet, YuNetOptions, YUNET_MODEL, YUNET_SMALLEST_FACE};
