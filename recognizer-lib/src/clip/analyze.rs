@@ -3,10 +3,17 @@
 //!
 //! # Detector
 //!
-//! Clips are analysed with the fast detector ([`DetectorKind::Fast`]: UltraFace proposals refined
-//! by MTCNN's O-Net, ~5 ms per 640x360 frame instead of ~40 ms for the whole MTCNN cascade) when
-//! the pipeline has it (`fr_detect.onnx` in the model cache), MTCNN otherwise;
-//! [`ClipAnalyzer::detector`] chooses. Photos (enrolment, `rollcall eval`) keep MTCNN.
+//! Clips are analysed with YuNet + O-Net ([`DetectorKind::Yunet`]) when its model is in the
+//! cache: YuNet sees the frame at its own resolution, so the ~30 px faces of a lecture hall's
+//! back rows in a 720p frame are found (the fast detector, [`DetectorKind::Fast`], sees every
+//! frame at 320x240 and loses faces under ~40 px there; it is used when YuNet is missing, MTCNN
+//! when both are); [`ClipAnalyzer::detector`] chooses. Photos (enrolment, `rollcall eval`) keep
+//! MTCNN. Measured figures: docs/accuracy.md and docs/benchmarks.md.
+//!
+//! # Crowds: one embedder run per frame
+//!
+//! The faces of a sampled frame that need an embedding are aligned first and then embedded
+//! together ([`FacePipeline::embed_faces`]: up to 16 faces per ONNX Runtime run).
 //!
 //! # Identities carried between sampled frames
 //!
@@ -30,6 +37,15 @@
 //! 0.3 embedded 38 instead of 43 of 54 faces and named the same people (measured when three
 //! frames per clip were sampled). Two different faces
 //! seldom overlap that much.
+//!
+//! # Distinct strangers
+//!
+//! The same pairing (greedy by IoU, at least `min_iou`) follows every face, known or not,
+//! through the clip's analysed frames: a *track*. [`ClipAnalysis::unknown_faces`] counts the
+//! tracks none of whose faces was named, so a stranger in every analysed frame counts once,
+//! and an enrolled person named in one frame and missed in another is not a stranger. A
+//! stranger who moves more than about a third of their face's width between analysed frames,
+//! or is hidden in one of them, starts a new track and counts twice.
 
 use std::collections::HashMap;
 use std::sync::Arc;
