@@ -8,18 +8,31 @@
 //!
 //! - `clip/decode`: decode the 15-frame clip up to its last sampled frame (default policy:
 //!   frames 0 and 8, so 9 frames decoded) and convert the sampled ones to RGB.
-//! - `clip/analyze`: the whole [`ClipAnalyzer::analyze`] as configured by default: fast detector
-//!   (UltraFace + O-Net), identities carried between sampled frames.
-//! - `clip/analyze_fast_embed_all`: fast detector, every face embedded (no carrying over).
+//! - `clip/analyze`: the whole [`ClipAnalyzer::analyze`] as configured by default: YuNet +
+//!   O-Net, a frame's faces embedded together, identities carried between sampled frames.
+//! - `clip/analyze_fast`: the same with the fast detector (UltraFace + O-Net, the default
+//!   before YuNet); `clip/analyze_fast_embed_all`: fast detector, every face embedded (no
+//!   carrying over).
 //! - `clip/analyze_mtcnn`: the MTCNN cascade and every face embedded (the analysis before the
 //!   fast detector), for comparison.
-//! - `frame/detect_fast`, `frame/detect_mtcnn`: detection alone on the clip's first frame.
-//! - `frame/embed_face`: landmarks, alignment and embedding of one face of that frame.
+//! - `crowd/analyze`, `crowd/analyze_fast`: a 0.5 s 1280x720 clip of the lecture hall of
+//!   `tests/common/lecture_hall.rs` (28 people, faces of ~30 and ~50 px; everyone of
+//!   `faces/train` enrolled), default analysis and with the fast detector; the names each finds
+//!   are printed first.
+//! - `frame/detect_yunet`, `frame/detect_fast`, `frame/detect_mtcnn`: detection alone on the
+//!   clip's first frame; `crowd_frame/detect_yunet`, `crowd_frame/detect_fast`: on the hall.
+//! - `frame/embed_face`: landmarks, alignment and embedding of one face of that frame;
+//!   `crowd_frame/embed_N_faces`: the hall's N faces (28 when all are found) embedded together
+//!   (one call), against `crowd_frame/embed_one_face_at_a_time`.
 //!
 //! Needs the shared data (`$ROLLCALL_DATA`, default `../shared/data`), `ffmpeg` with libx264 and
-//! the models (`fr_detect.onnx` included); without them it prints why and measures nothing.
+//! the models (YuNet and `fr_detect.onnx` included); without them it prints why and measures
+//! nothing.
 // `criterion_group!` generates a public function that cannot carry a doc comment.
 #![allow(missing_docs)]
+
+#[path = "../tests/common/lecture_hall.rs"]
+mod lecture_hall;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,7 +45,7 @@ use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 use rollcall_recognizer::clip::{decode_clip, ClipAnalyzer, ClipLimits, SamplePolicy};
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::enrollment::{
-    embed_person_photos, load_gallery, recalibrate, store_enrollment,
+    embed_person_photos, load_gallery, recalibrate, scan_photo_tree, store_enrollment,
 };
 use rollcall_recognizer::vision::{DetectorKind, FacePipeline, Gallery, PipelineOptions};
 
@@ -141,8 +154,10 @@ fn bench_clip(c: &mut Criterion) {
             return;
         }
     };
-    if !pipeline.has_fast_detector() {
-        eprintln!("clip analysis bench skipped: fr_detect.onnx missing (rollcall models fetch)");
+    if !pipeline.has_fast_detector() || !pipeline.has_yunet() {
+        eprintln!(
+            "clip analysis bench skipped: a video detector is missing (rollcall models fetch)"
+        );
         return;
     }
     let gallery = match gallery(&data, &pipeline) {
@@ -153,10 +168,12 @@ fn bench_clip(c: &mut Criterion) {
         }
     };
     let default = ClipAnalyzer::new(pipeline.clone());
-    assert_eq!(default.detector, DetectorKind::Fast);
+    assert_eq!(default.detector, DetectorKind::Yunet);
+    let fast = default.clone().with_detector(DetectorKind::Fast);
     for (name, analyzer) in [
         ("analyze", default.clone()),
-        ("analyze_fast_embed_all", default.clone().with_reuse(None)),
+        ("analyze_fast", fast.clone()),
+        ("analyze_fast_embed_all", fast.clone().with_reuse(None)),
         (
             "analyze_mtcnn",
             default
@@ -209,6 +226,7 @@ fn bench_clip(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
     for (name, kind) in [
+        ("detect_yunet", DetectorKind::Yunet),
         ("detect_fast", DetectorKind::Fast),
         ("detect_mtcnn", DetectorKind::Mtcnn),
     ] {
@@ -225,6 +243,132 @@ fn bench_clip(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    if let Err(reason) = bench_crowd(c, &data, &pipeline) {
+        eprintln!("crowd bench skipped: {reason}");
+    }
+}
+
+/// Everyone of `faces/train`, enrolled.
+fn everyone(data: &Path, pipeline: &FacePipeline) -> Result<Gallery, String> {
+    let directory = SqliteDirectory::open_in_memory().map_err(|e| e.to_string())?;
+    let tree = scan_photo_tree(&data.join("faces/train")).map_err(|e| e.to_string())?;
+    for (person, photos) in &tree.people {
+        let enrollment = embed_person_photos(pipeline, person, photos);
+        store_enrollment(&directory, &enrollment).map_err(|e| e.to_string())?;
+    }
+    recalibrate(&directory).map_err(|e| e.to_string())?;
+    load_gallery(&directory, None).map_err(|e| e.to_string())
+}
+
+/// The lecture hall's clip: names found, then timings.
+fn bench_crowd(c: &mut Criterion, data: &Path, pipeline: &Arc<FacePipeline>) -> Result<(), String> {
+    let gallery = everyone(data, pipeline)?;
+    let hall = lecture_hall::LectureHall::build(data, pipeline, &gallery)?;
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = tmp.path().join("hall.h264");
+    hall.encode(&path, 15, 30, &["-bf", "0", "-g", "15", "-f", "h264"])?;
+    let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+    let meta = ClipMeta {
+        device_id: "bench".into(),
+        session_id: "crowd".into(),
+        seq: 0,
+        first_frame_ns: 0,
+        last_frame_ns: 0,
+        closed_ns: 0,
+        fps: 30.0,
+        width: lecture_hall::WIDTH,
+        height: lecture_hall::HEIGHT,
+        frame_count: 0,
+        codec: CLIP_CODEC_H264_ANNEXB.into(),
+    };
+    let clip_id = meta.clip_id();
+    let default = ClipAnalyzer::new(pipeline.clone());
+    let mut group = c.benchmark_group("crowd");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(15));
+    for (name, analyzer) in [
+        ("analyze", default.clone()),
+        (
+            "analyze_fast",
+            default.clone().with_detector(DetectorKind::Fast),
+        ),
+    ] {
+        let a = analyzer
+            .analyze(&clip_id, Some(&meta), &bytes, &gallery)
+            .map_err(|e| e.to_string())?;
+        for face_px in [lecture_hall::BACK_FACE_PX, lecture_hall::FRONT_FACE_PX] {
+            let seated = hall.enrolled_at(face_px);
+            let named = seated.iter().filter(|p| a.person(p).is_some()).count();
+            eprintln!(
+                "crowd/{name}: {face_px} px faces: {named} of {} named",
+                seated.len()
+            );
+        }
+        let wrong = a
+            .people
+            .iter()
+            .filter(|p| {
+                !hall
+                    .seats
+                    .iter()
+                    .any(|s| s.enrolled && s.person == p.person_id)
+            })
+            .count();
+        eprintln!(
+            "crowd/{name}: {} faces in 2 frames, {wrong} wrong names, {} distinct strangers \
+             ({} in the hall); decode {:.1} detect {:.1} embed {:.1} total {:.1} ms",
+            a.faces_detected,
+            a.unknown_faces,
+            hall.strangers(),
+            a.timings.decode_ms,
+            a.timings.detect_ms,
+            a.timings.embed_ms,
+            a.timings.total_ms,
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                analyzer
+                    .analyze(&clip_id, Some(&meta), &bytes, &gallery)
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+
+    let frame = hall.frame(0);
+    let mut group = c.benchmark_group("crowd_frame");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8));
+    for (name, kind) in [
+        ("detect_yunet", DetectorKind::Yunet),
+        ("detect_fast", DetectorKind::Fast),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| pipeline.detect_with(&frame, kind).unwrap())
+        });
+    }
+    let detections = pipeline
+        .detect_with(&frame, DetectorKind::Yunet)
+        .map_err(|e| e.to_string())?;
+    let faces: Vec<_> = detections.faces.iter().collect();
+    eprintln!("crowd_frame: {} faces embedded together", faces.len());
+    group.bench_function(format!("embed_{}_faces", faces.len()), |b| {
+        b.iter(|| pipeline.embed_faces(&frame, &detections, &faces).unwrap())
+    });
+    group.bench_function("embed_one_face_at_a_time", |b| {
+        b.iter(|| {
+            for face in &faces {
+                pipeline.embed(&frame, &detections, face).unwrap();
+            }
+        })
+    });
+    group.finish();
+    Ok(())
 }
 
 criterion_group!(benches, bench_clip);
