@@ -8,17 +8,17 @@
 //!
 //! - `clip/decode`: decode the 15-frame clip up to its last sampled frame (default policy:
 //!   frames 0 and 8, so 9 frames decoded) and convert the sampled ones to RGB.
-//! - `clip/analyze`: the whole [`ClipAnalyzer::analyze`] as configured by default: YuNet +
-//!   O-Net, a frame's faces embedded together, identities carried between sampled frames.
-//! - `clip/analyze_fast`: the same with the fast detector (UltraFace + O-Net, the default
-//!   before YuNet); `clip/analyze_fast_embed_all`: fast detector, every face embedded (no
-//!   carrying over).
+//! - `clip/analyze`: the whole [`ClipAnalyzer::analyze`] as configured by default: for this
+//!   640x360 clip the fast detector (UltraFace + O-Net; YuNet for frames over 640x480), a
+//!   frame's faces embedded together, identities carried between sampled frames.
+//! - `clip/analyze_yunet`: the same with YuNet + O-Net; `clip/analyze_fast_embed_all`: fast
+//!   detector, every face embedded (no carrying over).
 //! - `clip/analyze_mtcnn`: the MTCNN cascade and every face embedded (the analysis before the
 //!   fast detector), for comparison.
 //! - `crowd/analyze`, `crowd/analyze_fast`: a 0.5 s 1280x720 clip of the lecture hall of
 //!   `tests/common/lecture_hall.rs` (28 people, faces of ~30 and ~50 px; everyone of
-//!   `faces/train` enrolled), default analysis and with the fast detector; the names each finds
-//!   are printed first.
+//!   `faces/train` enrolled), default analysis (YuNet at this size) and with the fast detector;
+//!   the names each finds are printed first.
 //! - `frame/detect_yunet`, `frame/detect_fast`, `frame/detect_mtcnn`: detection alone on the
 //!   clip's first frame; `crowd_frame/detect_yunet`, `crowd_frame/detect_fast`: on the hall.
 //! - `frame/embed_face`: landmarks, alignment and embedding of one face of that frame;
@@ -168,11 +168,14 @@ fn bench_clip(c: &mut Criterion) {
         }
     };
     let default = ClipAnalyzer::new(pipeline.clone());
-    assert_eq!(default.detector, DetectorKind::Yunet);
+    assert_eq!(default.detector_for(640, 360), DetectorKind::Fast);
     let fast = default.clone().with_detector(DetectorKind::Fast);
     for (name, analyzer) in [
         ("analyze", default.clone()),
-        ("analyze_fast", fast.clone()),
+        (
+            "analyze_yunet",
+            default.clone().with_detector(DetectorKind::Yunet),
+        ),
         ("analyze_fast_embed_all", fast.clone().with_reuse(None)),
         (
             "analyze_mtcnn",

@@ -410,10 +410,18 @@ fn lecture_hall_clip_names_the_back_rows_and_counts_each_stranger_once() {
         .expect("encode the hall");
     let bytes = std::fs::read(&path).unwrap();
     let analyzer = ClipAnalyzer::new(pipeline);
+    assert_eq!(analyzer.detector_for(1280, 720), DetectorKind::Yunet);
+    assert_eq!(analyzer.detector_for(720, 1280), DetectorKind::Yunet);
+    assert_eq!(analyzer.detector_for(844, 614), DetectorKind::Yunet);
+    // Up to 640x480 the fast detector keeps faces from ~24 px at half the cost.
+    assert_eq!(analyzer.detector_for(640, 360), DetectorKind::Fast);
+    assert_eq!(analyzer.detector_for(480, 640), DetectorKind::Fast);
     assert_eq!(
-        analyzer.detector,
-        DetectorKind::Yunet,
-        "YuNet is the video detector"
+        analyzer
+            .clone()
+            .with_detector(DetectorKind::Yunet)
+            .detector_for(640, 360),
+        DetectorKind::Yunet
     );
     let meta = meta(0, 30.0, 1280, 720);
     let a = analyzer

@@ -3,12 +3,18 @@
 //!
 //! # Detector
 //!
-//! Clips are analysed with YuNet + O-Net ([`DetectorKind::Yunet`]) when its model is in the
-//! cache: YuNet sees the frame at its own resolution, so the ~30 px faces of a lecture hall's
-//! back rows in a 720p frame are found (the fast detector, [`DetectorKind::Fast`], sees every
-//! frame at 320x240 and loses faces under ~40 px there; it is used when YuNet is missing, MTCNN
-//! when both are); [`ClipAnalyzer::detector`] chooses. Photos (enrolment, `rollcall eval`) keep
-//! MTCNN. Measured figures: docs/accuracy.md and docs/benchmarks.md.
+//! Frames larger than [`SMALL_FRAME`] (640x480) are searched by YuNet + O-Net
+//! ([`DetectorKind::Yunet`]), which sees the frame at its own resolution: the ~30 px faces of a
+//! lecture hall's back rows in a 720p frame are found. The fast detector
+//! ([`DetectorKind::Fast`], UltraFace + O-Net) sees every frame at 320x240: in a 1280x720 frame
+//! it loses most faces under ~50 px. Up to 640x480 a face shrinks at most 2x there and the fast
+//! detector loses only faces under ~24 px, at about half of YuNet's cost per frame, so small
+//! frames keep it ([`ClipAnalyzer::small_frame_detector`]; [`ClipAnalyzer::with_detector`]
+//! uses one detector for every frame, e.g. YuNet for a 640x360 camera over a large room). On
+//! faces of the public set pasted into frames (docs/accuracy.md): at 640x360 YuNet found 96 %
+//! of 20 px faces and the fast detector 54 % (84 % at 24 px); at 1280x720, 93 % and 4 %.
+//! Without YuNet's model the fast detector takes every frame, without either MTCNN does.
+//! Photos (enrolment, `rollcall eval`) keep MTCNN.
 //!
 //! # Crowds: one embedder run per frame
 //!
@@ -93,13 +99,22 @@ pub struct ClipAnalyzer {
     pub policy: SamplePolicy,
     /// Size and frame-count bounds.
     pub limits: ClipLimits,
-    /// Face detector for the sampled frames ([`ClipAnalyzer::new`] picks `Fast` when the
-    /// pipeline has it).
+    /// Face detector for the sampled frames ([`ClipAnalyzer::new`] picks YuNet when the
+    /// pipeline has it), except small ones when `small_frame_detector` is set.
     pub detector: DetectorKind,
+    /// Detector for frames of at most [`SMALL_FRAME`] (either orientation), where the fast
+    /// detector loses only faces under ~24 px and costs half of YuNet ([`ClipAnalyzer::new`]
+    /// sets `Fast` when the pipeline has both; see the [module documentation](self)). `None`:
+    /// `detector` for every frame.
+    pub small_frame_detector: Option<DetectorKind>,
     /// When a face takes over the identity of the face it overlaps in the previous sampled frame
     /// instead of being embedded (see the [module documentation](self)); `None`: embed every face.
     pub reuse: Option<ReusePolicy>,
 }
+
+/// Largest frame (longer side, shorter side) for [`ClipAnalyzer::small_frame_detector`]: the
+/// fast detector sees frames at 320x240, so up to 640x480 a face shrinks at most 2x.
+pub const SMALL_FRAME: (u32, u32) = (640, 480);
 
 /// When a face of a sampled frame reuses the identity of a face of the previous sampled frame
 /// instead of being embedded again.
@@ -110,6 +125,11 @@ pub struct ReusePolicy {
     /// The earlier face must have been named with a similarity at least this far above the
     /// threshold; unknown faces and names closer to the threshold are embedded again.
     pub uncertain_margin: f32,
+    /// Also hand on "unknown" from a face that matched nobody by at least this margin (its
+    /// closest similarity at or below the threshold minus this); `None`: unknown faces are
+    /// embedded again in every analysed frame.
+    #[serde(default)]
+    pub stranger_margin: Option<f32>,
 }
 
 impl Default for ReusePolicy {
@@ -117,6 +137,7 @@ impl Default for ReusePolicy {
         ReusePolicy {
             min_iou: 0.3,
             uncertain_margin: 0.05,
+            stranger_margin: None,
         }
     }
 }
@@ -127,6 +148,7 @@ impl std::fmt::Debug for ClipAnalyzer {
             .field("policy", &self.policy)
             .field("limits", &self.limits)
             .field("detector", &self.detector)
+            .field("small_frame_detector", &self.small_frame_detector)
             .field("reuse", &self.reuse)
             .finish_non_exhaustive()
     }
@@ -229,9 +251,12 @@ fn count(n: usize) -> u32 {
 
 impl ClipAnalyzer {
     /// An analyzer with the default policy (`auto`: at least 4 frames per second), limits and
-    /// [`ReusePolicy`], and the video detector the pipeline has: YuNet, else the fast detector
-    /// (UltraFace), else MTCNN (with a warning: `rollcall models fetch` adds the models).
+    /// [`ReusePolicy`], and the video detectors the pipeline has: YuNet, with the fast detector
+    /// (UltraFace) for frames of at most [`SMALL_FRAME`]; else the fast detector for every
+    /// frame; else MTCNN (with a warning: `rollcall models fetch` adds the models).
     pub fn new(pipeline: Arc<FacePipeline>) -> ClipAnalyzer {
+        let small_frame_detector =
+            (pipeline.has_yunet() && pipeline.has_fast_detector()).then_some(DetectorKind::Fast);
         let detector = if pipeline.has_yunet() {
             DetectorKind::Yunet
         } else if pipeline.has_fast_detector() {
@@ -253,15 +278,26 @@ impl ClipAnalyzer {
             policy: SamplePolicy::default(),
             limits: ClipLimits::default(),
             detector,
+            small_frame_detector,
             reuse: Some(ReusePolicy::default()),
         }
     }
 
-    /// Use another face detector (`Fast` and `Yunet` fail on every clip when the pipeline lacks
-    /// their model).
+    /// Use one face detector for every frame (`Fast` and `Yunet` fail on every clip when the
+    /// pipeline lacks their model).
     pub fn with_detector(mut self, detector: DetectorKind) -> ClipAnalyzer {
         self.detector = detector;
+        self.small_frame_detector = None;
         self
+    }
+
+    /// The detector for a frame of `width` x `height`.
+    pub fn detector_for(&self, width: u32, height: u32) -> DetectorKind {
+        let (long, short) = (width.max(height), width.min(height));
+        match self.small_frame_detector {
+            Some(kind) if long <= SMALL_FRAME.0 && short <= SMALL_FRAME.1 => kind,
+            _ => self.detector,
+        }
     }
 
     /// Use another reuse policy (`None`: embed every face of every analysed frame).
@@ -325,7 +361,10 @@ impl ClipAnalyzer {
             let started = Instant::now();
             let detections = self
                 .pipeline
-                .detect_with(&frame.image, self.detector)
+                .detect_with(
+                    &frame.image,
+                    self.detector_for(frame.image.width(), frame.image.height()),
+                )
                 .map_err(failed)?;
             detect += started.elapsed();
 
@@ -448,8 +487,14 @@ impl ReusePolicy {
     /// Whether a face of the previous frame identified as `identity` hands it on to the face
     /// that overlaps it (named, at least `uncertain_margin` above `threshold`).
     fn hands_on(&self, identity: &Identity, threshold: f32) -> bool {
-        matches!(identity, Identity::Known(c)
-            if c.similarity >= threshold + self.uncertain_margin)
+        match identity {
+            Identity::Known(c) => c.similarity >= threshold + self.uncertain_margin,
+            Identity::Unknown { closest } => self.stranger_margin.is_some_and(|margin| {
+                closest
+                    .as_ref()
+                    .is_none_or(|c| c.similarity <= threshold - margin)
+            }),
+        }
     }
 }
 
@@ -740,6 +785,15 @@ mod tests {
         assert!(!policy.hands_on(&unknown(Some(("ada", 0.2))), 0.40));
         // Exactly at threshold + margin counts as confident.
         assert!(policy.hands_on(&known("ada", 0.5), 0.45));
+        // With a stranger margin, faces far below the threshold stay strangers unembedded.
+        let strangers = ReusePolicy {
+            stranger_margin: Some(0.15),
+            ..policy
+        };
+        assert!(strangers.hands_on(&unknown(Some(("ada", 0.25))), 0.40));
+        assert!(strangers.hands_on(&unknown(None), 0.40));
+        assert!(!strangers.hands_on(&unknown(Some(("ada", 0.3))), 0.40));
+        assert!(strangers.hands_on(&known("ada", 0.60), 0.40));
     }
 
     #[test]
