@@ -79,7 +79,7 @@ pub struct LectureHall {
 }
 
 /// A person's cut-out from a photo, scaled so that their face is `face_px`, and the face
-/// centre inside it; `None` when the photo pipeline finds no face.
+/// centre inside it; an error when the photo pipeline finds no face.
 fn cutout(
     pipeline: &FacePipeline,
     image: &RgbImage,
@@ -319,6 +319,62 @@ impl LectureHall {
         }
         Ok(())
     }
+}
+
+/// The face of each person's first probe photo in `faces/val` (55 people) with its face scaled
+/// to `face_px`, laid out in a grid (3 face sizes apart, at least 40 px) over a plain
+/// `width` x `height` frame, as many as fit; returns the frame and the face centres. For
+/// measuring which face sizes a detector finds.
+pub fn face_grid(
+    data: &Path,
+    pipeline: &FacePipeline,
+    face_px: f32,
+    width: u32,
+    height: u32,
+) -> Result<(RgbImage, Vec<(f32, f32)>), String> {
+    let val = scan_photo_tree(&data.join("faces/val")).map_err(|e| e.to_string())?;
+    let mut frame = RgbImage::from_pixel(width, height, Rgb([90, 90, 100]));
+    let step = (face_px * 3.0).max(40.0);
+    let mut centres = Vec::new();
+    let (mut x, mut y) = (step / 2.0 + 5.0, step / 2.0 + 5.0);
+    for (_, photos) in &val.people {
+        if y + step / 2.0 > height as f32 {
+            break;
+        }
+        let Some(photo) = photos.first() else {
+            continue;
+        };
+        let image = load_image(photo).map_err(|e| e.to_string())?;
+        let Ok((cutout, anchor)) = cutout(pipeline, &image, face_px) else {
+            continue;
+        };
+        let (left, top) = ((x - anchor.0).round() as i64, (y - anchor.1).round() as i64);
+        image::imageops::overlay(&mut frame, &cutout, left, top);
+        centres.push((x, y));
+        x += step;
+        if x + step / 2.0 > width as f32 {
+            x = step / 2.0 + 5.0;
+            y += step;
+        }
+    }
+    Ok((frame, centres))
+}
+
+/// How many of `centres` (faces of `face_px`) a box of `boxes` is centred on.
+pub fn found(
+    centres: &[(f32, f32)],
+    face_px: f32,
+    boxes: &[rollcall_recognizer::vision::FaceBox],
+) -> usize {
+    centres
+        .iter()
+        .filter(|(cx, cy)| {
+            boxes.iter().any(|b| {
+                ((b.x1 + b.x2) / 2.0 - cx).abs() < face_px * 0.5
+                    && ((b.y1 + b.y2) / 2.0 - cy).abs() < face_px * 0.6
+            })
+        })
+        .count()
 }
 
 /// Tiers of a lecture hall: a wall getting lighter towards the front, a desk under each row.
