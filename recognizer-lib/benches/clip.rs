@@ -20,7 +20,11 @@
 //!   `faces/train` enrolled), default analysis (YuNet at this size) and with the fast detector;
 //!   the names each finds are printed first.
 //! - `frame/detect_yunet`, `frame/detect_fast`, `frame/detect_mtcnn`: detection alone on the
-//!   clip's first frame; `crowd_frame/detect_yunet`, `crowd_frame/detect_fast`: on the hall.
+//!   clip's first frame; `crowd_frame/detect_yunet`, `crowd_frame/detect_fast`: on the hall,
+//!   and `crowd_frame/detect_tiled_fast`, the alternative to YuNet measured for docs/accuracy.md:
+//!   UltraFace on 320x240 tiles of the frame at full resolution (overlapping by 80x60, 20
+//!   tiles for 1280x720), proposals merged by NMS, then O-Net. How many of the hall's 28 faces
+//!   each finds is printed first.
 //! - `frame/embed_face`: landmarks, alignment and embedding of one face of that frame;
 //!   `crowd_frame/embed_N_faces`: the hall's N faces (28 when all are found) embedded together
 //!   (one call), against `crowd_frame/embed_one_face_at_a_time`.
@@ -47,7 +51,12 @@ use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::enrollment::{
     embed_person_photos, load_gallery, recalibrate, scan_photo_tree, store_enrollment,
 };
-use rollcall_recognizer::vision::{DetectorKind, FacePipeline, Gallery, PipelineOptions};
+use rollcall_recognizer::runtime::RuntimeOptions;
+use rollcall_recognizer::vision::ultraface::iou;
+use rollcall_recognizer::vision::{
+    Detection, DetectorKind, DetectorOptions, FaceBox, FaceDetector, FacePipeline,
+    FastDetectorOptions, Gallery, PipelineOptions, RgbImage, UltraFace,
+};
 
 const VIDEO: &str = "videos/short_hamilton_clip/short_hamilton_clip.mp4";
 const START_SECONDS: &str = "4.0";
@@ -342,6 +351,37 @@ fn bench_crowd(c: &mut Criterion, data: &Path, pipeline: &Arc<FacePipeline>) -> 
     group.finish();
 
     let frame = hall.frame(0);
+    let cache = ModelCache::from_env().map_err(|e| e.to_string())?;
+    let runtime = RuntimeOptions::default();
+    let model = |name: &str| cache.model_path(name).map_err(|e| e.to_string());
+    let ultraface =
+        UltraFace::load(&model("fr_detect.onnx")?, &runtime).map_err(|e| e.to_string())?;
+    let mtcnn = FaceDetector::load(
+        &model("pnet.onnx")?,
+        &model("rnet.onnx")?,
+        &model("onet.onnx")?,
+        DetectorOptions::default(),
+        &runtime,
+    )
+    .map_err(|e| e.to_string())?;
+    let seats: Vec<(f32, f32)> = hall.seats.iter().map(|s| s.centre).collect();
+    let on_seats = |boxes: Vec<FaceBox>| {
+        // Faces move by up to 2 px from their seat; 30 px is the smallest.
+        lecture_hall::found(&seats, lecture_hall::BACK_FACE_PX, &boxes)
+    };
+    for kind in [DetectorKind::Yunet, DetectorKind::Fast] {
+        let found = pipeline
+            .detect_with(&frame, kind)
+            .map_err(|e| e.to_string())?;
+        let n = on_seats(found.faces.iter().map(|d| d.bbox).collect());
+        eprintln!("crowd_frame/detect_{kind}: {n} of {} faces", seats.len());
+    }
+    let tiled = tiled_fast(&ultraface, &mtcnn, &frame);
+    eprintln!(
+        "crowd_frame/detect_tiled_fast: {} of {} faces",
+        on_seats(tiled.iter().map(|d| d.bbox).collect()),
+        seats.len()
+    );
     let mut group = c.benchmark_group("crowd_frame");
     group
         .sample_size(10)
@@ -355,6 +395,9 @@ fn bench_crowd(c: &mut Criterion, data: &Path, pipeline: &Arc<FacePipeline>) -> 
             b.iter(|| pipeline.detect_with(&frame, kind).unwrap())
         });
     }
+    group.bench_function("detect_tiled_fast", |b| {
+        b.iter(|| tiled_fast(&ultraface, &mtcnn, &frame))
+    });
     let detections = pipeline
         .detect_with(&frame, DetectorKind::Yunet)
         .map_err(|e| e.to_string())?;
@@ -372,6 +415,40 @@ fn bench_crowd(c: &mut Criterion, data: &Path, pipeline: &Arc<FacePipeline>) -> 
     });
     group.finish();
     Ok(())
+}
+
+/// UltraFace on 320x240 tiles of `frame` at full resolution (overlapping by 80x60), proposals
+/// merged by NMS (IoU 0.4, as UltraFace's own), then O-Net on each (the alternative to YuNet).
+fn tiled_fast(ultraface: &UltraFace, mtcnn: &FaceDetector, frame: &RgbImage) -> Vec<Detection> {
+    let options = FastDetectorOptions::default();
+    let (fw, fh) = frame.dimensions();
+    let (tw, th, step_x, step_y) = (320u32.min(fw), 240u32.min(fh), 240, 180);
+    let starts = |len: u32, tile: u32, step: u32| {
+        let mut v: Vec<u32> = (0..len.saturating_sub(tile))
+            .step_by(step as usize)
+            .collect();
+        v.push(len - tile);
+        v.dedup();
+        v
+    };
+    let mut proposals = Vec::new();
+    for y in starts(fh, th, step_y) {
+        for x in starts(fw, tw, step_x) {
+            let tile = image::imageops::crop_imm(frame, x, y, tw, th).to_image();
+            for p in ultraface.proposals(&tile, &options).unwrap() {
+                proposals.push((p.bbox.translated(x as f32, y as f32), p.score));
+            }
+        }
+    }
+    proposals.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut kept: Vec<FaceBox> = Vec::new();
+    for (b, _) in proposals {
+        if kept.iter().all(|k| iou(k, &b) <= options.nms_iou) {
+            kept.push(b);
+        }
+    }
+    let boxes: Vec<FaceBox> = kept.iter().map(|b| options.onet_box(b)).collect();
+    mtcnn.refine_proposals(frame, &boxes).unwrap()
 }
 
 criterion_group!(benches, bench_clip);
