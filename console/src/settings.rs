@@ -98,7 +98,7 @@ pub struct RecognizerArgs {
     #[arg(long, env = "ROLLCALL_MIN_FACE", value_name = "PX")]
     pub min_face: Option<f32>,
     /// Face detector for photos: `mtcnn` (thorough, default), `yunet` (YuNet + O-Net) or `fast`
-    /// (UltraFace + O-Net). Video clips use `yunet` when its model is present (else `fast`).
+    /// (UltraFace + O-Net). Video clips: `yunet` for frames over 640x480 when its model is present, else `fast`.
     #[arg(long, env = "ROLLCALL_DETECTOR", value_name = "KIND")]
     pub detector: Option<DetectorKind>,
     /// Fixed cosine match threshold instead of the one calibrated at enrolment.

@@ -12,7 +12,7 @@
 //! frames keep it ([`ClipAnalyzer::small_frame_detector`]; [`ClipAnalyzer::with_detector`]
 //! uses one detector for every frame, e.g. YuNet for a 640x360 camera over a large room). On
 //! faces of the public set pasted into frames (docs/accuracy.md): at 640x360 YuNet found 96 %
-//! of 20 px faces and the fast detector 54 % (84 % at 24 px); at 1280x720, 93 % and 4 %.
+//! of 20 px faces and the fast detector 54 % (84 % at 24 px); at 1280x720, 91 % and 4 %.
 //! Without YuNet's model the fast detector takes every frame, without either MTCNN does.
 //! Photos (enrolment, `rollcall eval`) keep MTCNN.
 //!
