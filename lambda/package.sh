@@ -5,6 +5,7 @@
 #
 #   bootstrap
 #   models/   pnet.onnx rnet.onnx onet.onnx fr_feature.onnx fr_detect.onnx fr_landmark.onnx
+#             face_detection_yunet_2023mar_int8bq.onnx
 #   runtime/  libonnxruntime.so.1.31.1   (for the zip's architecture)
 #
 # Usage: lambda/package.sh [--arch arm64|x86_64] [--out DIR]
@@ -47,7 +48,8 @@ else
 fi
 cache_root="$(dirname "$models_dir")"
 # The files the pipeline loads (recognizer-lib FacePipeline::load with the default options).
-models=(pnet.onnx rnet.onnx onet.onnx fr_feature.onnx fr_detect.onnx fr_landmark.onnx)
+models=(pnet.onnx rnet.onnx onet.onnx fr_feature.onnx fr_detect.onnx fr_landmark.onnx
+  face_detection_yunet_2023mar_int8bq.onnx)
 for m in "${models[@]}"; do
   [ -f "$models_dir/$m" ] || { echo "package.sh: $models_dir/$m missing: run \`rollcall models fetch\`" >&2; exit 1; }
 done

@@ -6,8 +6,8 @@
 //! ```toml
 //! db = "/var/lib/rollcall/people.db"   # people directory (SQLite)
 //! threads = 1                          # ONNX Runtime threads per inference
-//! min_face = 20                        # smallest face side searched, pixels
-//! detector = "mtcnn"                   # photo detector: mtcnn (thorough) or fast
+//! min_face = 20                        # smallest face side searched, pixels (MTCNN and YuNet)
+//! detector = "mtcnn"                   # photo detector: mtcnn (thorough), yunet or fast
 //! threshold = 0.40                     # fixed match threshold instead of the calibrated one
 //!
 //! # capture sessions (session, console)
@@ -97,8 +97,8 @@ pub struct RecognizerArgs {
     /// Smallest face side to look for, in pixels (default 20).
     #[arg(long, env = "ROLLCALL_MIN_FACE", value_name = "PX")]
     pub min_face: Option<f32>,
-    /// Face detector for photos: `mtcnn` (thorough, default) or `fast` (UltraFace + O-Net).
-    /// Video clips always use `fast` when its model is present.
+    /// Face detector for photos: `mtcnn` (thorough, default), `yunet` (YuNet + O-Net) or `fast`
+    /// (UltraFace + O-Net). Video clips: `yunet` for frames over 640x480 when its model is present, else `fast`.
     #[arg(long, env = "ROLLCALL_DETECTOR", value_name = "KIND")]
     pub detector: Option<DetectorKind>,
     /// Fixed cosine match threshold instead of the one calibrated at enrolment.
@@ -145,6 +145,7 @@ impl RecognizerArgs {
                 "--min-face must be between 4 and 4096 pixels, got {min_face}"
             );
             options.detector.min_face_size = min_face;
+            options.yunet.min_face_size = min_face;
         }
         if let Some(kind) = self.detector.or(config.detector) {
             options.detector_kind = kind;

@@ -422,9 +422,9 @@ where
                 .people(&analysis)
                 .map_err(|e| format!("{key}: people directory: {e}"))?;
             lookup += lookup_started.elapsed();
-            // Strangers in view, not face sightings: the same stranger in every sampled frame
+            // Distinct strangers, not face sightings: the same stranger in every sampled frame
             // is one unknown face for the operator.
-            result.unknown_faces = analysis.max_unknown_in_a_frame;
+            result.unknown_faces = analysis.unknown_faces;
             result.timings = FunctionTimings {
                 decode_ms: analysis.timings.decode_ms,
                 detect_ms: analysis.timings.detect_ms,

@@ -16,7 +16,12 @@ use rollcall_models::ModelCache;
 
 use crate::error::RecognizerError;
 
+mod dims;
 mod prelu;
+mod proto;
+mod quantized;
+
+pub use dims::DynamicAxes;
 
 /// How inference sessions are created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +73,44 @@ pub fn init_onnxruntime(cache: &ModelCache) -> Result<PathBuf, RecognizerError> 
     }
 }
 
+/// The model at `path` after the load-time graph edits of [`SessionPool::load_with`], or
+/// `None` when none applies (the file is then loaded as it is). Every session of a pool is
+/// built from the same edited bytes.
+fn edit_graph(
+    path: &Path,
+    name: &str,
+    options: &RuntimeOptions,
+    axes: DynamicAxes,
+) -> Result<Option<Vec<u8>>, RecognizerError> {
+    let bytes = std::fs::read(path).map_err(|e| RecognizerError::Model {
+        model: name.to_string(),
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
+    let mut edited = None;
+    if let Some((folded, count)) = quantized::fold_dequantize(&bytes) {
+        tracing::debug!(model = %name, nodes = count, "quantized weights folded to float");
+        edited = Some(folded);
+    }
+    if axes != DynamicAxes::AsDeclared {
+        let current = edited.as_deref().unwrap_or(&bytes);
+        let (freed, count) =
+            dims::free_input_axes(current, axes).map_err(|why| RecognizerError::Model {
+                model: name.to_string(),
+                message: format!("cannot make its input dimensions ({axes:?}) free: {why}"),
+            })?;
+        tracing::debug!(model = %name, ?axes, dims = count, "input dimensions freed");
+        edited = Some(freed);
+    }
+    if options.rewrite_prelu {
+        let current = edited.as_deref().unwrap_or(&bytes);
+        if let Some((rewritten, count)) = prelu::rewrite_prelu(current) {
+            tracing::debug!(model = %name, prelu = count, "PRelu rewritten for ONNX Runtime");
+            edited = Some(rewritten);
+        }
+    }
+    Ok(edited)
+}
+
 /// A few sessions of one model, shareable across threads.
 pub struct SessionPool {
     name: String,
@@ -77,8 +120,22 @@ pub struct SessionPool {
 
 impl SessionPool {
     /// Create `options.sessions_per_model` sessions of the model at `path`
-    /// ([`init_onnxruntime`] must have succeeded).
+    /// ([`init_onnxruntime`] must have succeeded), with the graph as declared.
     pub fn load(path: &Path, options: &RuntimeOptions) -> Result<SessionPool, RecognizerError> {
+        SessionPool::load_with(path, options, DynamicAxes::AsDeclared)
+    }
+
+    /// [`load`](Self::load), with the input dimensions `axes` made free (see [`DynamicAxes`]).
+    ///
+    /// Before the sessions are created the graph is edited in memory (the file is not changed):
+    /// constant block-quantised weights are folded to float (always: ONNX Runtime cannot run
+    /// them, see [`quantized`]), `axes` are freed, and `PRelu` is rewritten when
+    /// `options.rewrite_prelu` (see [`prelu`]).
+    pub fn load_with(
+        path: &Path,
+        options: &RuntimeOptions,
+        axes: DynamicAxes,
+    ) -> Result<SessionPool, RecognizerError> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -100,20 +157,7 @@ impl SessionPool {
                 })
             }
         };
-        // Rewritten once; every session of the pool is built from the same bytes. Models with
-        // nothing to rewrite are loaded from their file as before.
-        let rewritten = if options.rewrite_prelu {
-            let bytes = std::fs::read(path).map_err(|e| RecognizerError::Model {
-                model: name.clone(),
-                message: format!("cannot read {}: {e}", path.display()),
-            })?;
-            prelu::rewrite_prelu(&bytes)
-        } else {
-            None
-        };
-        if let Some((_, count)) = &rewritten {
-            tracing::debug!(model = %name, prelu = count, "PRelu rewritten for ONNX Runtime");
-        }
+        let edited = edit_graph(path, &name, options, axes)?;
         let count = options.sessions_per_model.max(1);
         let mut sessions = Vec::with_capacity(count);
         for _ in 0..count {
@@ -125,8 +169,8 @@ impl SessionPool {
                 .map_err(|e| model_error(e.into()))?
                 .with_inter_threads(1)
                 .map_err(|e| model_error(e.into()))?;
-            let session = match &rewritten {
-                Some((bytes, _)) => builder.commit_from_memory(bytes),
+            let session = match &edited {
+                Some(bytes) => builder.commit_from_memory(bytes),
                 None => builder.commit_from_file(path),
             }
             .map_err(model_error)?;

@@ -114,7 +114,7 @@ pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
             }
             Ok(analysis) => {
                 times.push(analysis.timings.total_ms);
-                unknown_faces += u64::from(analysis.max_unknown_in_a_frame);
+                unknown_faces += u64::from(analysis.unknown_faces);
                 let mut names = Vec::new();
                 for sighting in &analysis.people {
                     let entry = match people.entry(sighting.person_id.clone()) {
@@ -142,8 +142,8 @@ pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
                     ));
                 }
                 if !args.json {
-                    let unknown = if analysis.max_unknown_in_a_frame > 0 {
-                        format!("; {} unknown face(s)", analysis.max_unknown_in_a_frame)
+                    let unknown = if analysis.unknown_faces > 0 {
+                        format!("; {} unknown face(s)", analysis.unknown_faces)
                     } else {
                         String::new()
                     };

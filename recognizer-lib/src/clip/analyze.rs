@@ -3,10 +3,23 @@
 //!
 //! # Detector
 //!
-//! Clips are analysed with the fast detector ([`DetectorKind::Fast`]: UltraFace proposals refined
-//! by MTCNN's O-Net, ~5 ms per 640x360 frame instead of ~40 ms for the whole MTCNN cascade) when
-//! the pipeline has it (`fr_detect.onnx` in the model cache), MTCNN otherwise;
-//! [`ClipAnalyzer::detector`] chooses. Photos (enrolment, `rollcall eval`) keep MTCNN.
+//! Frames larger than [`SMALL_FRAME`] (640x480) are searched by YuNet + O-Net
+//! ([`DetectorKind::Yunet`]), which sees the frame at its own resolution: the ~30 px faces of a
+//! lecture hall's back rows in a 720p frame are found. The fast detector
+//! ([`DetectorKind::Fast`], UltraFace + O-Net) sees every frame at 320x240: in a 1280x720 frame
+//! it loses most faces under ~50 px. Up to 640x480 a face shrinks at most 2x there and the fast
+//! detector loses only faces under ~24 px, at about half of YuNet's cost per frame, so small
+//! frames keep it ([`ClipAnalyzer::small_frame_detector`]; [`ClipAnalyzer::with_detector`]
+//! uses one detector for every frame, e.g. YuNet for a 640x360 camera over a large room). On
+//! faces of the public set pasted into frames (docs/accuracy.md): at 640x360 YuNet found 96 %
+//! of 20 px faces and the fast detector 54 % (84 % at 24 px); at 1280x720, 91 % and 4 %.
+//! Without YuNet's model the fast detector takes every frame, without either MTCNN does.
+//! Photos (enrolment, `rollcall eval`) keep MTCNN.
+//!
+//! # Crowds: one embedder run per frame
+//!
+//! The faces of a sampled frame that need an embedding are aligned first and then embedded
+//! together ([`FacePipeline::embed_faces`]: up to 16 faces per ONNX Runtime run).
 //!
 //! # Identities carried between sampled frames
 //!
@@ -30,6 +43,15 @@
 //! 0.3 embedded 38 instead of 43 of 54 faces and named the same people (measured when three
 //! frames per clip were sampled). Two different faces
 //! seldom overlap that much.
+//!
+//! # Distinct strangers
+//!
+//! The same pairing (greedy by IoU, at least `min_iou`) follows every face, known or not,
+//! through the clip's analysed frames: a *track*. [`ClipAnalysis::unknown_faces`] counts the
+//! tracks none of whose faces was named, so a stranger in every analysed frame counts once,
+//! and an enrolled person named in one frame and missed in another is not a stranger. A
+//! stranger who moves more than about a third of their face's width between analysed frames,
+//! or is hidden in one of them, starts a new track and counts twice.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,7 +63,7 @@ use super::decode::{decode_clip_with, ClipLimits};
 use super::sample::{effective_fps, SamplePolicy};
 use super::ClipError;
 use crate::vision::ultraface::iou;
-use crate::vision::{Candidate, DetectorKind, FaceBox, FacePipeline, Gallery, Identity};
+use crate::vision::{Candidate, Detection, DetectorKind, FaceBox, FacePipeline, Gallery, Identity};
 use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
 /// Analyses clips with a shared face pipeline. `Send + Sync`: one analyzer can serve many threads
@@ -77,13 +99,22 @@ pub struct ClipAnalyzer {
     pub policy: SamplePolicy,
     /// Size and frame-count bounds.
     pub limits: ClipLimits,
-    /// Face detector for the sampled frames ([`ClipAnalyzer::new`] picks `Fast` when the
-    /// pipeline has it).
+    /// Face detector for the sampled frames ([`ClipAnalyzer::new`] picks YuNet when the
+    /// pipeline has it), except small ones when `small_frame_detector` is set.
     pub detector: DetectorKind,
+    /// Detector for frames of at most [`SMALL_FRAME`] (either orientation), where the fast
+    /// detector loses only faces under ~24 px and costs half of YuNet ([`ClipAnalyzer::new`]
+    /// sets `Fast` when the pipeline has both; see the [module documentation](self)). `None`:
+    /// `detector` for every frame.
+    pub small_frame_detector: Option<DetectorKind>,
     /// When a face takes over the identity of the face it overlaps in the previous sampled frame
     /// instead of being embedded (see the [module documentation](self)); `None`: embed every face.
     pub reuse: Option<ReusePolicy>,
 }
+
+/// Largest frame (longer side, shorter side) for [`ClipAnalyzer::small_frame_detector`]: the
+/// fast detector sees frames at 320x240, so up to 640x480 a face shrinks at most 2x.
+pub const SMALL_FRAME: (u32, u32) = (640, 480);
 
 /// When a face of a sampled frame reuses the identity of a face of the previous sampled frame
 /// instead of being embedded again.
@@ -94,6 +125,11 @@ pub struct ReusePolicy {
     /// The earlier face must have been named with a similarity at least this far above the
     /// threshold; unknown faces and names closer to the threshold are embedded again.
     pub uncertain_margin: f32,
+    /// Also hand on "unknown" from a face that matched nobody by at least this margin (its
+    /// closest similarity at or below the threshold minus this); `None`: unknown faces are
+    /// embedded again in every analysed frame.
+    #[serde(default)]
+    pub stranger_margin: Option<f32>,
 }
 
 impl Default for ReusePolicy {
@@ -101,6 +137,7 @@ impl Default for ReusePolicy {
         ReusePolicy {
             min_iou: 0.3,
             uncertain_margin: 0.05,
+            stranger_margin: None,
         }
     }
 }
@@ -111,6 +148,7 @@ impl std::fmt::Debug for ClipAnalyzer {
             .field("policy", &self.policy)
             .field("limits", &self.limits)
             .field("detector", &self.detector)
+            .field("small_frame_detector", &self.small_frame_detector)
             .field("reuse", &self.reuse)
             .finish_non_exhaustive()
     }
@@ -146,20 +184,25 @@ pub struct ClipTimings {
 
 /// What one clip showed.
 ///
-/// Faces are counted per analysed frame: the same stranger visible in 4 analysed frames adds 4 to
-/// [`unknown_faces`](Self::unknown_faces) (only confidently recognised faces are followed from
-/// one analysed frame to the next, see [`ReusePolicy`]), which is why
-/// [`max_unknown_in_a_frame`](Self::max_unknown_in_a_frame) is given too: the most strangers
-/// visible at once, a lower bound on how many different unknown people were seen.
+/// Strangers are counted per clip, not per frame: a face is followed from one analysed frame
+/// to the next by box overlap (a *track*, see the [module documentation](self)), and
+/// [`unknown_faces`](Self::unknown_faces) counts the tracks none of whose faces was named. The
+/// same stranger visible in 4 analysed frames counts 1 there and 4 in
+/// [`unknown_sightings`](Self::unknown_sightings).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClipAnalysis {
     /// The clip (`device/session/seq`).
     pub clip_id: String,
     /// One entry per distinct enrolled person recognised, highest `best_similarity` first.
     pub people: Vec<PersonSighting>,
+    /// Distinct strangers: faces followed through the analysed frames (by box overlap) that
+    /// matched nobody in any of them. A stranger who moves more than a face's width between two
+    /// analysed frames, or is hidden in one, counts twice.
+    pub unknown_faces: u32,
     /// Faces (summed over analysed frames) that matched nobody (unknown faces are embedded in
     /// every analysed frame, never carried over).
-    pub unknown_faces: u32,
+    #[serde(default)]
+    pub unknown_sightings: u32,
     /// Largest number of unmatched faces in a single analysed frame.
     pub max_unknown_in_a_frame: u32,
     /// The enrolled person an unmatched face came closest to, with that (below-threshold)
@@ -208,15 +251,25 @@ fn count(n: usize) -> u32 {
 
 impl ClipAnalyzer {
     /// An analyzer with the default policy (`auto`: at least 4 frames per second), limits and
-    /// [`ReusePolicy`], and the fast detector when the pipeline has it (MTCNN otherwise, with a
-    /// warning: `rollcall models fetch` adds `fr_detect.onnx`).
+    /// [`ReusePolicy`], and the video detectors the pipeline has: YuNet, with the fast detector
+    /// (UltraFace) for frames of at most [`SMALL_FRAME`]; else the fast detector for every
+    /// frame; else MTCNN (with a warning: `rollcall models fetch` adds the models).
     pub fn new(pipeline: Arc<FacePipeline>) -> ClipAnalyzer {
-        let detector = if pipeline.has_fast_detector() {
+        let small_frame_detector =
+            (pipeline.has_yunet() && pipeline.has_fast_detector()).then_some(DetectorKind::Fast);
+        let detector = if pipeline.has_yunet() {
+            DetectorKind::Yunet
+        } else if pipeline.has_fast_detector() {
+            tracing::warn!(
+                "YuNet ({}) not in the model cache: clips are analysed with the fast detector, \
+                 which loses faces under ~40 px in 720p frames (run `rollcall models fetch`)",
+                crate::vision::YUNET_MODEL
+            );
             DetectorKind::Fast
         } else {
             tracing::warn!(
-                "fast face detector (fr_detect.onnx) not in the model cache: clips are analysed \
-                 with MTCNN, about 10x slower per frame (run `rollcall models fetch`)"
+                "no video face detector in the model cache: clips are analysed with MTCNN, \
+                 several times slower per frame (run `rollcall models fetch`)"
             );
             DetectorKind::Mtcnn
         };
@@ -225,14 +278,26 @@ impl ClipAnalyzer {
             policy: SamplePolicy::default(),
             limits: ClipLimits::default(),
             detector,
+            small_frame_detector,
             reuse: Some(ReusePolicy::default()),
         }
     }
 
-    /// Use another face detector (`Fast` fails on every clip when the pipeline lacks it).
+    /// Use one face detector for every frame (`Fast` and `Yunet` fail on every clip when the
+    /// pipeline lacks their model).
     pub fn with_detector(mut self, detector: DetectorKind) -> ClipAnalyzer {
         self.detector = detector;
+        self.small_frame_detector = None;
         self
+    }
+
+    /// The detector for a frame of `width` x `height`.
+    pub fn detector_for(&self, width: u32, height: u32) -> DetectorKind {
+        let (long, short) = (width.max(height), width.min(height));
+        match self.small_frame_detector {
+            Some(kind) if long <= SMALL_FRAME.0 && short <= SMALL_FRAME.1 => kind,
+            _ => self.detector,
+        }
     }
 
     /// Use another reuse policy (`None`: embed every face of every analysed frame).
@@ -281,8 +346,11 @@ impl ClipAnalyzer {
         let mut detect = Duration::ZERO;
         let mut embed = Duration::ZERO;
         let mut embedded = 0usize;
-        // Faces of the previous analysed frame that may hand their identity on.
-        let mut previous: Vec<(FaceBox, Identity)> = Vec::new();
+        // Faces of the previous analysed frame: box, identity, track.
+        let mut previous: Vec<TrackedFace> = Vec::new();
+        let track_iou = self
+            .reuse
+            .map_or(ReusePolicy::default().min_iou, |r| r.min_iou);
 
         let stats = decode_clip_with(clip_id, bytes, &self.limits, &self.policy, fps, |frame| {
             let failed = |source| ClipError::Recognition {
@@ -293,35 +361,62 @@ impl ClipAnalyzer {
             let started = Instant::now();
             let detections = self
                 .pipeline
-                .detect_with(&frame.image, self.detector)
+                .detect_with(
+                    &frame.image,
+                    self.detector_for(frame.image.width(), frame.image.height()),
+                )
                 .map_err(failed)?;
             detect += started.elapsed();
 
             let boxes: Vec<FaceBox> = detections.faces.iter().map(|d| d.bbox).collect();
-            let carried = match &self.reuse {
-                Some(policy) => carry_over(&boxes, &previous, policy, gallery.threshold()),
-                None => vec![None; boxes.len()],
-            };
+            let matched = match_previous(&boxes, &previous, track_iou);
+            // Confidently named faces hand their identity on; the others are embedded, all
+            // of this frame's together.
+            let carried: Vec<Option<Identity>> = matched
+                .iter()
+                .map(|m| {
+                    let earlier = &previous[(*m)?];
+                    let policy = self.reuse.as_ref()?;
+                    policy
+                        .hands_on(&earlier.identity, gallery.threshold())
+                        .then(|| earlier.identity.clone())
+                })
+                .collect();
+            let to_embed: Vec<&Detection> = detections
+                .faces
+                .iter()
+                .zip(&carried)
+                .filter(|(_, c)| c.is_none())
+                .map(|(d, _)| d)
+                .collect();
+            let started = Instant::now();
+            let mut fresh = self
+                .pipeline
+                .embed_faces(&frame.image, &detections, &to_embed)
+                .map_err(failed)?
+                .into_iter();
+            embed += started.elapsed();
+            embedded += to_embed.len();
+
             let mut current = Vec::with_capacity(boxes.len());
-            for (face, carried) in detections.faces.iter().zip(carried) {
+            for ((face, carried), matched) in detections.faces.iter().zip(carried).zip(matched) {
                 let identity = match carried {
                     Some(identity) => identity,
-                    None => {
-                        let started = Instant::now();
-                        let embedding = self
-                            .pipeline
-                            .embed(&frame.image, &detections, face)
-                            .map_err(failed)?;
-                        embed += started.elapsed();
-                        // Degenerate landmarks: not a usable face.
-                        let Some(embedding) = embedding else {
-                            continue;
-                        };
-                        embedded += 1;
-                        gallery.identify(&embedding.embedding)
-                    }
+                    // Degenerate landmarks: not a usable face.
+                    None => match fresh.next().flatten() {
+                        Some(embedded) => gallery.identify(&embedded.embedding),
+                        None => continue,
+                    },
                 };
-                current.push((face.bbox, identity));
+                let track = match matched {
+                    Some(m) => previous[m].track,
+                    None => tally.new_track(),
+                };
+                current.push(TrackedFace {
+                    bbox: face.bbox,
+                    identity,
+                    track,
+                });
             }
             tally.add_frame(frame.index, current.iter().cloned());
             previous = current;
@@ -342,7 +437,8 @@ impl ClipAnalyzer {
 
         let analysis = ClipAnalysis {
             clip_id: clip_id.to_string(),
-            unknown_faces: count(tally.unknown_faces),
+            unknown_faces: count(tally.strangers()),
+            unknown_sightings: count(tally.unknown_sightings),
             max_unknown_in_a_frame: count(tally.max_unknown),
             faces_detected: count(tally.faces),
             frames_analyzed: count(tally.frames),
@@ -378,25 +474,41 @@ impl ClipAnalyzer {
     }
 }
 
-/// For each face box of this frame, the identity it takes over from `previous` (the faces of
-/// the previous analysed frame), or `None` when it must be embedded.
+/// A face of an analysed frame as the next frame sees it.
+#[derive(Clone, Debug, PartialEq)]
+struct TrackedFace {
+    bbox: FaceBox,
+    identity: Identity,
+    /// The track it belongs to: the same face followed through the clip's analysed frames.
+    track: usize,
+}
+
+impl ReusePolicy {
+    /// Whether a face of the previous frame identified as `identity` hands it on to the face
+    /// that overlaps it (named, at least `uncertain_margin` above `threshold`).
+    fn hands_on(&self, identity: &Identity, threshold: f32) -> bool {
+        match identity {
+            Identity::Known(c) => c.similarity >= threshold + self.uncertain_margin,
+            Identity::Unknown { closest } => self.stranger_margin.is_some_and(|margin| {
+                closest
+                    .as_ref()
+                    .is_none_or(|c| c.similarity <= threshold - margin)
+            }),
+        }
+    }
+}
+
+/// For each face box of this frame, the face of `previous` (the previous analysed frame) it
+/// continues, or `None` for a face new in this frame.
 ///
-/// Pairs are made greedily by decreasing IoU (at least `policy.min_iou`), each earlier face
-/// handing on its identity at most once; only confident identities (named, similarity at least
-/// `threshold + policy.uncertain_margin`) are handed on.
-fn carry_over(
-    boxes: &[FaceBox],
-    previous: &[(FaceBox, Identity)],
-    policy: &ReusePolicy,
-    threshold: f32,
-) -> Vec<Option<Identity>> {
+/// Pairs are made greedily by decreasing IoU (at least `min_iou`); each earlier face is
+/// continued at most once.
+fn match_previous(boxes: &[FaceBox], previous: &[TrackedFace], min_iou: f32) -> Vec<Option<usize>> {
     let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
     for (i, b) in boxes.iter().enumerate() {
-        for (j, (p, identity)) in previous.iter().enumerate() {
-            let confident = matches!(identity, Identity::Known(c)
-                if c.similarity >= threshold + policy.uncertain_margin);
-            let overlap = iou(b, p);
-            if confident && overlap >= policy.min_iou {
+        for (j, p) in previous.iter().enumerate() {
+            let overlap = iou(b, &p.bbox);
+            if overlap >= min_iou {
                 pairs.push((overlap, i, j));
             }
         }
@@ -407,7 +519,7 @@ fn carry_over(
     for (_, i, j) in pairs {
         if out[i].is_none() && !used[j] {
             used[j] = true;
-            out[i] = Some(previous[j].1.clone());
+            out[i] = Some(j);
         }
     }
     out
@@ -418,7 +530,9 @@ fn carry_over(
 struct Tally {
     /// Sighting per person, with the last frame they were counted in.
     people: HashMap<String, (PersonSighting, usize)>,
-    unknown_faces: usize,
+    /// Per track: whether any of its faces was named.
+    named_tracks: Vec<bool>,
+    unknown_sightings: usize,
     max_unknown: usize,
     closest_unknown: Option<Candidate>,
     faces: usize,
@@ -426,12 +540,33 @@ struct Tally {
 }
 
 impl Tally {
-    /// Count one analysed frame and its faces (box and verdict each).
-    fn add_frame(&mut self, index: usize, faces: impl IntoIterator<Item = (FaceBox, Identity)>) {
+    /// A new track, for a face not seen in the previous analysed frame.
+    fn new_track(&mut self) -> usize {
+        self.named_tracks.push(false);
+        self.named_tracks.len() - 1
+    }
+
+    /// Tracks none of whose faces was named: the distinct strangers of the clip.
+    fn strangers(&self) -> usize {
+        self.named_tracks.iter().filter(|named| !**named).count()
+    }
+
+    /// Count one analysed frame and its faces (box, verdict and track each; tracks come from
+    /// [`Tally::new_track`]).
+    fn add_frame(&mut self, index: usize, faces: impl IntoIterator<Item = TrackedFace>) {
         self.frames += 1;
         let mut unknown_here = 0usize;
-        for (bbox, identity) in faces {
+        for TrackedFace {
+            bbox,
+            identity,
+            track,
+        } in faces
+        {
             self.faces += 1;
+            if let (Some(named), Identity::Known(_)) = (self.named_tracks.get_mut(track), &identity)
+            {
+                *named = true;
+            }
             match identity {
                 Identity::Known(candidate) => {
                     let frame_index = count(index);
@@ -474,7 +609,7 @@ impl Tally {
                 }
             }
         }
-        self.unknown_faces += unknown_here;
+        self.unknown_sightings += unknown_here;
         self.max_unknown = self.max_unknown.max(unknown_here);
     }
 
@@ -503,6 +638,18 @@ mod tests {
         }
     }
 
+    /// Faces of one frame, each on a track of its own (`tally.new_track`).
+    fn frame(tally: &mut Tally, faces: &[(FaceBox, Identity)]) -> Vec<TrackedFace> {
+        faces
+            .iter()
+            .map(|(bbox, identity)| TrackedFace {
+                bbox: *bbox,
+                identity: identity.clone(),
+                track: tally.new_track(),
+            })
+            .collect()
+    }
+
     fn known(person: &str, similarity: f32) -> Identity {
         Identity::Known(Candidate {
             person_id: person.to_string(),
@@ -522,15 +669,18 @@ mod tests {
     #[test]
     fn one_sighting_per_person_with_the_best_face() {
         let mut tally = Tally::default();
-        tally.add_frame(0, [(bbox(0.0), known("ada", 0.50))]);
-        tally.add_frame(
-            7,
-            [
+        let faces = frame(&mut tally, &[(bbox(0.0), known("ada", 0.50))]);
+        tally.add_frame(0, faces);
+        let faces = frame(
+            &mut tally,
+            &[
                 (bbox(5.0), known("ada", 0.62)),
                 (bbox(200.0), known("bob", 0.45)),
             ],
         );
-        tally.add_frame(14, [(bbox(9.0), known("ada", 0.55))]);
+        tally.add_frame(7, faces);
+        let faces = frame(&mut tally, &[(bbox(9.0), known("ada", 0.55))]);
+        tally.add_frame(14, faces);
         assert_eq!((tally.frames, tally.faces), (3, 4));
         let people = tally.into_people();
         assert_eq!(people.len(), 2);
@@ -546,94 +696,116 @@ mod tests {
     #[test]
     fn a_person_twice_in_one_frame_is_seen_in_one_frame() {
         let mut tally = Tally::default();
-        tally.add_frame(
-            3,
-            [
+        let faces = frame(
+            &mut tally,
+            &[
                 (bbox(0.0), known("ada", 0.5)),
                 (bbox(90.0), known("ada", 0.7)),
             ],
         );
+        tally.add_frame(3, faces);
         let people = tally.into_people();
         assert_eq!(people[0].frames_seen, 1);
         assert_eq!(people[0].bbox, bbox(90.0));
     }
 
-    #[test]
-    fn unknown_faces_count_per_analysed_frame() {
-        let mut tally = Tally::default();
-        // One stranger visible in 4 analysed frames, two at once in one of them.
-        for index in [0, 7, 14] {
-            tally.add_frame(index, [(bbox(0.0), unknown(Some(("ada", 0.2))))]);
+    /// A face on track `track`.
+    fn on_track(track: usize, x: f32, identity: Identity) -> TrackedFace {
+        TrackedFace {
+            bbox: bbox(x),
+            identity,
+            track,
         }
+    }
+
+    #[test]
+    fn strangers_are_counted_once_per_track() {
+        let mut tally = Tally::default();
+        let (a, b, c) = (tally.new_track(), tally.new_track(), tally.new_track());
+        // Stranger `a` in 3 analysed frames; `b` unknown, then named (someone enrolled seen
+        // poorly at first): not a stranger; `c` appears in the last frame only.
+        tally.add_frame(0, [on_track(a, 0.0, unknown(Some(("ada", 0.2))))]);
         tally.add_frame(
-            21,
+            7,
             [
-                (bbox(0.0), unknown(Some(("bob", 0.31)))),
-                (bbox(100.0), unknown(None)),
+                on_track(a, 2.0, unknown(Some(("bob", 0.31)))),
+                on_track(b, 100.0, unknown(None)),
             ],
         );
-        tally.add_frame(28, []);
-        assert_eq!(tally.unknown_faces, 5);
+        tally.add_frame(
+            14,
+            [
+                on_track(a, 4.0, unknown(None)),
+                on_track(b, 101.0, known("cy", 0.5)),
+                on_track(c, 300.0, unknown(None)),
+            ],
+        );
+        tally.add_frame(21, []);
+        assert_eq!(tally.strangers(), 2);
+        assert_eq!(tally.unknown_sightings, 5);
         assert_eq!(tally.max_unknown, 2);
-        assert_eq!(tally.frames, 5);
+        assert_eq!(tally.frames, 4);
         let closest = tally.closest_unknown.clone().unwrap();
         assert_eq!(
             (closest.person_id.as_str(), closest.similarity),
             ("bob", 0.31)
         );
-        assert!(tally.into_people().is_empty());
+        let people = tally.into_people();
+        assert_eq!(people.len(), 1);
+        assert_eq!(people[0].person_id, "cy");
     }
 
     #[test]
-    fn confident_identities_carry_over_to_overlapping_faces_only() {
-        let policy = ReusePolicy::default();
-        let previous = vec![
-            (bbox(0.0), known("ada", 0.60)),
-            (bbox(100.0), known("bob", 0.43)),
-            (bbox(200.0), unknown(Some(("ada", 0.2)))),
+    fn faces_continue_the_best_overlapping_face_of_the_previous_frame() {
+        let previous = [
+            on_track(0, 0.0, known("ada", 0.7)),
+            on_track(1, 100.0, unknown(None)),
         ];
-        // Same places, a little moved; one new face far away.
-        let now = [bbox(4.0), bbox(104.0), bbox(204.0), bbox(400.0)];
-        let carried = carry_over(&now, &previous, &policy, 0.40);
-        assert_eq!(carried[0], Some(known("ada", 0.60)));
-        // bob is within 0.05 of the threshold: embedded again.
-        assert_eq!(carried[1], None);
-        // Unknown faces are always embedded again.
-        assert_eq!(carried[2], None);
-        assert_eq!(carried[3], None);
-        // Exactly at threshold + margin counts as confident.
-        let at_margin = carry_over(&now[..1], &[(bbox(0.0), known("ada", 0.5))], &policy, 0.45);
-        assert_eq!(at_margin[0], Some(known("ada", 0.5)));
+        // 40 px wide boxes: moved by 20 px the IoU is 1/3, at least 0.3: the same face.
+        assert_eq!(match_previous(&[bbox(20.0)], &previous, 0.3), [Some(0)]);
+        // Moved by 25 px the IoU is 0.23: a new face.
+        assert_eq!(match_previous(&[bbox(25.0)], &previous, 0.3), [None]);
+        assert_eq!(match_previous(&[bbox(20.0)], &previous, 0.5), [None]);
+        // Two faces over the same earlier one: the better overlap continues it.
+        assert_eq!(
+            match_previous(&[bbox(8.0), bbox(2.0), bbox(104.0)], &previous, 0.3),
+            [None, Some(0), Some(1)]
+        );
+        // Nothing before: every face is new.
+        assert_eq!(match_previous(&[bbox(0.0)], &[], 0.3), [None]);
     }
 
     #[test]
-    fn carry_over_needs_enough_overlap_and_hands_each_identity_on_once() {
+    fn only_confident_names_are_handed_on() {
         let policy = ReusePolicy::default();
-        let previous = vec![(bbox(0.0), known("ada", 0.7))];
-        // 40 px wide boxes: moved by 20 px the IoU is 1/3, at least the default 0.3: carried.
-        assert!(carry_over(&[bbox(20.0)], &previous, &policy, 0.4)[0].is_some());
-        // Moved by 25 px the IoU is 0.23: embedded again.
-        assert_eq!(carry_over(&[bbox(25.0)], &previous, &policy, 0.4), [None]);
-        // Two faces over the same earlier one: the better overlap takes it, the other is embedded.
-        let carried = carry_over(&[bbox(8.0), bbox(2.0)], &previous, &policy, 0.4);
-        assert_eq!(carried, [None, Some(known("ada", 0.7))]);
-        // A stricter policy does not carry the 20 px move.
-        let strict = ReusePolicy {
-            min_iou: 0.5,
+        assert!(policy.hands_on(&known("ada", 0.60), 0.40));
+        // Within 0.05 of the threshold: embedded again.
+        assert!(!policy.hands_on(&known("bob", 0.43), 0.40));
+        // Unknown faces are always embedded again.
+        assert!(!policy.hands_on(&unknown(Some(("ada", 0.2))), 0.40));
+        // Exactly at threshold + margin counts as confident.
+        assert!(policy.hands_on(&known("ada", 0.5), 0.45));
+        // With a stranger margin, faces far below the threshold stay strangers unembedded.
+        let strangers = ReusePolicy {
+            stranger_margin: Some(0.15),
             ..policy
         };
-        assert_eq!(carry_over(&[bbox(20.0)], &previous, &strict, 0.4), [None]);
-        // Nothing before: everything is embedded.
-        assert_eq!(carry_over(&[bbox(0.0)], &[], &policy, 0.4), [None]);
+        assert!(strangers.hands_on(&unknown(Some(("ada", 0.25))), 0.40));
+        assert!(strangers.hands_on(&unknown(None), 0.40));
+        assert!(!strangers.hands_on(&unknown(Some(("ada", 0.3))), 0.40));
+        assert!(strangers.hands_on(&known("ada", 0.60), 0.40));
     }
 
     #[test]
     fn carried_faces_count_frames_but_keep_the_embedded_best_face() {
         let mut tally = Tally::default();
-        tally.add_frame(0, [(bbox(0.0), known("ada", 0.62))]);
+        let faces = frame(&mut tally, &[(bbox(0.0), known("ada", 0.62))]);
+        tally.add_frame(0, faces);
         // Frames 7 and 14 carry ada's identity over (same similarity, moved box).
-        tally.add_frame(7, [(bbox(4.0), known("ada", 0.62))]);
-        tally.add_frame(14, [(bbox(8.0), known("ada", 0.62))]);
+        let faces = frame(&mut tally, &[(bbox(4.0), known("ada", 0.62))]);
+        tally.add_frame(7, faces);
+        let faces = frame(&mut tally, &[(bbox(8.0), known("ada", 0.62))]);
+        tally.add_frame(14, faces);
         let people = tally.into_people();
         assert_eq!(people[0].frames_seen, 3);
         assert_eq!(people[0].frame_index, 0);
@@ -643,13 +815,14 @@ mod tests {
     #[test]
     fn ties_sort_by_person_id() {
         let mut tally = Tally::default();
-        tally.add_frame(
-            0,
-            [
+        let faces = frame(
+            &mut tally,
+            &[
                 (bbox(0.0), known("zoe", 0.6)),
                 (bbox(50.0), known("ada", 0.6)),
             ],
         );
+        tally.add_frame(0, faces);
         let ids: Vec<String> = tally
             .into_people()
             .into_iter()

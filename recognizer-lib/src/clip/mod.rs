@@ -16,7 +16,9 @@ pub mod analyze;
 pub mod decode;
 pub mod sample;
 
-pub use analyze::{ClipAnalysis, ClipAnalyzer, ClipTimings, PersonSighting, ReusePolicy};
+pub use analyze::{
+    ClipAnalysis, ClipAnalyzer, ClipTimings, PersonSighting, ReusePolicy, SMALL_FRAME,
+};
 pub use decode::{
     decode_clip, decode_clip_with, ClipLimits, DecodeStats, DecodedFrame, DEFAULT_MAX_CLIP_BYTES,
     DEFAULT_MAX_CLIP_FRAMES,

@@ -7,10 +7,14 @@ use ort::value::TensorRef;
 use super::align::ALIGNED_SIDE;
 use super::RgbImage;
 use crate::error::RecognizerError;
-use crate::runtime::{RuntimeOptions, SessionPool};
+use crate::runtime::{DynamicAxes, RuntimeOptions, SessionPool};
 
 /// Length of an `fr_feature` embedding.
 pub const EMBEDDING_DIM: usize = 512;
+
+/// Faces embedded per ONNX Runtime run at most ([`FaceEmbedder::embed_batch`] splits larger
+/// sets). Bounds the run's memory (the first layers hold 64 x 56 x 56 floats per face).
+pub const MAX_EMBED_BATCH: usize = 16;
 
 /// Turns aligned faces into unit-length embedding vectors.
 pub struct FaceEmbedder {
@@ -18,58 +22,79 @@ pub struct FaceEmbedder {
 }
 
 impl FaceEmbedder {
-    /// Load `fr_feature.onnx`.
+    /// Load `fr_feature.onnx`, with its batch dimension made free (the file declares a batch of
+    /// 1) so that several faces go through one run.
     pub fn load(path: &Path, runtime: &RuntimeOptions) -> Result<FaceEmbedder, RecognizerError> {
         Ok(FaceEmbedder {
-            model: SessionPool::load(path, runtime)?,
+            model: SessionPool::load_with(path, runtime, DynamicAxes::Batch)?,
         })
     }
 
     /// Embedding of one aligned face (must be 112x112).
     pub fn embed(&self, face: &RgbImage) -> Result<Vec<f32>, RecognizerError> {
-        if face.dimensions() != (ALIGNED_SIDE as u32, ALIGNED_SIDE as u32) {
-            return Err(RecognizerError::ModelOutput {
-                model: self.model.name().to_string(),
-                message: format!(
-                    "aligned face must be {ALIGNED_SIDE}x{ALIGNED_SIDE}, got {:?}",
-                    face.dimensions()
-                ),
-            });
+        let mut embeddings = self.embed_batch(std::slice::from_ref(face))?;
+        Ok(embeddings.remove(0))
+    }
+
+    /// Embeddings of aligned faces (each 112x112), in order: up to [`MAX_EMBED_BATCH`] faces
+    /// per ONNX Runtime run. Cheaper per face than one run each (see docs/benchmarks.md); the
+    /// values agree with single-face runs to ~1e-6.
+    pub fn embed_batch(&self, faces: &[RgbImage]) -> Result<Vec<Vec<f32>>, RecognizerError> {
+        let mut out = Vec::with_capacity(faces.len());
+        for chunk in faces.chunks(MAX_EMBED_BATCH) {
+            let per_face = 3 * ALIGNED_SIDE * ALIGNED_SIDE;
+            let mut input = vec![0f32; chunk.len() * per_face];
+            for (face, slot) in chunk.iter().zip(input.chunks_exact_mut(per_face)) {
+                if face.dimensions() != (ALIGNED_SIDE as u32, ALIGNED_SIDE as u32) {
+                    return Err(self.output_error(format!(
+                        "aligned face must be {ALIGNED_SIDE}x{ALIGNED_SIDE}, got {:?}",
+                        face.dimensions()
+                    )));
+                }
+                planar_normalised_into(face, slot);
+            }
+            let n = chunk.len();
+            let raw = self.model.with_session(|session| {
+                let tensor = TensorRef::from_array_view((
+                    [n, 3, ALIGNED_SIDE, ALIGNED_SIDE],
+                    input.as_slice(),
+                ))?;
+                let outputs = session.run(ort::inputs![tensor])?;
+                let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
+                Ok(values.to_vec())
+            })?;
+            if raw.len() != n * EMBEDDING_DIM {
+                return Err(self.output_error(format!(
+                    "expected {} values for {n} faces, got {}",
+                    n * EMBEDDING_DIM,
+                    raw.len()
+                )));
+            }
+            for values in raw.chunks_exact(EMBEDDING_DIM) {
+                let embedding = l2_normalised(values.to_vec())
+                    .ok_or_else(|| self.output_error("embedding is zero or not finite".into()))?;
+                out.push(embedding);
+            }
         }
-        let input = planar_normalised(face);
-        // The exported graph has a fixed batch of 1, so faces go through one at a time.
-        let raw = self.model.with_session(|session| {
-            let tensor = TensorRef::from_array_view((
-                [1usize, 3, ALIGNED_SIDE, ALIGNED_SIDE],
-                input.as_slice(),
-            ))?;
-            let outputs = session.run(ort::inputs![tensor])?;
-            let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
-            Ok(values.to_vec())
-        })?;
-        if raw.len() != EMBEDDING_DIM {
-            return Err(RecognizerError::ModelOutput {
-                model: self.model.name().to_string(),
-                message: format!("expected {EMBEDDING_DIM} values, got {}", raw.len()),
-            });
-        }
-        l2_normalised(raw).ok_or_else(|| RecognizerError::ModelOutput {
+        Ok(out)
+    }
+
+    fn output_error(&self, message: String) -> RecognizerError {
+        RecognizerError::ModelOutput {
             model: self.model.name().to_string(),
-            message: "embedding is zero or not finite".to_string(),
-        })
+            message,
+        }
     }
 }
 
-/// RGB interleaved -> planar `[3, H, W]`, `(x - 127.5) / 128`.
-fn planar_normalised(face: &RgbImage) -> Vec<f32> {
+/// RGB interleaved -> planar `[3, H, W]`, `(x - 127.5) / 128`, into `out` (`3 * W * H` values).
+fn planar_normalised_into(face: &RgbImage, out: &mut [f32]) {
     let plane = (face.width() * face.height()) as usize;
-    let mut out = vec![0f32; plane * 3];
     for (i, px) in face.pixels().enumerate() {
         for c in 0..3 {
             out[c * plane + i] = (px.0[c] as f32 - 127.5) / 128.0;
         }
     }
-    out
 }
 
 /// `v / |v|`, or `None` when `v` is zero or has a non-finite value.
@@ -103,7 +128,8 @@ mod tests {
     #[test]
     fn planar_layout_is_channel_major() {
         let face = RgbImage::from_fn(2, 1, |x, _| image::Rgb([x as u8 * 255, 0, 128]));
-        let out = planar_normalised(&face);
+        let mut out = vec![0f32; 6];
+        planar_normalised_into(&face, &mut out);
         assert_eq!(out.len(), 6);
         assert!((out[0] + 127.5 / 128.0).abs() < 1e-6); // R of pixel 0
         assert!((out[1] - 127.5 / 128.0).abs() < 1e-6); // R of pixel 1

@@ -1,5 +1,5 @@
-//! Face vision: image decoding, face detection (MTCNN, or UltraFace + O-Net for video), ArcFace
-//! alignment, embeddings and matching.
+//! Face vision: image decoding, face detection (MTCNN; YuNet + O-Net or UltraFace + O-Net for
+//! video), ArcFace alignment, embeddings and matching.
 //!
 //! Nothing here knows about clips, queues, storage or AWS.
 
@@ -12,11 +12,12 @@ pub mod landmarks;
 pub mod pipeline;
 mod resize;
 pub mod ultraface;
+pub mod yunet;
 
 pub use self::image::{decode_image, load_image, RgbImage};
 pub use align::{align_face, align_face_with, Similarity, WarpFilter, ARCFACE_TEMPLATE};
 pub use detect::{Detection, DetectorOptions, FaceBox, FaceDetector, Landmarks};
-pub use embed::{FaceEmbedder, EMBEDDING_DIM};
+pub use embed::{FaceEmbedder, EMBEDDING_DIM, MAX_EMBED_BATCH};
 pub use gallery::{
     calibrate_threshold, cosine, mean_embedding, robust_mean_embedding, Calibration, Candidate,
     Gallery, Identity, Template, DEFAULT_MATCH_THRESHOLD,
@@ -26,3 +27,4 @@ pub use pipeline::{
     DetectorKind, Face, FacePipeline, PipelineOptions, StageTimes, FAST_DETECTOR_MODEL,
 };
 pub use ultraface::{FastDetectorOptions, UltraFace};
+pub use yunet::{YuNet, YuNetOptions, YUNET_MODEL, YUNET_SMALLEST_FACE};

@@ -1,7 +1,8 @@
 //! Detect -> align -> embed, the whole per-image path, with the padded retry for tight crops.
 //!
-//! Two detectors ([`DetectorKind`]): the MTCNN cascade (photos, enrolment, the evaluation
-//! figures) and the fast UltraFace + O-Net hybrid for video frames ([`super::ultraface`]).
+//! Three detectors ([`DetectorKind`]): the MTCNN cascade (photos, enrolment, the evaluation
+//! figures), YuNet + O-Net for video frames at full resolution ([`super::yunet`]) and the fast
+//! UltraFace + O-Net hybrid ([`super::ultraface`]).
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use super::embed::FaceEmbedder;
 use super::image::pad_replicate;
 use super::landmarks::LandmarkModel;
 use super::ultraface::{FastDetectorOptions, UltraFace};
+use super::yunet::{YuNet, YuNetOptions, YUNET_MODEL};
 use super::RgbImage;
 use crate::error::RecognizerError;
 use crate::runtime::{init_onnxruntime, RuntimeOptions};
@@ -50,16 +52,22 @@ pub enum DetectorKind {
     #[default]
     Mtcnn,
     /// UltraFace RFB-320 proposals refined by MTCNN's O-Net ([`super::ultraface`]): ~5 ms per
-    /// 640x360 frame, for video. Needs `fr_detect.onnx` in the model cache.
+    /// 640x360 frame. Needs `fr_detect.onnx` in the model cache. Sees frames at 320x240: faces
+    /// under ~40 px in a 720p frame are lost.
     Fast,
+    /// YuNet proposals on the whole frame at its resolution, refined by MTCNN's O-Net
+    /// ([`super::yunet`]): keeps faces down to ~20 px in 720p and 1080p frames; for video.
+    /// Needs `face_detection_yunet_2023mar_int8bq.onnx` in the model cache.
+    Yunet,
 }
 
 impl DetectorKind {
-    /// The name used in settings: `mtcnn` or `fast`.
+    /// The name used in settings: `mtcnn`, `fast` or `yunet`.
     pub fn as_str(self) -> &'static str {
         match self {
             DetectorKind::Mtcnn => "mtcnn",
             DetectorKind::Fast => "fast",
+            DetectorKind::Yunet => "yunet",
         }
     }
 }
@@ -76,8 +84,9 @@ impl std::str::FromStr for DetectorKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "mtcnn" => Ok(DetectorKind::Mtcnn),
             "fast" | "ultraface" => Ok(DetectorKind::Fast),
+            "yunet" => Ok(DetectorKind::Yunet),
             other => Err(format!(
-                "unknown detector {other:?} (expected mtcnn or fast)"
+                "unknown detector {other:?} (expected mtcnn, yunet or fast)"
             )),
         }
     }
@@ -96,6 +105,8 @@ pub struct PipelineOptions {
     pub detector_kind: DetectorKind,
     /// Settings of the fast detector.
     pub fast: FastDetectorOptions,
+    /// Settings of the YuNet detector.
+    pub yunet: YuNetOptions,
     /// ONNX Runtime threads and sessions.
     pub runtime: RuntimeOptions,
     /// Retry once on an edge-replicated padded copy when no face is found.
@@ -113,6 +124,7 @@ impl Default for PipelineOptions {
             detector: DetectorOptions::default(),
             detector_kind: DetectorKind::default(),
             fast: FastDetectorOptions::default(),
+            yunet: YuNetOptions::default(),
             runtime: RuntimeOptions::default(),
             retry_padded: true,
             dense_landmarks: true,
@@ -155,6 +167,8 @@ pub struct FacePipeline {
     detector: FaceDetector,
     /// UltraFace for [`DetectorKind::Fast`], when its model is in the cache.
     fast: Option<UltraFace>,
+    /// YuNet for [`DetectorKind::Yunet`], when its model is in the cache.
+    yunet: Option<YuNet>,
     landmarks: Option<LandmarkModel>,
     embedder: FaceEmbedder,
     options: PipelineOptions,
@@ -162,8 +176,9 @@ pub struct FacePipeline {
 
 impl FacePipeline {
     /// Load ONNX Runtime and the models from the model cache: MTCNN, the landmark model and the
-    /// embedder, and `fr_detect.onnx` for [`DetectorKind::Fast`] (required when
-    /// `options.detector_kind` is `Fast`, loaded when present otherwise).
+    /// embedder, and the video detectors: `fr_detect.onnx` for [`DetectorKind::Fast`] and YuNet
+    /// for [`DetectorKind::Yunet`] (each required when it is `options.detector_kind`, loaded
+    /// when present otherwise).
     pub fn load(
         cache: &ModelCache,
         options: PipelineOptions,
@@ -189,6 +204,18 @@ impl FacePipeline {
                 None
             }
         };
+        let yunet = match cache
+            .model_path(YUNET_MODEL)
+            .map_err(RecognizerError::from)
+            .and_then(|path| YuNet::load(&path, &options.runtime))
+        {
+            Ok(yunet) => Some(yunet),
+            Err(e) if options.detector_kind == DetectorKind::Yunet => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "YuNet face detector not available");
+                None
+            }
+        };
         let embedder = FaceEmbedder::load(&cache.model_path("fr_feature.onnx")?, &options.runtime)?;
         let landmarks = if options.dense_landmarks {
             Some(LandmarkModel::load(
@@ -201,6 +228,7 @@ impl FacePipeline {
         Ok(FacePipeline {
             detector,
             fast,
+            yunet,
             landmarks,
             embedder,
             options,
@@ -210,6 +238,11 @@ impl FacePipeline {
     /// Whether [`DetectorKind::Fast`] can be used (its model was in the cache).
     pub fn has_fast_detector(&self) -> bool {
         self.fast.is_some()
+    }
+
+    /// Whether [`DetectorKind::Yunet`] can be used (its model was in the cache).
+    pub fn has_yunet(&self) -> bool {
+        self.yunet.is_some()
     }
 
     /// Settings in use.
@@ -274,6 +307,15 @@ impl FacePipeline {
                 };
                 fast.detect_refined(&self.detector, image, &self.options.fast)
             }
+            DetectorKind::Yunet => {
+                let Some(yunet) = &self.yunet else {
+                    return Err(RecognizerError::Model {
+                        model: YUNET_MODEL.to_string(),
+                        message: "not in the model cache (run `rollcall models fetch`)".to_string(),
+                    });
+                };
+                yunet.detect_refined(&self.detector, image, &self.options.yunet)
+            }
         }
     }
 
@@ -289,31 +331,63 @@ impl FacePipeline {
         detections: &Detections,
         face: &Detection,
     ) -> Result<Option<Face>, RecognizerError> {
+        let mut faces = self.embed_faces(image, detections, &[face])?;
+        Ok(faces.pop().flatten())
+    }
+
+    /// Align every face of `faces` (detected in `image`), then embed them together: one
+    /// embedder run per [`MAX_EMBED_BATCH`](super::embed::MAX_EMBED_BATCH) faces, cheaper than
+    /// a run per face. One entry per face, in order; `None` where the landmarks are degenerate.
+    pub fn embed_faces(
+        &self,
+        image: &RgbImage,
+        detections: &Detections,
+        faces: &[&Detection],
+    ) -> Result<Vec<Option<Face>>, RecognizerError> {
         // Faces found by the padded retry are aligned in the padded image so that the border
         // they touch is the same replicated border the detector saw.
         let (source, (ox, oy)) = match &detections.padded {
             Some((padded, offset)) => (padded, (offset.0 as f32, offset.1 as f32)),
             None => (image, (0.0, 0.0)),
         };
-        let mut marks = face.landmarks;
-        for mark in &mut marks {
-            mark[0] += ox;
-            mark[1] += oy;
-        }
-        if let Some(model) = &self.landmarks {
-            if let Some(dense) = model.five_points(source, &face.bbox.translated(ox, oy))? {
-                marks = dense;
+        let mut aligned = Vec::with_capacity(faces.len());
+        let mut aligned_index = Vec::with_capacity(faces.len());
+        for face in faces {
+            let mut marks = face.landmarks;
+            for mark in &mut marks {
+                mark[0] += ox;
+                mark[1] += oy;
+            }
+            if let Some(model) = &self.landmarks {
+                if let Some(dense) = model.five_points(source, &face.bbox.translated(ox, oy))? {
+                    marks = dense;
+                }
+            }
+            match align_face_with(source, &marks, self.warp_filter(&face.bbox)) {
+                Some(face) => {
+                    aligned_index.push(Some(aligned.len()));
+                    aligned.push(face);
+                }
+                None => aligned_index.push(None),
             }
         }
-        let aligned = align_face_with(source, &marks, self.warp_filter(&face.bbox));
-        let Some(aligned) = aligned else {
-            return Ok(None);
-        };
-        let embedding = self.embedder.embed(&aligned)?;
-        Ok(Some(Face {
-            detection: face.clone(),
-            embedding,
-        }))
+        let mut embeddings = self
+            .embedder
+            .embed_batch(&aligned)?
+            .into_iter()
+            .map(Some)
+            .collect::<Vec<_>>();
+        Ok(faces
+            .iter()
+            .zip(aligned_index)
+            .map(|(face, index)| {
+                let embedding = embeddings[index?].take()?;
+                Some(Face {
+                    detection: (*face).clone(),
+                    embedding,
+                })
+            })
+            .collect())
     }
 
     /// Detect, align and embed every face in the image.
@@ -331,12 +405,12 @@ impl FacePipeline {
         let detections = self.detect_with(image, kind)?;
         let detect = started.elapsed();
         let started = Instant::now();
-        let mut faces = Vec::with_capacity(detections.faces.len());
-        for d in &detections.faces {
-            if let Some(face) = self.embed(image, &detections, d)? {
-                faces.push(face);
-            }
-        }
+        let all: Vec<&Detection> = detections.faces.iter().collect();
+        let faces: Vec<Face> = self
+            .embed_faces(image, &detections, &all)?
+            .into_iter()
+            .flatten()
+            .collect();
         Ok((
             faces,
             StageTimes {
@@ -396,7 +470,7 @@ mod tests {
 
     #[test]
     fn detector_kind_parses_and_prints_its_settings_name() {
-        for kind in [DetectorKind::Mtcnn, DetectorKind::Fast] {
+        for kind in [DetectorKind::Mtcnn, DetectorKind::Fast, DetectorKind::Yunet] {
             assert_eq!(kind.to_string().parse::<DetectorKind>(), Ok(kind));
         }
         assert_eq!(" FAST ".parse::<DetectorKind>(), Ok(DetectorKind::Fast));

@@ -77,16 +77,7 @@ impl FastDetectorOptions {
     /// The square box O-Net is given for a proposal: the longer side (times `box_scale`) around
     /// the proposal's centre (moved down by `box_shift_y` of its height).
     pub fn onet_box(&self, proposal: &FaceBox) -> FaceBox {
-        let (w, h) = (proposal.width(), proposal.height());
-        let side = w.max(h) * self.box_scale;
-        let cx = proposal.x1 + w * 0.5;
-        let cy = proposal.y1 + h * 0.5 + self.box_shift_y * h;
-        FaceBox {
-            x1: cx - side * 0.5,
-            y1: cy - side * 0.5,
-            x2: cx + side * 0.5,
-            y2: cy + side * 0.5,
-        }
+        onet_square(proposal, self.box_scale, self.box_shift_y)
     }
 }
 
@@ -263,17 +254,49 @@ pub fn iou(a: &FaceBox, b: &FaceBox) -> f32 {
     }
 }
 
-/// Greedy NMS over the best `top_k` proposals, best first.
-fn hard_nms(mut candidates: Vec<Proposal>, threshold: f32, top_k: usize) -> Vec<Proposal> {
-    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
-    candidates.truncate(top_k);
-    let mut keep: Vec<Proposal> = Vec::new();
-    for c in candidates {
-        if keep.iter().all(|k| iou(&k.bbox, &c.bbox) <= threshold) {
-            keep.push(c);
+/// Greedy NMS over the best `top_k` of `items` (each with a box and a score, see
+/// [`Scored`]), best first: an item is kept unless it overlaps a kept one by more than
+/// `threshold` (IoU).
+pub(crate) fn hard_nms<T: Scored>(mut items: Vec<T>, threshold: f32, top_k: usize) -> Vec<T> {
+    items.sort_by(|a, b| b.proposal().score.total_cmp(&a.proposal().score));
+    items.truncate(top_k);
+    let mut keep: Vec<T> = Vec::new();
+    for item in items {
+        let bbox = item.proposal().bbox;
+        if keep
+            .iter()
+            .all(|k| iou(&k.proposal().bbox, &bbox) <= threshold)
+        {
+            keep.push(item);
         }
     }
     keep
+}
+
+/// Something with a proposal's box and score (see [`hard_nms`]).
+pub(crate) trait Scored {
+    fn proposal(&self) -> &Proposal;
+}
+
+impl Scored for Proposal {
+    fn proposal(&self) -> &Proposal {
+        self
+    }
+}
+
+/// The square box O-Net is given for a detector's proposal: the proposal's longer side times
+/// `scale`, around its centre moved down by `shift_y` of its height.
+pub(crate) fn onet_square(proposal: &FaceBox, scale: f32, shift_y: f32) -> FaceBox {
+    let (w, h) = (proposal.width(), proposal.height());
+    let side = w.max(h) * scale;
+    let cx = proposal.x1 + w * 0.5;
+    let cy = proposal.y1 + h * 0.5 + shift_y * h;
+    FaceBox {
+        x1: cx - side * 0.5,
+        y1: cy - side * 0.5,
+        x2: cx + side * 0.5,
+        y2: cy + side * 0.5,
+    }
 }
 
 /// Source index and weight of the second neighbour for each destination index of one axis,
