@@ -13,7 +13,10 @@ pub mod pipeline;
 mod resize;
 pub mod ultraface;
 
-pub use self::image::{decode_image, load_image, RgbImage};
+pub use self::image::{
+    decode_image, decode_photo, load_image, load_photo, DecodeLimits, Photo, RgbImage,
+    DEFAULT_MAX_IMAGE_PIXELS,
+};
 pub use align::{align_face, align_face_with, Similarity, WarpFilter, ARCFACE_TEMPLATE};
 pub use detect::{Detection, DetectorOptions, FaceBox, FaceDetector, Landmarks};
 pub use embed::{FaceEmbedder, EMBEDDING_DIM};
@@ -23,6 +26,7 @@ pub use gallery::{
 };
 pub use landmarks::LandmarkModel;
 pub use pipeline::{
-    DetectorKind, Face, FacePipeline, PipelineOptions, StageTimes, FAST_DETECTOR_MODEL,
+    DetectorKind, Face, FacePipeline, PipelineOptions, StageTimes, DEFAULT_MAX_DETECT_SIDE,
+    FAST_DETECTOR_MODEL,
 };
 pub use ultraface::{FastDetectorOptions, UltraFace};
