@@ -24,7 +24,7 @@ use rollcall_recognizer::handler::{HandlerConfig, HandlerStats, RecognitionHandl
 use rollcall_recognizer::pool::{PoolConfig, PoolStats, WorkerPool};
 use rollcall_recognizer::vision::FacePipeline;
 
-use crate::settings::Recognition;
+use crate::settings::{DirectoryAccess, Recognition};
 
 /// The handler type of the embedded deployment.
 pub type EmbeddedHandler =
@@ -196,7 +196,7 @@ impl EmbeddedService {
             FacePipeline::load(&settings.cache, pipeline_options)
                 .context("cannot load the face models (run `rollcall models fetch` first)")?,
         );
-        let directory = Arc::new(settings.directory()?);
+        let directory = Arc::new(settings.directory(DirectoryAccess::ReadOnly)?);
         let (sample, max_bytes) = (options.sample, options.max_clip_bytes);
         let service = EmbeddedService::start(
             EmbeddedConfig {

@@ -4,6 +4,7 @@
 mod cmd;
 mod demo_video;
 mod embedded;
+mod exit_codes;
 mod headless;
 mod logs;
 mod plan;
@@ -118,8 +119,12 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            let text = format!("{error:#}");
+            eprintln!(
+                "error: {}",
+                rollcall_protocol::terminal_text::terminal_safe(&text)
+            );
+            exit_codes::exit_code_of(&error)
         }
     }
 }

@@ -5,8 +5,10 @@
 //!
 //! ```toml
 //! db = "/var/lib/rollcall/people.db"   # people directory (SQLite)
-//! threads = 1                          # ONNX Runtime threads per inference
+//! threads = 1                          # ONNX Runtime threads per inference (at most the cores)
 //! min_face = 20                        # smallest face side searched, pixels (MTCNN and YuNet)
+//! max_detect_side = 1920               # photos longer than this are searched on a shrunken copy
+//! max_megapixels = 150                 # larger photos are refused before decoding
 //! detector = "mtcnn"                   # photo detector: mtcnn (thorough), yunet or fast
 //! threshold = 0.40                     # fixed match threshold instead of the calibrated one
 //!
@@ -25,11 +27,15 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use rollcall_models::ModelCache;
+use rollcall_protocol::input_files::read_regular_text_file;
 use rollcall_recognizer::clip::SamplePolicy;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
-use rollcall_recognizer::directory::PeopleDirectory;
+use rollcall_recognizer::directory::{DirectoryError, PeopleDirectory};
 use rollcall_recognizer::enrollment::load_gallery;
+use rollcall_recognizer::vision::image::MAX_IMAGE_SIDE;
 use rollcall_recognizer::vision::{DetectorKind, FacePipeline, Gallery, PipelineOptions};
+
+use crate::exit_codes::{usage, UsageError};
 
 /// The config file's keys.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -38,6 +44,8 @@ pub struct ConfigFile {
     pub db: Option<PathBuf>,
     pub threads: Option<usize>,
     pub min_face: Option<f32>,
+    pub max_detect_side: Option<u32>,
+    pub max_megapixels: Option<f64>,
     pub threshold: Option<f32>,
     pub detector: Option<DetectorKind>,
     pub source: Option<String>,
@@ -59,10 +67,41 @@ impl ConfigFile {
                 _ => return Ok(ConfigFile::default()),
             },
         };
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        // A config file is small; a FIFO or a device there must not hang or flood the reader.
+        let text = read_regular_text_file(&path, Some(MAX_CONFIG_BYTES))
+            .map_err(|e| UsageError(format!("cannot read config file {}: {e}", path.display())))?;
+        toml::from_str(&text)
+            .map_err(|e| UsageError(format!("invalid config file {}: {e}", path.display())).into())
     }
+}
+
+/// Largest config file read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Thread counts above this are refused as mistakes rather than capped.
+const MAX_THREADS_SETTING: usize = 4096;
+
+/// ONNX Runtime threads per inference: at least 1, at most the cores this process may use (more
+/// only makes threads wait for each other: 16 threads took 8 s for one photo on 2 cores), and
+/// absurd values refused. `setting` names where the value came from.
+fn threads_setting(requested: usize, setting: &str) -> Result<usize> {
+    if requested == 0 {
+        return usage(format!("{setting} must be at least 1"));
+    }
+    if requested > MAX_THREADS_SETTING {
+        return usage(format!(
+            "{setting} = {requested} is not a usable thread count (at most {MAX_THREADS_SETTING}; \
+             more than the cores gains nothing)"
+        ));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if requested > cores {
+        tracing::warn!(
+            "{setting} = {requested} is more than the {cores} core(s) available; using {cores}"
+        );
+        return Ok(cores);
+    }
+    Ok(requested)
 }
 
 fn dirs_config_file() -> Option<PathBuf> {
@@ -97,6 +136,14 @@ pub struct RecognizerArgs {
     /// Smallest face side to look for, in pixels (default 20).
     #[arg(long, env = "ROLLCALL_MIN_FACE", value_name = "PX")]
     pub min_face: Option<f32>,
+    /// Photos and frames whose long side exceeds PX are searched for faces on a shrunken copy
+    /// (default 1920; 0: never shrink). Bounds memory; faces smaller than min-face x (long side
+    /// / PX) pixels are then not found.
+    #[arg(long, env = "ROLLCALL_MAX_DETECT_SIDE", value_name = "PX")]
+    pub max_detect_side: Option<u32>,
+    /// Photos with more megapixels are refused before decoding (default 150).
+    #[arg(long, env = "ROLLCALL_MAX_MEGAPIXELS", value_name = "MP")]
+    pub max_megapixels: Option<f64>,
     /// Face detector for photos: `mtcnn` (thorough, default), `yunet` (YuNet + O-Net) or `fast`
     /// (UltraFace + O-Net). Video clips: `yunet` for frames over 640x480 when its model is present, else `fast`.
     #[arg(long, env = "ROLLCALL_DETECTOR", value_name = "KIND")]
@@ -135,33 +182,58 @@ impl RecognizerArgs {
             .or_else(|| config.db.clone())
             .unwrap_or_else(|| cache.root().join("people.db"));
         let mut options = PipelineOptions::default();
-        if let Some(threads) = self.threads.or(config.threads) {
-            anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+        let threads = match (self.threads, config.threads) {
+            (Some(n), _) => Some(threads_setting(n, "--threads (ROLLCALL_THREADS)")?),
+            (None, Some(n)) => Some(threads_setting(n, "config file `threads`")?),
+            (None, None) => None,
+        };
+        if let Some(threads) = threads {
             options.runtime.intra_threads = threads;
         }
         if let Some(min_face) = self.min_face.or(config.min_face) {
-            anyhow::ensure!(
-                (4.0..=4096.0).contains(&min_face),
-                "--min-face must be between 4 and 4096 pixels, got {min_face}"
-            );
+            if !(4.0..=4096.0).contains(&min_face) {
+                return usage(format!(
+                    "--min-face must be between 4 and 4096 pixels, got {min_face}"
+                ));
+            }
             options.detector.min_face_size = min_face;
             options.yunet.min_face_size = min_face;
+        }
+        if let Some(side) = self.max_detect_side.or(config.max_detect_side) {
+            if side != 0 && !(64..=MAX_IMAGE_SIDE).contains(&side) {
+                return usage(format!(
+                    "--max-detect-side must be 0 (never shrink) or between 64 and \
+                     {MAX_IMAGE_SIDE} pixels, got {side}"
+                ));
+            }
+            options.max_detect_side = side;
+        }
+        if let Some(megapixels) = self.max_megapixels.or(config.max_megapixels) {
+            let most = f64::from(MAX_IMAGE_SIDE) * f64::from(MAX_IMAGE_SIDE) / 1e6;
+            if !(0.01..=most).contains(&megapixels) {
+                return usage(format!(
+                    "--max-megapixels must be between 0.01 and {most:.1}, got {megapixels}"
+                ));
+            }
+            options.decode.max_pixels = (megapixels * 1e6).round() as u64;
         }
         if let Some(kind) = self.detector.or(config.detector) {
             options.detector_kind = kind;
         }
         let threshold = self.threshold.or(config.threshold);
         if let Some(t) = threshold {
-            anyhow::ensure!(
-                (-1.0..=1.0).contains(&t),
-                "--threshold is a cosine similarity between -1 and 1, got {t}"
-            );
+            if !(-1.0..=1.0).contains(&t) {
+                return usage(format!(
+                    "--threshold is a cosine similarity between -1 and 1, got {t}"
+                ));
+            }
         }
-        anyhow::ensure!(
-            matches!(self.backend.as_str(), "local" | "aws"),
-            "--backend must be local or aws, got {:?}",
-            self.backend
-        );
+        if !matches!(self.backend.as_str(), "local" | "aws") {
+            return usage(format!(
+                "--backend must be local or aws, got {:?}",
+                self.backend
+            ));
+        }
         Ok(Recognition {
             backend: self.backend.clone(),
             cache,
@@ -180,7 +252,10 @@ impl Recognition {
     }
 
     /// The people directory of the configured backend, and where it is (for messages).
-    pub fn people_directory(&self) -> Result<(Arc<dyn PeopleDirectory>, String)> {
+    pub fn people_directory(
+        &self,
+        access: DirectoryAccess,
+    ) -> Result<(Arc<dyn PeopleDirectory>, String)> {
         if self.backend == "aws" {
             #[cfg(feature = "aws")]
             {
@@ -197,13 +272,18 @@ impl Recognition {
             #[cfg(not(feature = "aws"))]
             anyhow::bail!("this rollcall was built without the `aws` feature");
         }
-        Ok((Arc::new(self.directory()?), self.db.display().to_string()))
+        Ok((
+            Arc::new(self.directory(access)?),
+            self.db.display().to_string(),
+        ))
     }
 
     /// Everyone enrolled in `directory`, at the configured or calibrated threshold; warns when
-    /// nobody is enrolled (every face will then be unknown).
+    /// nobody is enrolled (every face will then be unknown). Stored settings that cannot be used
+    /// (a threshold that is not a number, embeddings of another model) are errors naming them.
     pub fn gallery(&self, directory: &dyn PeopleDirectory) -> Result<Gallery> {
-        let gallery = load_gallery(directory, self.threshold)?;
+        let gallery = load_gallery(directory, self.threshold)
+            .with_context(|| format!("cannot use the people directory {}", self.db.display()))?;
         if gallery.is_empty() {
             eprintln!(
                 "warning: nobody is enrolled in {}; every face will be unknown",
@@ -213,11 +293,42 @@ impl Recognition {
         Ok(gallery)
     }
 
-    /// Open (or create) the people directory.
-    pub fn directory(&self) -> Result<SqliteDirectory> {
-        SqliteDirectory::open(&self.db)
-            .with_context(|| format!("cannot open people directory {}", self.db.display()))
+    /// Open the SQLite people directory (`--db`): created only with [`DirectoryAccess::Create`]
+    /// (and then said so on stderr); a path that does not exist is a usage error otherwise.
+    pub fn directory(&self, access: DirectoryAccess) -> Result<SqliteDirectory> {
+        let db = &self.db;
+        let opened = match access {
+            DirectoryAccess::Create => {
+                if !db.exists() {
+                    eprintln!("creating a new people directory at {}", db.display());
+                }
+                SqliteDirectory::open(db)
+            }
+            DirectoryAccess::Existing => SqliteDirectory::open_existing(db),
+            DirectoryAccess::ReadOnly => SqliteDirectory::open_read_only(db),
+        };
+        opened.map_err(|e| match e {
+            DirectoryError::Missing { .. } => UsageError(format!(
+                "people directory {} does not exist (check --db, ROLLCALL_DB or the config \
+                 file's `db`; `rollcall enroll` and `rollcall people import` create one)",
+                db.display()
+            ))
+            .into(),
+            other => anyhow::Error::new(other)
+                .context(format!("cannot open people directory {}", db.display())),
+        })
     }
+}
+
+/// How a command uses the people directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectoryAccess {
+    /// Create it when missing, saying so (`enroll`, `people import`, the demo).
+    Create,
+    /// It must exist; read and write (`people remove`).
+    Existing,
+    /// It must exist; opened read-only (identify, eval, scan, sessions, `people list/show`).
+    ReadOnly,
 }
 
 #[cfg(feature = "aws")]

@@ -202,7 +202,8 @@ fn eval_json_has_the_contract_keys_and_identify_names_inputs_in_errors() {
         good.to_str().unwrap(),
     ]);
     let log = text(&out);
-    assert!(out.status.success(), "one image was fine: {log}");
+    // One input failed: status 1 (README, "Exit status"), the good image still identified.
+    assert_eq!(out.status.code(), Some(1), "one input failed: {log}");
     assert!(log.contains("corrupt.jpg"), "{log}");
     assert!(
         log.contains("att_s1"),
@@ -232,6 +233,31 @@ fn missing_inputs_fail_with_a_message_naming_them() {
     ]);
     assert!(!out.status.success());
     assert!(text(&out).contains("no-such-dir"), "{}", text(&out));
+    assert!(
+        !db.exists(),
+        "a failed enrolment must not leave a directory behind"
+    );
+
+    // Only enroll and people import create a directory; scan refuses a missing one (usage).
+    let video = tmp.path().join("no-such-video.mp4");
+    let out = rollcall(&[
+        "scan",
+        video.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("x.db"), "{}", text(&out));
+    let csv = tmp.path().join("records.csv");
+    std::fs::write(&csv, "person_id,name\nada,Ada Lovelace\n").unwrap();
+    let out = rollcall(&[
+        "people",
+        "import",
+        csv.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
 
     let video = tmp.path().join("no-such-video.mp4");
     let out = rollcall(&[

@@ -19,7 +19,7 @@ use openh264::formats::YUVSource;
 use openh264::{OpenH264API, Timestamp};
 use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
-use crate::source::{now_ns, Frame};
+use crate::source::{now_ns, Frame, MAX_FRAME_SIZE};
 use rollcall_protocol::ids::{validate_id, InvalidId};
 
 /// Default clip length in milliseconds.
@@ -438,8 +438,11 @@ fn check_frame(frame: &Frame) -> Result<(), SegmentError> {
     if frame.width < 2 || frame.height < 2 || frame.width % 2 != 0 || frame.height % 2 != 0 {
         return Err(bad("width and height must be even and at least 2"));
     }
-    if frame.width.max(frame.height) > 3840 || frame.width.min(frame.height) > 2160 {
-        return Err(bad("larger than the encoder's 3840x2160"));
+    let (max_long, max_short) = MAX_FRAME_SIZE;
+    if frame.width.max(frame.height) > max_long || frame.width.min(frame.height) > max_short {
+        return Err(bad(&format!(
+            "larger than the encoder takes ({max_long}x{max_short})"
+        )));
     }
     if !frame.is_well_formed() {
         return Err(bad("data length is not width*height*3/2 (I420)"));

@@ -141,8 +141,12 @@ pub struct SessionReport {
     pub spool_dropped: u64,
     /// Why capture stopped.
     pub ended: EndReason,
-    /// The capture or encoding failure that ended the session, if any.
+    /// The capture or encoding failure that ended the session, or frames that could not be
+    /// encoded and were skipped (with the first reason), if any.
     pub error: Option<String>,
+    /// The first error a result reported (the function could not recognise a clip), with the
+    /// number of results that reported one in [`ClipCounters::errors`].
+    pub first_result_error: Option<String>,
     /// Wall time of capture.
     pub capture_time: Duration,
     /// Wall time of the whole session (capture + drain).
@@ -229,6 +233,7 @@ struct State {
     received_latency: LatencyRecorder,
     unknown_faces: u64,
     capture_done: bool,
+    first_result_error: Option<String>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -414,6 +419,7 @@ where
         spool_dropped: spool.stats().dropped,
         ended,
         error,
+        first_result_error: s.first_result_error.clone(),
         capture_time,
         total_time: started.elapsed(),
         source: source.describe(),
@@ -424,6 +430,9 @@ fn record_result(s: &mut State, got: &ReceivedResult) {
     let result = &got.result;
     s.with_result.insert(result.clip_id.clone());
     s.unknown_faces += u64::from(result.unknown_faces);
+    if let (None, Some(error)) = (&s.first_result_error, &result.error) {
+        s.first_result_error = Some(format!("clip {}: {error}", result.clip_id));
+    }
     for person in &result.people {
         let tally = s
             .people
@@ -465,6 +474,10 @@ fn capture(
         }
     };
     let mut outcome = (EndReason::EndOfSource, None);
+    // Frames the encoder cannot take (e.g. a source larger than it accepts) are skipped: one
+    // warning with the reason, not one per frame, and the report says how many.
+    let mut skipped_frames = 0u64;
+    let mut first_skip: Option<String> = None;
     loop {
         if stop.load(Ordering::Relaxed) {
             outcome = (EndReason::Stopped, None);
@@ -477,8 +490,15 @@ fn capture(
         match source.next_frame() {
             Ok(Some(frame)) => match segmenter.push(frame) {
                 Ok(clips) => clips.into_iter().for_each(&spool_clip),
-                Err(crate::segment::SegmentError::BadFrame { .. }) => {
-                    tracing::warn!("frame skipped: cannot be encoded");
+                Err(e @ crate::segment::SegmentError::BadFrame { .. }) => {
+                    skipped_frames += 1;
+                    if first_skip.is_none() {
+                        tracing::warn!(
+                            "frames skipped: {e} (further frames skipped for this reason are \
+                             only counted)"
+                        );
+                        first_skip = Some(e.to_string());
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "encoding failed; clip abandoned");
@@ -491,6 +511,11 @@ fn capture(
                 break;
             }
         }
+    }
+    if let (Some(first), None) = (&first_skip, &outcome.1) {
+        outcome.1 = Some(format!(
+            "{skipped_frames} frame(s) could not be encoded and were skipped; the first: {first}"
+        ));
     }
     match segmenter.finish() {
         Ok(Some(clip)) => spool_clip(clip),

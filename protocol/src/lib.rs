@@ -14,6 +14,8 @@
 //!   feature `aws`, S3.
 //! - [`results`]: the [`ResultQueue`](results::ResultQueue) trait, an in-process backend and,
 //!   with feature `aws`, one SQS queue per device.
+//! - [`input_files`]: only regular files are read as inputs (no FIFO, device or directory).
+//! - [`terminal_text`]: outside text made safe for terminals and logs.
 //! - [`events`]: storage notifications (S3 events, direct, SQS- or SNS-wrapped) -> clip events.
 //! - `aws` (feature `aws`): SDK configuration, resource names, SDK error helpers.
 //!
@@ -40,6 +42,8 @@
 pub mod aws;
 pub mod events;
 pub mod ids;
+pub mod input_files;
 pub mod results;
 pub mod store;
+pub mod terminal_text;
 pub mod wire;

@@ -3,13 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
+use rollcall_protocol::input_files::{entry_metadata, regular_file_metadata};
+
 use crate::directory::{
     validate_person_id, EnrollmentSample, PeopleDirectory, SETTING_EMBEDDING_MODEL,
     SETTING_MATCH_THRESHOLD,
 };
 use crate::error::RecognizerError;
 use crate::vision::{
-    calibrate_threshold, load_image, robust_mean_embedding, Calibration, FacePipeline, Gallery,
+    calibrate_threshold, load_photo, robust_mean_embedding, Calibration, FacePipeline, Gallery,
     Template, DEFAULT_MATCH_THRESHOLD,
 };
 
@@ -26,8 +28,11 @@ pub struct PhotoTree {
     pub rejected: Vec<(PathBuf, String)>,
 }
 
-/// List `DIR/<person>/<files>`. Person folder names must be valid person ids; files directly in
-/// `DIR` and folders with unusable names are reported, not fatal. Hidden entries are ignored.
+/// List `DIR/<person>/<files>`. Person folder names must be valid person ids. Everything that
+/// is not used is reported in [`PhotoTree::rejected`] with its reason, not fatal: files directly
+/// in `DIR`, folders with unusable names or that cannot be read, and entries of a person folder
+/// that are not regular files (folders, FIFOs, devices, sockets, broken symbolic links, link
+/// loops). Hidden entries (names starting with `.`) are not inputs and are ignored.
 pub fn scan_photo_tree(dir: &Path) -> Result<PhotoTree, RecognizerError> {
     let read_error = |path: &Path, e: std::io::Error| RecognizerError::Read {
         input: path.display().to_string(),
@@ -46,30 +51,57 @@ pub fn scan_photo_tree(dir: &Path) -> Result<PhotoTree, RecognizerError> {
         if name.starts_with('.') {
             continue;
         }
-        if !path.is_dir() {
-            tree.rejected.push((
-                path,
-                "not a person folder (expected DIR/<person>/<images>)".to_string(),
-            ));
-            continue;
+        match entry_metadata(&path) {
+            Err(e) => {
+                tree.rejected.push((path, e.to_string()));
+                continue;
+            }
+            Ok(metadata) if !metadata.is_dir() => {
+                tree.rejected.push((
+                    path,
+                    "not a person folder (expected DIR/<person>/<images>)".to_string(),
+                ));
+                continue;
+            }
+            Ok(_) => {}
         }
         if let Err(e) = validate_person_id(&name) {
             tree.rejected.push((path, e.to_string()));
             continue;
         }
+        let listing = match std::fs::read_dir(&path) {
+            Ok(listing) => listing,
+            Err(e) => {
+                tree.rejected
+                    .push((path, format!("cannot read the person folder: {e}")));
+                continue;
+            }
+        };
         let mut files = Vec::new();
-        for file in std::fs::read_dir(&path).map_err(|e| read_error(&path, e))? {
-            let file = file.map_err(|e| read_error(&path, e))?;
+        for file in listing {
+            let file = match file {
+                Ok(file) => file,
+                Err(e) => {
+                    tree.rejected
+                        .push((path.clone(), format!("cannot list the person folder: {e}")));
+                    break;
+                }
+            };
             let file_path = file.path();
-            let hidden = file.file_name().to_string_lossy().starts_with('.');
-            if !hidden && file_path.is_file() {
-                files.push(file_path);
+            if file.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            // Checked without opening: a FIFO must be reported, not read (that would block).
+            match regular_file_metadata(&file_path) {
+                Ok(_) => files.push(file_path),
+                Err(e) => tree.rejected.push((file_path, e.to_string())),
             }
         }
         files.sort();
         tree.people.push((name, files));
     }
     tree.people.sort_by(|a, b| a.0.cmp(&b.0));
+    tree.rejected.sort();
     Ok(tree)
 }
 
@@ -99,6 +131,9 @@ pub struct PersonEnrollment {
     pub photos: Vec<(PathBuf, PhotoOutcome)>,
     /// Embeddings of the used photos.
     pub samples: Vec<EnrollmentSample>,
+    /// What the user should know about photos that were read: the frame used of an animated
+    /// GIF, a truncated JPEG ([`crate::vision::Photo::notes`]).
+    pub notes: Vec<(PathBuf, String)>,
 }
 
 impl PersonEnrollment {
@@ -118,13 +153,14 @@ pub fn embed_person_photos(
         person_id: person_id.to_string(),
         photos: Vec::new(),
         samples: Vec::new(),
+        notes: Vec::new(),
     };
     for path in photos {
-        let outcome = match load_image(path) {
+        let outcome = match load_photo(path, &pipeline.options().decode) {
             Err(e) => PhotoOutcome::Rejected {
                 reason: e.to_string(),
             },
-            Ok(image) => match pipeline.largest_face(&image) {
+            Ok(photo) => match pipeline.largest_face(&photo.image) {
                 Err(e) => PhotoOutcome::Rejected {
                     reason: e.to_string(),
                 },
@@ -140,6 +176,9 @@ pub fn embed_person_photos(
                             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
                         embedding: face.embedding,
                     });
+                    result
+                        .notes
+                        .extend(photo.notes.iter().map(|n| (path.clone(), n.clone())));
                     PhotoOutcome::Used { faces }
                 }
             },
@@ -172,18 +211,7 @@ pub fn store_enrollment(
     let Some((mean, left_out)) = robust_mean_embedding(&embeddings) else {
         return Ok(StoredEnrollment::default());
     };
-    if let Some(model) = directory.setting(SETTING_EMBEDDING_MODEL)? {
-        if model != EMBEDDING_MODEL_ID && !directory.gallery()?.is_empty() {
-            return Err(RecognizerError::Directory(
-                crate::directory::DirectoryError::InvalidEnrollment {
-                    person_id: enrollment.person_id.clone(),
-                    reason: format!(
-                        "the directory holds embeddings of model {model}, not {EMBEDDING_MODEL_ID}; re-enrol everyone into a new database"
-                    ),
-                },
-            ));
-        }
-    }
+    check_embedding_model(directory, || Ok(directory.gallery()?.is_empty()))?;
     let kept: Vec<EnrollmentSample> = enrollment
         .samples
         .iter()
@@ -217,18 +245,62 @@ pub fn recalibrate(directory: &dyn PeopleDirectory) -> Result<Calibration, Recog
     Ok(calibration)
 }
 
-/// The stored match threshold, or the default when none was calibrated.
+/// The stored match threshold, or the default when none was calibrated. A stored value that is
+/// not a number, not finite or outside the cosine range -1..1 is an error naming the setting
+/// ([`DirectoryError::InvalidSetting`]): guessing a threshold would silently name the wrong
+/// people or nobody.
+///
+/// [`DirectoryError::InvalidSetting`]: crate::directory::DirectoryError::InvalidSetting
 pub fn stored_threshold<D: PeopleDirectory + ?Sized>(
     directory: &D,
 ) -> Result<f32, RecognizerError> {
-    Ok(directory
-        .setting(SETTING_MATCH_THRESHOLD)?
-        .and_then(|v| v.parse::<f32>().ok())
-        .filter(|t| t.is_finite())
-        .unwrap_or(DEFAULT_MATCH_THRESHOLD))
+    let Some(value) = directory.setting(SETTING_MATCH_THRESHOLD)? else {
+        return Ok(DEFAULT_MATCH_THRESHOLD);
+    };
+    match value.trim().parse::<f32>() {
+        Ok(t) if t.is_finite() && (-1.0..=1.0).contains(&t) => Ok(t),
+        _ => Err(invalid_setting(
+            SETTING_MATCH_THRESHOLD,
+            &value,
+            "a match threshold is a cosine similarity between -1 and 1; re-enrol (which \
+             recalibrates it) or pass --threshold",
+        )),
+    }
+}
+
+fn invalid_setting(key: &str, value: &str, reason: &str) -> RecognizerError {
+    RecognizerError::Directory(crate::directory::DirectoryError::InvalidSetting {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+/// Refuse a directory whose stored embeddings come from another embedding model than
+/// [`EMBEDDING_MODEL_ID`] (its faces would be compared with incomparable vectors). The same check
+/// guards enrolment ([`store_enrollment`]) and every gallery load ([`load_gallery`]).
+/// `gallery_is_empty` is only asked when the stored model differs (a directory whose people were
+/// all removed may be re-enrolled with another model).
+fn check_embedding_model<D: PeopleDirectory + ?Sized>(
+    directory: &D,
+    gallery_is_empty: impl FnOnce() -> Result<bool, RecognizerError>,
+) -> Result<(), RecognizerError> {
+    match directory.setting(SETTING_EMBEDDING_MODEL)? {
+        Some(model) if model != EMBEDDING_MODEL_ID && !gallery_is_empty()? => Err(invalid_setting(
+            SETTING_EMBEDDING_MODEL,
+            &model,
+            &format!(
+                "the directory holds embeddings of that model, not of {EMBEDDING_MODEL_ID} which \
+                 this build computes; re-enrol everyone into a new database"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Everyone enrolled in `directory`, deciding at `threshold` (or the stored calibrated one).
+/// The stored settings are checked first: the threshold ([`stored_threshold`], unless one is
+/// given) and the embedding model that made the gallery.
 pub fn load_gallery<D: PeopleDirectory + ?Sized>(
     directory: &D,
     threshold: Option<f32>,
@@ -237,8 +309,9 @@ pub fn load_gallery<D: PeopleDirectory + ?Sized>(
         Some(t) => t,
         None => stored_threshold(directory)?,
     };
-    let templates = directory
-        .gallery()?
+    let entries = directory.gallery()?;
+    check_embedding_model(directory, || Ok(entries.is_empty()))?;
+    let templates = entries
         .into_iter()
         .map(|entry| Template {
             person_id: entry.person_id,
@@ -272,6 +345,102 @@ mod tests {
         assert!(scan_photo_tree(&dir.path().join("missing")).is_err());
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn photo_tree_reports_every_special_entry_with_its_reason_without_blocking() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let person = dir.path().join("ada_lovelace");
+        std::fs::create_dir(&person).unwrap();
+        std::fs::write(person.join("1.jpg"), b"x").unwrap();
+        std::fs::create_dir(person.join("2.jpg")).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(person.join("3.jpg"))
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+        symlink(person.join("gone.jpg"), person.join("4.jpg")).unwrap();
+        symlink(person.join("5.jpg"), person.join("6.jpg")).unwrap();
+        symlink(person.join("6.jpg"), person.join("5.jpg")).unwrap();
+        symlink("/dev/null", person.join("7.jpg")).unwrap();
+        symlink(person.join("1.jpg"), person.join("8.jpg")).unwrap();
+        symlink(dir.path().join("nowhere"), dir.path().join("bob")).unwrap();
+
+        let tree = scan_photo_tree(dir.path()).unwrap();
+        let files: Vec<String> = tree.people[0]
+            .1
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, ["1.jpg", "8.jpg"], "regular files and links to them");
+        let reason = |name: &str| {
+            tree.rejected
+                .iter()
+                .find(|(p, _)| p.file_name().is_some_and(|n| n == name))
+                .map(|(_, r)| r.clone())
+                .unwrap_or_else(|| panic!("{name} not reported: {:?}", tree.rejected))
+        };
+        assert_eq!(reason("2.jpg"), "is a directory, not a regular file");
+        assert_eq!(
+            reason("3.jpg"),
+            "is a FIFO (named pipe), not a regular file"
+        );
+        assert!(reason("4.jpg").starts_with("is a broken symbolic link"));
+        assert!(reason("5.jpg").contains("symbolic link loop"));
+        assert!(reason("6.jpg").contains("symbolic link loop"));
+        assert_eq!(reason("7.jpg"), "is a character device, not a regular file");
+        assert!(reason("bob").starts_with("is a broken symbolic link"));
+        assert_eq!(tree.rejected.len(), 7, "{:?}", tree.rejected);
+    }
+
+    #[test]
+    fn unusable_stored_settings_are_refused_by_name() {
+        let directory = SqliteDirectory::open_in_memory().unwrap();
+        assert_eq!(
+            stored_threshold(&directory).unwrap(),
+            DEFAULT_MATCH_THRESHOLD
+        );
+        for bad in ["abc", "NaN", "inf", "5", "-1.5", ""] {
+            directory.set_setting(SETTING_MATCH_THRESHOLD, bad).unwrap();
+            let error = load_gallery(&directory, None).unwrap_err().to_string();
+            assert!(error.contains("match_threshold"), "{bad:?}: {error}");
+            assert!(error.contains(&format!("{bad:?}")), "{bad:?}: {error}");
+            // An explicit threshold does not need the stored one.
+            assert!(load_gallery(&directory, Some(0.5)).is_ok());
+        }
+        directory
+            .set_setting(SETTING_MATCH_THRESHOLD, " 0.3910 ")
+            .unwrap();
+        assert!((stored_threshold(&directory).unwrap() - 0.391).abs() < 1e-6);
+
+        // Embeddings of another model: refused when the gallery is used, as enrolment refuses it.
+        directory.enroll("ada", &[1.0, 0.0], &[]).unwrap();
+        directory
+            .set_setting(SETTING_EMBEDDING_MODEL, "dlib_resnet@0000")
+            .unwrap();
+        let error = load_gallery(&directory, None).unwrap_err().to_string();
+        assert!(error.contains("embedding_model"), "{error}");
+        assert!(error.contains("dlib_resnet@0000"), "{error}");
+        let enrollment = PersonEnrollment {
+            person_id: "bob".into(),
+            photos: Vec::new(),
+            samples: vec![EnrollmentSample {
+                person_id: "bob".into(),
+                image: "1.jpg".into(),
+                embedding: vec![0.0, 1.0],
+            }],
+            notes: Vec::new(),
+        };
+        let error = store_enrollment(&directory, &enrollment)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("embedding_model"), "{error}");
+        directory
+            .set_setting(SETTING_EMBEDDING_MODEL, EMBEDDING_MODEL_ID)
+            .unwrap();
+        assert_eq!(load_gallery(&directory, None).unwrap().len(), 1);
+    }
+
     #[test]
     fn store_and_reload_gallery_with_calibrated_threshold() {
         let directory = SqliteDirectory::open_in_memory().unwrap();
@@ -292,6 +461,7 @@ mod tests {
                 person_id: person.to_string(),
                 photos: Vec::new(),
                 samples,
+                notes: Vec::new(),
             };
             assert!(store_enrollment(&directory, &enrollment).unwrap().stored);
         }
@@ -299,6 +469,7 @@ mod tests {
             person_id: "nobody".into(),
             photos: Vec::new(),
             samples: Vec::new(),
+            notes: Vec::new(),
         };
         assert!(!store_enrollment(&directory, &empty).unwrap().stored);
         let calibration = recalibrate(&directory).unwrap();

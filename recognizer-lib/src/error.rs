@@ -33,6 +33,22 @@ pub enum RecognizerError {
         /// The limit per side.
         limit: u32,
     },
+    /// The image has more pixels than the decoding budget allows; refused before decoding.
+    #[error(
+        "{input}: image too large to decode ({width}x{height} is {:.1} megapixels; the budget is {} megapixels)",
+        (*width as f64) * (*height as f64) / 1e6,
+        (*budget as f64) / 1e6
+    )]
+    ImageOverBudget {
+        /// The input (path or name).
+        input: String,
+        /// Its width in pixels.
+        width: u32,
+        /// Its height in pixels.
+        height: u32,
+        /// The budget, in pixels.
+        budget: u64,
+    },
     /// ONNX Runtime could not be loaded or started.
     #[error("ONNX Runtime: {message}")]
     Runtime {

@@ -40,6 +40,7 @@ use crate::error::RecognizerError;
 use crate::vision::Gallery;
 use rollcall_protocol::results::{QueueError, ResultQueue};
 use rollcall_protocol::store::{ClipStore, DEFAULT_MAX_CLIP_BYTES};
+use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_protocol::wire::{
     unix_now_ns, ClipEvent, FunctionTimings, PixelBox, RecognitionResult, RecognizedPerson,
 };
@@ -450,7 +451,8 @@ where
             let names: Vec<&str> = result.people.iter().map(|p| p.name.as_str()).collect();
             tracing::info!(
                 clip = %result.clip_id,
-                people = %names.join(", "),
+                // Names come from records: escaped, so one cannot forge log lines.
+                people = %terminal_safe(&names.join(", ")),
                 unknown = result.unknown_faces,
                 total_ms = format_args!("{:.1}", result.timings.total_ms),
                 cold_start,

@@ -60,6 +60,9 @@ impl ConsoleArgs {
 }
 
 pub fn run(args: ConsoleArgs, config: &ConfigFile) -> Result<ExitCode> {
+    if let Some(path) = &args.report {
+        crate::plan::report::check_report_destination(path)?;
+    }
     let plan = args.capture.plan(config)?;
     #[cfg(feature = "gpio")]
     let gpio = {

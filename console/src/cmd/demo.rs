@@ -22,7 +22,7 @@ use rollcall_recognizer::enrollment::{
 use rollcall_recognizer::vision::{load_image, Identity};
 
 use crate::demo_video::build_demo_video;
-use crate::settings::{ConfigFile, RecognizerArgs};
+use crate::settings::{ConfigFile, DirectoryAccess, RecognizerArgs};
 
 /// Demo academic records: clearly marked as demo data.
 const DEMO_RECORDS: &str = include_str!("../../demo/people.csv");
@@ -59,7 +59,7 @@ pub fn run(args: DemoArgs, config: &ConfigFile) -> Result<ExitCode> {
         std::fs::remove_file(&settings.db)
             .with_context(|| format!("cannot reset {}", settings.db.display()))?;
     }
-    let directory = settings.directory()?;
+    let directory = settings.directory(DirectoryAccess::Create)?;
     let records = records_csv::read_records_from(DEMO_RECORDS.as_bytes(), "demo/people.csv")?;
     directory.upsert_records(&records.records)?;
 

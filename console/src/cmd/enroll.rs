@@ -9,8 +9,10 @@ use rollcall_recognizer::enrollment::{
     embed_person_photos, recalibrate, scan_photo_tree, store_enrollment, PhotoOutcome,
 };
 
-use crate::cmd::people::{import_records, print_calibration};
-use crate::settings::{ConfigFile, RecognizerArgs};
+use rollcall_protocol::terminal_text::terminal_safe;
+
+use crate::cmd::people::{check_records_file, import_records, print_calibration};
+use crate::settings::{ConfigFile, DirectoryAccess, RecognizerArgs};
 
 /// Enrol people from photo folders into the people directory.
 #[derive(Args, Debug)]
@@ -27,15 +29,23 @@ pub struct EnrollArgs {
 
 pub fn run(args: EnrollArgs, config: &ConfigFile) -> Result<ExitCode> {
     let settings = args.recognizer.resolve(config)?;
-    let (directory, location) = settings.people_directory()?;
+    // The inputs are checked before the directory is opened (and maybe created): a mistyped
+    // folder or records file must not leave an empty directory behind.
+    let tree = scan_photo_tree(&args.photos)
+        .with_context(|| format!("cannot read photo folder {}", args.photos.display()))?;
+    if let Some(csv) = &args.records {
+        check_records_file(csv)?;
+    }
+    let (directory, location) = settings.people_directory(DirectoryAccess::Create)?;
     if let Some(csv) = &args.records {
         import_records(directory.as_ref(), csv)?;
     }
-
-    let tree = scan_photo_tree(&args.photos)
-        .with_context(|| format!("cannot read photo folder {}", args.photos.display()))?;
     for (path, reason) in &tree.rejected {
-        println!("skipped {}: {reason}", path.display());
+        println!(
+            "skipped {}: {}",
+            terminal_safe(&path.display().to_string()),
+            terminal_safe(reason)
+        );
     }
     if tree.people.is_empty() {
         println!(
@@ -51,6 +61,10 @@ pub fn run(args: EnrollArgs, config: &ConfigFile) -> Result<ExitCode> {
     for (person_id, photos) in &tree.people {
         let enrollment = embed_person_photos(&pipeline, person_id, photos);
         let mut notes = Vec::new();
+        for (path, note) in &enrollment.notes {
+            let file = path.file_name().unwrap_or_default().to_string_lossy();
+            notes.push(format!("{file}: {note}"));
+        }
         for (path, outcome) in &enrollment.photos {
             let file = path.file_name().unwrap_or_default().to_string_lossy();
             match outcome {
@@ -89,11 +103,14 @@ pub fn run(args: EnrollArgs, config: &ConfigFile) -> Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                println!("{person_id}: NOT enrolled: {e}");
+                println!(
+                    "{person_id}: NOT enrolled: {}",
+                    terminal_safe(&e.to_string())
+                );
             }
         }
         for note in notes {
-            println!("  {note}");
+            println!("  {}", terminal_safe(&note));
         }
     }
     let calibration = recalibrate(directory.as_ref())?;

@@ -6,11 +6,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_recognizer::enrollment::scan_photo_tree;
 use rollcall_recognizer::evaluation::{summarize, EvaluationReport, ProbeResult};
-use rollcall_recognizer::vision::{load_image, Identity};
+use rollcall_recognizer::vision::{load_photo, Identity};
+use serde::Serialize;
 
-use crate::settings::{ConfigFile, RecognizerArgs};
+use crate::exit_codes::failed_if;
+use crate::settings::{ConfigFile, DirectoryAccess, RecognizerArgs};
 
 /// Measure accuracy on VALDIR/<person>/<image>; people not enrolled must come out unknown.
 #[derive(Args, Debug)]
@@ -25,21 +28,49 @@ pub struct EvalArgs {
     recognizer: RecognizerArgs,
 }
 
+/// An entry of the probe folder that was not evaluated, and why.
+#[derive(Serialize)]
+struct Skipped {
+    file: String,
+    reason: String,
+}
+
+/// `eval --json`: the accuracy figures and everything that was not evaluated.
+#[derive(Serialize)]
+struct EvalJson<'a> {
+    #[serde(flatten)]
+    report: &'a EvaluationReport,
+    /// Entries skipped: not photos (folders, FIFOs, broken links, ...), unreadable photos.
+    skipped_count: usize,
+    skipped: &'a [Skipped],
+    /// Photos evaluated with something to know (animated GIF frame, truncated JPEG).
+    notes: &'a [Skipped],
+}
+
 pub fn run(args: EvalArgs, config: &ConfigFile) -> Result<ExitCode> {
     let settings = args.recognizer.resolve(config)?;
-    let directory = settings.directory()?;
+    let directory = settings.directory(DirectoryAccess::ReadOnly)?;
     let gallery = settings.gallery(&directory)?;
     let tree = scan_photo_tree(&args.photos)
         .with_context(|| format!("cannot read probe folder {}", args.photos.display()))?;
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let mut notes: Vec<Skipped> = Vec::new();
+    let mut skip = |file: String, reason: String| {
+        eprintln!(
+            "skipped {}: {}",
+            terminal_safe(&file),
+            terminal_safe(&reason)
+        );
+        skipped.push(Skipped { file, reason });
+    };
     for (path, reason) in &tree.rejected {
-        eprintln!("skipped {}: {reason}", path.display());
+        skip(path.display().to_string(), reason.clone());
     }
     let pipeline = settings.pipeline()?;
     let total: usize = tree.people.iter().map(|(_, files)| files.len()).sum();
     let enrolled = |person: &str| gallery.templates().iter().any(|t| t.person_id == person);
 
     let mut results = Vec::with_capacity(total);
-    let mut unreadable = 0usize;
     let mut done = 0usize;
     for (person, files) in &tree.people {
         for path in files {
@@ -47,20 +78,27 @@ pub fn run(args: EvalArgs, config: &ConfigFile) -> Result<ExitCode> {
             if done % 50 == 0 {
                 eprintln!("evaluated {done}/{total} photos");
             }
-            let image = match load_image(path) {
-                Ok(image) => image,
+            let file = path.display().to_string();
+            let photo = match load_photo(path, &pipeline.options().decode) {
+                Ok(photo) => photo,
                 Err(e) => {
-                    eprintln!("skipped {e}");
-                    unreadable += 1;
+                    // The error names the file already.
+                    skip(file, e.to_string());
                     continue;
                 }
             };
+            for note in &photo.notes {
+                eprintln!("note: {}: {}", terminal_safe(&file), terminal_safe(note));
+                notes.push(Skipped {
+                    file: file.clone(),
+                    reason: note.clone(),
+                });
+            }
             let started = Instant::now();
-            let face = match pipeline.largest_face(&image) {
+            let face = match pipeline.largest_face(&photo.image) {
                 Ok((face, _, _)) => face,
                 Err(e) => {
-                    eprintln!("skipped {}: {e}", path.display());
-                    unreadable += 1;
+                    skip(file, e.to_string());
                     continue;
                 }
             };
@@ -82,7 +120,7 @@ pub fn run(args: EvalArgs, config: &ConfigFile) -> Result<ExitCode> {
                 }
             };
             results.push(ProbeResult {
-                file: path.display().to_string(),
+                file,
                 expected: enrolled(person).then(|| person.clone()),
                 closest,
                 similarity,
@@ -93,19 +131,24 @@ pub fn run(args: EvalArgs, config: &ConfigFile) -> Result<ExitCode> {
     }
     let report = summarize(&results, gallery.threshold());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let json = EvalJson {
+            report: &report,
+            skipped_count: skipped.len(),
+            skipped: &skipped,
+            notes: &notes,
+        };
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print_report(&report, unreadable);
+        print_report(&report, skipped.len());
     }
-    Ok(if report.probes > 0 {
-        ExitCode::SUCCESS
-    } else {
+    if report.probes == 0 {
         eprintln!("no probe photo could be evaluated");
-        ExitCode::FAILURE
-    })
+    }
+    // Anything in the folder that was not evaluated makes the figures partial.
+    Ok(failed_if(report.probes == 0 || !skipped.is_empty()))
 }
 
-fn print_report(report: &EvaluationReport, unreadable: usize) {
+fn print_report(report: &EvaluationReport, skipped: usize) {
     let pct = |v: f64| {
         if v.is_nan() {
             "n/a".to_string()
@@ -119,11 +162,13 @@ fn print_report(report: &EvaluationReport, unreadable: usize) {
             .map_or_else(|| "no face".to_string(), |s| format!("{s:.3}"));
         println!(
             "wrong: {} expected {} got {} (similarity {similarity})",
-            f.file, f.expected, f.got
+            terminal_safe(&f.file),
+            f.expected,
+            f.got
         );
     }
     println!(
-        "probes: {} ({} enrolled, {} strangers; {unreadable} unreadable skipped)",
+        "probes: {} ({} enrolled, {} strangers; {skipped} skipped)",
         report.probes, report.enrolled_probes, report.stranger_probes
     );
     println!("closed-set top-1:   {}", pct(report.closed_set_top1));

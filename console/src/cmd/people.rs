@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_recognizer::directory::{records_csv, PeopleDirectory, PersonRecord};
 use rollcall_recognizer::enrollment::recalibrate;
 use rollcall_recognizer::vision::Calibration;
 use serde::Serialize;
 
-use crate::settings::{ConfigFile, RecognizerArgs};
+use crate::settings::{ConfigFile, DirectoryAccess, RecognizerArgs};
 
 /// `rollcall people ...`
 #[derive(Debug, Subcommand)]
@@ -53,16 +54,22 @@ pub struct DirectoryArgs {
 impl DirectoryArgs {
     /// Open the configured directory through the settings `enroll` uses (flags > env > config
     /// file > defaults), so both commands always pick the same backend and file.
-    fn open(&self, config: &ConfigFile) -> Result<(Arc<dyn PeopleDirectory>, String)> {
+    fn open(
+        &self,
+        config: &ConfigFile,
+        access: DirectoryAccess,
+    ) -> Result<(Arc<dyn PeopleDirectory>, String)> {
         let recognizer = RecognizerArgs {
             db: self.db.clone(),
             backend: self.backend.clone(),
             threads: None,
             min_face: None,
+            max_detect_side: None,
+            max_megapixels: None,
             detector: None,
             threshold: None,
         };
-        recognizer.resolve(config)?.people_directory()
+        recognizer.resolve(config)?.people_directory(access)
     }
 }
 
@@ -136,7 +143,7 @@ pub fn import_records(directory: &dyn PeopleDirectory, csv: &Path) -> Result<Imp
             "records {}: line {} rejected: {}",
             csv.display(),
             rejected.line,
-            rejected.reason
+            terminal_safe(&rejected.reason)
         );
     }
     let imported = directory.upsert_records(&import.records)?;
@@ -152,6 +159,14 @@ pub fn import_records(directory: &dyn PeopleDirectory, csv: &Path) -> Result<Imp
     })
 }
 
+/// Refuse a records file that is missing or not a regular file (a FIFO would block the reader),
+/// naming it. Shared with `rollcall enroll --records`.
+pub fn check_records_file(csv: &Path) -> Result<()> {
+    rollcall_protocol::input_files::regular_file_metadata(csv)
+        .map(|_| ())
+        .with_context(|| format!("cannot import records from {}", csv.display()))
+}
+
 /// One line about the match threshold after the gallery changed. Shared with `rollcall enroll`.
 pub fn print_calibration(calibration: &Calibration) {
     match &calibration.fallback {
@@ -164,7 +179,9 @@ pub fn print_calibration(calibration: &Calibration) {
 }
 
 fn import(args: ImportArgs, config: &ConfigFile) -> Result<ExitCode> {
-    let (directory, location) = args.directory.open(config)?;
+    // Before the directory is created: a bad records file must not leave an empty one behind.
+    check_records_file(&args.csv)?;
+    let (directory, location) = args.directory.open(config, DirectoryAccess::Create)?;
     let summary = import_records(directory.as_ref(), &args.csv)?;
     println!("people directory {location}");
     // Partial imports succeed (the bad rows were listed); a file with nothing usable fails.
@@ -206,11 +223,10 @@ struct ListJson<'a> {
     people: Vec<PersonJson<'a>>,
 }
 
-/// Control characters (a CSV field may hold a line break) would break the table's rows.
+/// Control characters (a CSV field may hold a line break) would break the table's rows: they
+/// are shown escaped.
 fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    terminal_safe(text).into_owned()
 }
 
 /// At most `max` characters, with an ellipsis when cut.
@@ -242,7 +258,7 @@ fn details_summary(p: &PersonRecord) -> String {
 }
 
 fn list(args: ListArgs, config: &ConfigFile) -> Result<ExitCode> {
-    let (directory, location) = args.directory.open(config)?;
+    let (directory, location) = args.directory.open(config, DirectoryAccess::ReadOnly)?;
     let people = directory
         .people()
         .with_context(|| format!("cannot list the people in {location}"))?;
@@ -340,7 +356,7 @@ fn not_found(person_id: &str, location: &str) -> anyhow::Error {
 }
 
 fn show(args: ShowArgs, config: &ConfigFile) -> Result<ExitCode> {
-    let (directory, location) = args.directory.open(config)?;
+    let (directory, location) = args.directory.open(config, DirectoryAccess::ReadOnly)?;
     let id = &args.person_id;
     let person = directory
         .person(id)?
@@ -405,7 +421,7 @@ fn show(args: ShowArgs, config: &ConfigFile) -> Result<ExitCode> {
 }
 
 fn remove(args: RemoveArgs, config: &ConfigFile) -> Result<ExitCode> {
-    let (directory, location) = args.directory.open(config)?;
+    let (directory, location) = args.directory.open(config, DirectoryAccess::Existing)?;
     let id = &args.person_id;
     // Read first, to say what went and whether the threshold needs recalibrating.
     let person = directory
@@ -437,7 +453,7 @@ mod tests {
 
     #[test]
     fn table_cells_stay_on_one_line_and_are_clipped() {
-        assert_eq!(one_line("Line\r\nName"), "Line  Name");
+        assert_eq!(one_line("Line\r\nName"), "Line\\r\\nName");
         assert_eq!(clip("abcdef", 4), "abc…");
         assert_eq!(clip("abc", 4), "abc");
         let mut p = PersonRecord::new("ann").unwrap();

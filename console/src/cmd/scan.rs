@@ -10,12 +10,14 @@ use anyhow::{Context, Result};
 use clap::Args;
 use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
 use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
+use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_recognizer::clip::{ClipAnalyzer, ClipLimits};
 use rollcall_recognizer::directory::PeopleDirectory;
 use rollcall_recognizer::evaluation::median;
 use serde::Serialize;
 
-use crate::settings::{ClipArgs, ConfigFile, RecognizerArgs};
+use crate::exit_codes::{failed_if, usage};
+use crate::settings::{ClipArgs, ConfigFile, DirectoryAccess, RecognizerArgs};
 
 /// Cut a video into clips and recognise the people in each.
 #[derive(Args, Debug)]
@@ -53,12 +55,11 @@ struct ScanReport {
 }
 
 pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
-    anyhow::ensure!(
-        (100..=10_000).contains(&args.clip_ms),
-        "--clip-ms must be between 100 and 10000"
-    );
+    if !(100..=10_000).contains(&args.clip_ms) {
+        return usage("--clip-ms must be between 100 and 10000");
+    }
     let settings = args.recognizer.resolve(config)?;
-    let directory = settings.directory()?;
+    let directory = settings.directory(DirectoryAccess::ReadOnly)?;
     let gallery = settings.gallery(&directory)?;
     let spec = SourceSpec::File(args.video.clone());
     let options = SourceOptions {
@@ -109,7 +110,11 @@ pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
             Err(e) => {
                 failed += 1;
                 if !args.json {
-                    println!("clip {:04} [{start_s:6.2} s]: error: {e}", meta.seq);
+                    println!(
+                        "clip {:04} [{start_s:6.2} s]: error: {}",
+                        meta.seq,
+                        terminal_safe(&e.to_string())
+                    );
                 }
             }
             Ok(analysis) => {
@@ -135,7 +140,7 @@ pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
                     entry.best_similarity = entry.best_similarity.max(sighting.best_similarity);
                     names.push(format!(
                         "{} {:.2} ({} frame{})",
-                        entry.name,
+                        terminal_safe(&entry.name),
                         sighting.best_similarity,
                         sighting.frames_seen,
                         if sighting.frames_seen == 1 { "" } else { "s" }
@@ -186,14 +191,14 @@ pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
         for p in &report.people {
             println!(
                 "  {} ({}): {} clip(s), best similarity {:.3}",
-                p.name, p.person_id, p.clips, p.best_similarity
+                terminal_safe(&p.name),
+                p.person_id,
+                p.clips,
+                p.best_similarity
             );
         }
         println!("  unknown faces: {}", report.unknown_faces);
     }
-    Ok(if clips > failed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    // A clip that could not be recognised is lost input.
+    Ok(failed_if(clips == 0 || failed > 0))
 }

@@ -12,7 +12,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::plan::durations::parse_duration_or_zero;
-use crate::plan::report::session_exit_code;
+use crate::plan::report::{check_report_destination, session_exit_code};
 use crate::plan::CaptureArgs;
 use crate::settings::ConfigFile;
 
@@ -33,6 +33,9 @@ pub struct SessionArgs {
 }
 
 pub fn run(args: SessionArgs, config: &ConfigFile) -> Result<ExitCode> {
+    if let Some(path) = &args.report {
+        check_report_destination(path)?;
+    }
     let plan = args.capture.plan(config)?;
     if !args.headless {
         return crate::tui::run(

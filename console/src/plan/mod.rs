@@ -17,6 +17,7 @@ use rollcall_protocol::ids::validate_id;
 use rollcall_recognizer::pool::default_max_workers;
 
 use crate::embedded::EmbeddedOptions;
+use crate::exit_codes::{usage, UsageError};
 use crate::service::RecognitionService;
 use crate::settings::{ClipArgs, ConfigFile, Recognition, RecognizerArgs};
 use durations::{parse_duration, parse_session_duration, SessionDuration, DEFAULT_SESSION};
@@ -117,36 +118,33 @@ pub struct CapturePlan {
 impl CaptureArgs {
     /// Check and resolve the flags.
     pub fn plan(&self, config: &ConfigFile) -> Result<CapturePlan> {
-        anyhow::ensure!(
-            (100..=10_000).contains(&self.clip_ms),
-            "--clip-ms must be between 100 and 10000"
-        );
+        if !(100..=10_000).contains(&self.clip_ms) {
+            return usage("--clip-ms must be between 100 and 10000");
+        }
         let max_workers = self
             .max_workers
             .or(config.max_workers)
             .unwrap_or_else(default_max_workers);
-        anyhow::ensure!(
-            (1..=256).contains(&max_workers),
-            "--max-workers must be between 1 and 256"
-        );
+        if !(1..=256).contains(&max_workers) {
+            return usage("--max-workers must be between 1 and 256");
+        }
         let device = self
             .device
             .clone()
             .or_else(|| config.device.clone())
             .unwrap_or_else(default_device);
-        validate_id("device id", &device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+        validate_id("device id", &device).map_err(|e| UsageError(format!("--device: {e}")))?;
         let recognition = self.recognizer.resolve(config)?;
         let source = match (&self.source, &config.source) {
             (Some(source), _) => source.clone(),
-            (None, Some(text)) => {
-                SourceSpec::parse(text).map_err(|e| anyhow::anyhow!("config file `source`: {e}"))?
-            }
+            (None, Some(text)) => SourceSpec::parse(text)
+                .map_err(|e| UsageError(format!("config file `source`: {e}")))?,
             (None, None) => default_source(&recognition.cache),
         };
         let duration = match (self.duration, &config.duration) {
             (Some(duration), _) => duration,
             (None, Some(text)) => parse_session_duration(text)
-                .map_err(|e| anyhow::anyhow!("config file `duration`: {e}"))?,
+                .map_err(|e| UsageError(format!("config file `duration`: {e}")))?,
             (None, None) => SessionDuration::Limit(DEFAULT_SESSION),
         };
         let scratch = tempfile::Builder::new()

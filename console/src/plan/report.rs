@@ -5,15 +5,19 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use rollcall_edge::latency::Stage;
 use rollcall_edge::receive::ReceivedResult;
 use rollcall_edge::session::{ClipCounters, PersonTally, SessionReport, SessionSnapshot};
+use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_recognizer::pool::PoolStats;
 use serde::Serialize;
 
 use super::durations::{clock, short_duration};
 use super::CapturePlan;
+use crate::exit_codes::{failed_if, usage};
 
 /// End-to-end latency in a JSON report (session, bench).
 #[derive(Serialize)]
@@ -90,12 +94,12 @@ pub fn result_line(got: &ReceivedResult) -> String {
         format!("{:.0}", d.as_secs_f64() * 1000.0)
     });
     let what = match &r.error {
-        Some(e) => format!("ERROR {e}"),
+        Some(e) => format!("ERROR {}", terminal_safe(e)),
         None => {
             let mut names: Vec<String> = r
                 .people
                 .iter()
-                .map(|p| format!("{} {:.2}", p.name, p.similarity))
+                .map(|p| format!("{} {:.2}", terminal_safe(&p.name), p.similarity))
                 .collect();
             if r.unknown_faces > 0 {
                 names.push(format!("{} unknown", r.unknown_faces));
@@ -121,12 +125,12 @@ pub fn person_line(person: &rollcall_protocol::wire::RecognizedPerson) -> String
     let details: Vec<String> = person
         .details
         .iter()
-        .map(|(k, v)| format!("{k} {v}"))
+        .map(|(k, v)| format!("{} {}", terminal_safe(k), terminal_safe(v)))
         .collect();
     format!(
         "  + {} ({}): {}",
-        person.name,
-        person.person_id,
+        terminal_safe(&person.name),
+        terminal_safe(&person.person_id),
         if details.is_empty() {
             "no academic record".to_string()
         } else {
@@ -135,14 +139,28 @@ pub fn person_line(person: &rollcall_protocol::wire::RecognizedPerson) -> String
     )
 }
 
-/// Non-zero when capture failed, nothing was captured or a clip got no result.
+/// 1 when capture failed or skipped frames, nothing was captured, a clip got no result (lost)
+/// or its result is an error (the function could not recognise it); 0 otherwise.
 pub fn session_exit_code(report: &SessionReport) -> ExitCode {
-    let failed = report.error.is_some() || report.clips.lost > 0 || report.clips.captured == 0;
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    failed_if(
+        report.error.is_some()
+            || report.clips.lost > 0
+            || report.clips.errors > 0
+            || report.clips.captured == 0,
+    )
+}
+
+/// What went wrong in a session, for the report's `error`: the capture failure or skipped
+/// frames, else the clips the function could not recognise (how many, and the first error).
+pub fn session_error(report: &SessionReport) -> Option<String> {
+    report.error.clone().or_else(|| {
+        report.first_result_error.as_ref().map(|first| {
+            format!(
+                "{} of {} clip(s) failed in the recognition function; the first: {first}",
+                report.clips.errors, report.clips.results
+            )
+        })
+    })
 }
 
 /// `progress: 1m30s of 5m0s, 180 clips captured, ...`
@@ -181,7 +199,7 @@ pub fn report_json(
         session_id: session_id.to_string(),
         backend: plan.recognition.backend.clone(),
         ended: report.ended,
-        error: report.error.clone(),
+        error: session_error(report),
         capture_s: report.capture_time.as_secs_f64(),
         total_s: report.total_time.as_secs_f64(),
         people: report.people.clone(),
@@ -201,10 +219,59 @@ pub fn report_json(
     serde_json::to_value(json).unwrap_or(serde_json::Value::Null)
 }
 
-/// Write a report to `path`.
-pub fn write_report(path: &std::path::Path, json: &serde_json::Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(json)?;
-    std::fs::write(path, text + "\n")
+/// Check, before a session starts, that the report can be written to `path`: its folder exists
+/// and takes new files, and `path` is not a folder or some other non-regular file. A problem is a
+/// usage error naming the path, found before minutes of capture rather than after.
+pub fn check_report_destination(path: &Path) -> Result<()> {
+    let refuse = |why: String| usage(format!("--report {}: {why}", path.display()));
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(folder) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return refuse(format!("{} is not a folder", folder.display())),
+        Err(e) => {
+            return refuse(format!(
+                "its folder {} cannot be used: {e}",
+                folder.display()
+            ))
+        }
+    }
+    if let Ok(m) = std::fs::metadata(path) {
+        if !m.is_file() {
+            return refuse(format!(
+                "is {}, not a file",
+                rollcall_protocol::input_files::file_kind(&m.file_type())
+            ));
+        }
+    }
+    // Writable: a scratch file is created (and removed) where the report will go.
+    tempfile::Builder::new()
+        .prefix(".rollcall-report-check-")
+        .tempfile_in(folder)
+        .map(drop)
+        .or_else(|e| refuse(format!("cannot write in {}: {e}", folder.display())))
+}
+
+/// Write a report to `path`: into a scratch file beside it, then renamed over it, so a reader
+/// never sees half a report.
+pub fn write_report(path: &Path, json: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(json)? + "\n";
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let written = tempfile::Builder::new()
+        .prefix(".rollcall-report-")
+        .tempfile_in(folder)
+        .and_then(|mut file| {
+            use std::io::Write;
+            file.write_all(text.as_bytes())?;
+            file.persist(path).map_err(|e| e.error)
+        });
+    written
+        .map(drop)
         .with_context(|| format!("cannot write the report to {}", path.display()))
 }
 
@@ -221,13 +288,16 @@ pub fn print_summary(report: &SessionReport, pool: Option<&PoolStats>) {
         report.ended,
         report.capture_time.as_secs_f64()
     );
-    if let Some(e) = &report.error {
-        println!("session failed: {e}");
+    if let Some(e) = session_error(report) {
+        println!("session failed: {}", terminal_safe(&e));
     }
     for p in &report.people {
         println!(
             "  {} ({}): {} clip(s), best similarity {:.3}",
-            p.name, p.person_id, p.clips, p.best_similarity
+            terminal_safe(&p.name),
+            terminal_safe(&p.person_id),
+            p.clips,
+            p.best_similarity
         );
     }
     println!("  unknown faces: {}", report.unknown_faces);

@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::logs::LogLine;
+use crate::plan::report::session_error;
 use rollcall_edge::latency::LatencyRecorder;
 use rollcall_edge::receive::ReceivedResult;
 use rollcall_edge::session::{ClipCounters, SessionReport, SessionSnapshot};
+use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_recognizer::pool::PoolStats;
 
 /// Log lines kept for the log panel.
@@ -185,24 +187,30 @@ impl ConsoleState {
         self.last_outcome = None;
     }
 
-    /// A result arrived.
+    /// A result arrived. Names and details are kept as the terminal shows them (control
+    /// characters escaped): a record must not be able to draw on the screen.
     pub fn on_result(&mut self, got: &ReceivedResult) {
         for person in &got.result.people {
+            let name = terminal_safe(&person.name).into_owned();
             let row = self
                 .people
                 .entry(person.person_id.clone())
                 .or_insert_with(|| PersonRow {
-                    person_id: person.person_id.clone(),
-                    name: person.name.clone(),
+                    person_id: terminal_safe(&person.person_id).into_owned(),
+                    name: name.clone(),
                     details: BTreeMap::new(),
                     similarity: person.similarity,
                     best_similarity: person.similarity,
                     last_seen_ns: got.received_ns,
                     times_seen: 0,
                 });
-            row.name = person.name.clone();
+            row.name = name;
             if !person.details.is_empty() {
-                row.details = person.details.clone();
+                row.details = person
+                    .details
+                    .iter()
+                    .map(|(k, v)| (terminal_safe(k).into_owned(), terminal_safe(v).into_owned()))
+                    .collect();
             }
             row.similarity = person.similarity;
             row.best_similarity = row.best_similarity.max(person.similarity);
@@ -233,8 +241,8 @@ impl ConsoleState {
                 self.latency = report.latency.clone();
                 self.unknown_faces = report.unknown_faces;
                 self.outstanding = 0;
-                let verdict = match &report.error {
-                    Some(e) => format!("failed: {e}"),
+                let verdict = match session_error(report) {
+                    Some(e) => format!("failed: {}", terminal_safe(&e)),
                     None => format!("{:?}", report.ended)
                         .chars()
                         .flat_map(|c| {

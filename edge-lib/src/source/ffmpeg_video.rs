@@ -1,4 +1,6 @@
-//! Shared ffmpeg-next plumbing: demux one video stream, decode it and scale it to tight I420.
+//! Shared ffmpeg-next plumbing: demux one video stream, decode it, scale it to tight I420 and
+//! turn it upright when the stream carries a display matrix (phone videos filmed in portrait are
+//! stored sideways with a "rotate 90 degrees" matrix; players turn them, and so does capture).
 
 use std::sync::Once;
 use std::time::Duration;
@@ -6,6 +8,8 @@ use std::time::Duration;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
 use ffmpeg_next as ffmpeg;
+
+use super::MAX_FRAME_SIZE;
 
 /// Initialises ffmpeg once per process (formats, codecs, devices) and lowers its own stderr
 /// logging to errors only: the crate reports problems through its errors and `tracing`.
@@ -54,7 +58,10 @@ pub(crate) struct FfmpegVideo {
     stream_index: usize,
     decoder: ffmpeg::decoder::Video,
     scaler: Option<(Scaler, (Pixel, u32, u32))>,
+    /// Size of the frames delivered (upright).
     out_size: (u32, u32),
+    /// Clockwise quarter turns (0..=3) that make the stored pictures upright.
+    quarter_turns: u32,
     time_base: f64,
     fps: f32,
     eof_sent: bool,
@@ -111,16 +118,42 @@ impl FfmpegVideo {
                 "the video stream has no picture size (no video data?)".to_string(),
             ));
         }
+        let quarter_turns = stream
+            .side_data()
+            .find(|d| d.kind() == ffmpeg::codec::packet::side_data::Type::DisplayMatrix)
+            .and_then(|d| display_rotation(d.data()))
+            .map_or(0, |degrees| degrees / 90);
+        // The upright size of the pictures as stored.
+        let native = if quarter_turns % 2 == 1 {
+            (decoder.height(), decoder.width())
+        } else {
+            (decoder.width(), decoder.height())
+        };
+        if quarter_turns != 0 {
+            tracing::info!(
+                degrees = quarter_turns * 90,
+                "the video's display matrix turns it; frames are delivered upright"
+            );
+        }
         let out_size = match requested {
             Some(size) => size,
             None => {
-                let (w, h) = (decoder.width() & !1, decoder.height() & !1);
+                let (w, h) = fit_frame_size(native);
                 if w < 2 || h < 2 {
                     return Err(OpenError::Decoder(format!(
                         "video stream has no usable size ({}x{})",
                         decoder.width(),
                         decoder.height()
                     )));
+                }
+                if (w, h) != (native.0 & !1, native.1 & !1) {
+                    let (max_long, max_short) = MAX_FRAME_SIZE;
+                    tracing::warn!(
+                        "the video is {}x{}, larger than the clip encoder takes \
+                         ({max_long}x{max_short}); frames are scaled to {w}x{h}",
+                        native.0,
+                        native.1
+                    );
                 }
                 (w, h)
             }
@@ -131,6 +164,7 @@ impl FfmpegVideo {
             decoder,
             scaler: None,
             out_size,
+            quarter_turns,
             time_base,
             fps,
             eof_sent: false,
@@ -220,7 +254,12 @@ impl FfmpegVideo {
             .or_else(|| decoded.pts())
             .filter(|_| self.time_base > 0.0)
             .map(|t| t as f64 * self.time_base);
-        let (ow, oh) = self.out_size;
+        // The scaler makes the stored orientation at the output's size; turning comes after.
+        let (ow, oh) = if self.quarter_turns % 2 == 1 {
+            (self.out_size.1, self.out_size.0)
+        } else {
+            self.out_size
+        };
         let data = if decoded.format() == Pixel::YUV420P
             && decoded.width() == ow
             && decoded.height() == oh
@@ -253,8 +292,88 @@ impl FfmpegVideo {
             }
             copy_i420(&scaled, ow, oh)
         };
+        let data = rotate_i420(&data, (ow, oh), self.quarter_turns);
         Ok(Picture { data, pts_secs })
     }
+}
+
+/// The clockwise rotation (0, 90, 180 or 270 degrees) a player applies to show a stream upright,
+/// from its display matrix (nine native-endian 16.16 / 2.30 fixed-point `i32`s): the angle of
+/// `av_display_rotation_get`, rounded to a quarter turn as the ffmpeg command line does. Mirroring
+/// is ignored (as ffmpeg 5.1's command line does); `None` for a malformed matrix.
+pub(crate) fn display_rotation(matrix: &[u8]) -> Option<u32> {
+    if matrix.len() < 36 {
+        return None;
+    }
+    let value = |i: usize| {
+        let bytes = [
+            matrix[i * 4],
+            matrix[i * 4 + 1],
+            matrix[i * 4 + 2],
+            matrix[i * 4 + 3],
+        ];
+        f64::from(i32::from_ne_bytes(bytes)) / 65536.0
+    };
+    let scale0 = value(0).hypot(value(3));
+    let scale1 = value(1).hypot(value(4));
+    if scale0 == 0.0 || scale1 == 0.0 {
+        return None;
+    }
+    // av_display_rotation_get is the counter-clockwise angle; players turn by its negation.
+    let counter_clockwise = -(value(1) / scale1).atan2(value(0) / scale0).to_degrees();
+    let clockwise = -counter_clockwise.round();
+    let normalised = clockwise - 360.0 * (clockwise / 360.0 + 0.9 / 360.0).floor();
+    let quarter = (normalised / 90.0).round();
+    // Anything but a quarter turn is left alone, as the ffmpeg command line leaves it.
+    if (normalised - quarter * 90.0).abs() >= 1.0 {
+        return None;
+    }
+    Some((quarter as u32 % 4) * 90)
+}
+
+/// The largest even size within the clip encoder's limit ([`MAX_FRAME_SIZE`], either
+/// orientation) with `size`'s aspect ratio; `size` itself (rounded down to even) when it fits.
+pub(crate) fn fit_frame_size(size: (u32, u32)) -> (u32, u32) {
+    let (w, h) = size;
+    let (max_long, max_short) = MAX_FRAME_SIZE;
+    let (long, short) = (w.max(h), w.min(h));
+    if long <= max_long && short <= max_short {
+        return (w & !1, h & !1);
+    }
+    let factor =
+        (f64::from(max_long) / f64::from(long)).min(f64::from(max_short) / f64::from(short));
+    let scale = |v: u32| ((f64::from(v) * factor).floor() as u32) & !1;
+    (scale(w).max(2), scale(h).max(2))
+}
+
+/// Turns a tight I420 picture of `size` (even sides) clockwise by `quarter_turns` quarter turns.
+pub(crate) fn rotate_i420(data: &[u8], size: (u32, u32), quarter_turns: u32) -> Vec<u8> {
+    let turns = quarter_turns % 4;
+    if turns == 0 {
+        return data.to_vec();
+    }
+    let (w, h) = (size.0 as usize, size.1 as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let mut out = Vec::with_capacity(data.len());
+    let (y, chroma) = data.split_at(w * h);
+    let (u, v) = chroma.split_at(cw * ch);
+    for (plane, pw, ph) in [(y, w, h), (u, cw, ch), (v, cw, ch)] {
+        let start = out.len();
+        out.resize(start + pw * ph, 0);
+        let dst = &mut out[start..];
+        for row in 0..ph {
+            for col in 0..pw {
+                let (x, y, stride) = match turns {
+                    // Clockwise: the left column becomes the top row.
+                    1 => (ph - 1 - row, col, ph),
+                    2 => (pw - 1 - col, ph - 1 - row, pw),
+                    _ => (row, pw - 1 - col, ph),
+                };
+                dst[y * stride + x] = plane[row * pw + col];
+            }
+        }
+    }
+    out
 }
 
 /// Copies a YUV420P frame into a tight buffer (no row padding).
@@ -274,4 +393,84 @@ fn copy_i420(frame: &ffmpeg::frame::Video, width: u32, height: u32) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The matrix `av_display_rotation_set(matrix, angle)` writes (counter-clockwise `angle`).
+    fn rotation_matrix(angle_ccw: f64) -> Vec<u8> {
+        let (sin, cos) = angle_ccw.to_radians().sin_cos();
+        let fixed = |v: f64| (v * 65536.0).round() as i32;
+        let values = [
+            fixed(cos),
+            fixed(-sin),
+            0,
+            fixed(sin),
+            fixed(cos),
+            0,
+            0,
+            0,
+            1 << 30,
+        ];
+        values.iter().flat_map(|v| v.to_ne_bytes()).collect()
+    }
+
+    #[test]
+    fn display_matrices_give_the_clockwise_turn_players_apply() {
+        // `-metadata:s:v:0 rotate=90` writes the matrix of a -90 degree (clockwise) rotation.
+        assert_eq!(display_rotation(&rotation_matrix(-90.0)), Some(90));
+        assert_eq!(display_rotation(&rotation_matrix(90.0)), Some(270));
+        assert_eq!(display_rotation(&rotation_matrix(180.0)), Some(180));
+        assert_eq!(display_rotation(&rotation_matrix(0.0)), Some(0));
+        assert_eq!(display_rotation(&rotation_matrix(-89.7)), Some(90));
+        assert_eq!(display_rotation(&rotation_matrix(45.0)), None);
+        assert_eq!(display_rotation(&[0u8; 36]), None);
+        assert_eq!(display_rotation(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn oversized_videos_fit_the_encoder_keeping_their_aspect() {
+        assert_eq!(fit_frame_size((640, 360)), (640, 360));
+        assert_eq!(fit_frame_size((641, 361)), (640, 360));
+        assert_eq!(fit_frame_size((3840, 2160)), (3840, 2160));
+        assert_eq!(fit_frame_size((2160, 3840)), (2160, 3840));
+        assert_eq!(fit_frame_size((4096, 2160)), (3840, 2024));
+        assert_eq!(fit_frame_size((2160, 4096)), (2024, 3840));
+        assert_eq!(fit_frame_size((7680, 4320)), (3840, 2160));
+        assert_eq!(fit_frame_size((4000, 4000)), (2160, 2160));
+    }
+
+    /// A 4x2 picture with distinct values everywhere: Y 0..8, U 100, 101, V 200, 201.
+    fn picture() -> Vec<u8> {
+        let mut data: Vec<u8> = (0..8).collect();
+        data.extend([100, 101, 200, 201]);
+        data
+    }
+
+    #[test]
+    fn quarter_turns_rotate_every_plane() {
+        // Y plane:  0 1 2 3      turned clockwise (2x4):  4 0
+        //           4 5 6 7                               5 1
+        //                                                 6 2
+        //                                                 7 3
+        let once = rotate_i420(&picture(), (4, 2), 1);
+        assert_eq!(&once[..8], &[4, 0, 5, 1, 6, 2, 7, 3]);
+        assert_eq!(&once[8..], &[100, 101, 200, 201]);
+        let twice = rotate_i420(&picture(), (4, 2), 2);
+        assert_eq!(&twice[..8], &[7, 6, 5, 4, 3, 2, 1, 0]);
+        assert_eq!(&twice[8..], &[101, 100, 201, 200]);
+        let thrice = rotate_i420(&picture(), (4, 2), 3);
+        assert_eq!(&thrice[..8], &[3, 7, 2, 6, 1, 5, 0, 4]);
+        // Four turns in steps come back to the start.
+        let mut data = picture();
+        let mut size = (4, 2);
+        for _ in 0..4 {
+            data = rotate_i420(&data, size, 1);
+            size = (size.1, size.0);
+        }
+        assert_eq!(data, picture());
+        assert_eq!(rotate_i420(&picture(), (4, 2), 0), picture());
+    }
 }

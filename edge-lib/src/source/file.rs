@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ffmpeg_next as ffmpeg;
+use rollcall_protocol::input_files::regular_file_metadata;
 
 use super::ffmpeg_video::{self, FfmpegVideo, OpenError, ReadError};
 use super::{now_ns, CaptureError, Frame, FrameSource, Pace, SourceOptions};
@@ -32,21 +33,13 @@ impl FileSource {
         let path = path.as_ref().to_path_buf();
         let name = format!("file:{}", path.display());
         let requested = options.requested_size(&name)?;
-        // Checked first so a missing file says so plainly instead of in ffmpeg's words.
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => {
-                return Err(CaptureError::FileOpen {
-                    path,
-                    reason: "is a directory".to_string(),
-                });
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(CaptureError::FileOpen {
-                    path,
-                    reason: e.to_string(),
-                })
-            }
+        // Checked first so a missing file says so plainly instead of in ffmpeg's words, and a
+        // FIFO or a device is refused instead of blocking (cameras are `v4l2:` sources).
+        if let Err(e) = regular_file_metadata(&path) {
+            return Err(CaptureError::FileOpen {
+                path,
+                reason: e.to_string(),
+            });
         }
         ffmpeg_video::init();
         let input = ffmpeg::format::input(&path).map_err(|e| CaptureError::FileOpen {

@@ -30,6 +30,9 @@ pub use v4l2::V4l2Source;
 
 /// Default capture size for cameras and the test pattern when none is requested.
 pub const DEFAULT_CAMERA_SIZE: (u32, u32) = (640, 480);
+/// The largest frame the clip encoder takes: long side 3840, short side 2160, in either
+/// orientation. Video files larger than this are scaled down to fit when opened.
+pub const MAX_FRAME_SIZE: (u32, u32) = (3840, 2160);
 /// Default frame rate for cameras and the test pattern when none is requested.
 pub const DEFAULT_CAMERA_FPS: f32 = 30.0;
 

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{validate_key, ClipStore, InvalidKey, StoreError, StoredClip};
+use crate::input_files::open_regular_file;
 use crate::wire::{ClipEvent, ClipMeta};
 
 /// Called after every successful put, on the putting thread.
@@ -142,13 +143,16 @@ impl LocalClipStore {
                 }
             }
         };
-        let file = fs::File::open(&path).map_err(|e| io_error(&path, e))?;
-        let size = file.metadata().map_err(|e| io_error(&path, e))?.len();
-        if !file.metadata().map_err(|e| io_error(&path, e))?.is_file() {
-            return Err(StoreError::NotFound {
+        // Only a regular file is a clip: a FIFO or a device put in the store is refused without
+        // blocking the worker.
+        let file = open_regular_file(&path).map_err(|e| match e.kind() {
+            // Not a regular file (a folder, a FIFO, ...): no clip by that key.
+            io::ErrorKind::InvalidInput => StoreError::NotFound {
                 key: key.to_string(),
-            });
-        }
+            },
+            _ => io_error(&path, e),
+        })?;
+        let size = file.metadata().map_err(|e| io_error(&path, e))?.len();
         if size > max_bytes as u64 {
             return Err(StoreError::TooLarge {
                 key: key.to_string(),
@@ -305,9 +309,17 @@ mod tests {
         let e = store.get_blocking("clips/none.h264", 10).unwrap_err();
         assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
         assert!(e.to_string().contains("clips/none.h264"));
-        // A directory is not a clip.
+        // A directory is not a clip, nor is a FIFO (refused without blocking).
         let e = store.get_blocking("clips", 10).unwrap_err();
         assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
+        #[cfg(target_os = "linux")]
+        {
+            let fifo = dir.path().join("fifo.h264");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            assert!(made.is_ok_and(|s| s.success()));
+            let e = store.get_blocking("fifo.h264", 10).unwrap_err();
+            assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
+        }
         // Bytes without metadata.
         fs::write(dir.path().join("loose.h264"), b"x").unwrap();
         assert_eq!(store.get_blocking("loose.h264", 10).unwrap().meta, None);

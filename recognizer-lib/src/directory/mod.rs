@@ -149,6 +149,23 @@ pub enum DirectoryError {
         /// What is wrong.
         reason: String,
     },
+    /// There is no people directory at the path given (commands that only use a directory
+    /// never create one: a mistyped path must not become a new, empty directory).
+    #[error("no people directory at {}", path.display())]
+    Missing {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A stored setting has a value this code cannot use (e.g. a threshold that is not a number).
+    #[error("stored setting {key} = {value:?} is unusable: {reason}")]
+    InvalidSetting {
+        /// The setting's key, e.g. [`SETTING_MATCH_THRESHOLD`].
+        key: String,
+        /// The stored value.
+        value: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// A file could not be read or created.
     #[error("{}: {error}", path.display())]
     Io {

@@ -25,7 +25,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use rollcall_protocol::input_files::read_regular_file;
+
 use super::{validate_person_id, DirectoryError, PersonRecord};
+
+/// Largest records file read (256 MiB: about a million rows of academic records).
+pub const MAX_RECORDS_BYTES: u64 = 256 << 20;
 
 /// The outcome of reading a records file.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -53,13 +58,16 @@ impl std::fmt::Display for RejectedRow {
 
 /// Read records from the CSV file at `path`.
 ///
-/// A missing or unreadable file gives [`DirectoryError::Io`], a file without a usable header
+/// A missing or unreadable file, or one that is not a regular file (a FIFO, a device, a
+/// directory: refused without reading, so nothing blocks) or larger than [`MAX_RECORDS_BYTES`],
+/// gives [`DirectoryError::Io`], a file without a usable header
 /// [`DirectoryError::InvalidRecords`]; both name the path.
 pub fn read_records(path: &Path) -> Result<RecordsImport, DirectoryError> {
-    let bytes = std::fs::read(path).map_err(|error| DirectoryError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
+    let bytes =
+        read_regular_file(path, Some(MAX_RECORDS_BYTES)).map_err(|error| DirectoryError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
     parse_records(&bytes, path)
 }
 

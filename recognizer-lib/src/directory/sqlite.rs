@@ -16,7 +16,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{
-    params, Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior,
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction,
+    TransactionBehavior,
 };
 
 use super::{
@@ -82,6 +83,8 @@ impl SqliteDirectory {
     ///
     /// A file that is not a SQLite database, or a database that is not a rollcall people directory (or was
     /// written by a newer schema version), gives [`DirectoryError::Corrupt`] naming the path.
+    /// Use [`open_existing`](Self::open_existing) or [`open_read_only`](Self::open_read_only)
+    /// where a mistyped path must not silently become a new, empty directory.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, DirectoryError> {
         let path = path.as_ref();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -92,6 +95,46 @@ impl SqliteDirectory {
         }
         let conn = Connection::open(path).map_err(|e| map_err(path, e))?;
         Self::init(conn, path.to_path_buf())
+    }
+
+    /// Open the directory at `path` for reading and writing; it must exist already
+    /// ([`DirectoryError::Missing`] otherwise: nothing is created).
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, DirectoryError> {
+        let path = path.as_ref();
+        check_exists(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| map_err(path, e))?;
+        Self::init(conn, path.to_path_buf())
+    }
+
+    /// Open the existing directory at `path` read-only: nothing in it (or beside it) is created
+    /// or changed, and every write fails. For commands that only look people up.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, DirectoryError> {
+        let path = path.as_ref();
+        check_exists(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| map_err(path, e))?;
+        let err = |e| map_err(path, e);
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        let tables = table_names(&conn).map_err(err)?;
+        if tables.is_empty() {
+            return Err(DirectoryError::Corrupt {
+                path: path.to_path_buf(),
+                reason: "the file holds no people directory (it is empty)".to_string(),
+            });
+        }
+        check_schema(&conn, &tables).map_err(|reason| DirectoryError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
     }
 
     /// A fresh directory that lives only in memory (tests, examples, throw-away runs).
@@ -119,13 +162,7 @@ impl SqliteDirectory {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        let tables: Vec<String> = {
-            let mut stmt = tx
-                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-                .map_err(err)?;
-            let names = stmt.query_map([], |row| row.get(0)).map_err(err)?;
-            names.collect::<Result<_, _>>().map_err(err)?
-        };
+        let tables = table_names(&tx).map_err(err)?;
         if tables.is_empty() {
             tx.execute_batch(CREATE_SCHEMA).map_err(err)?;
             // Start the gallery version from the clock so a re-created file does not repeat old versions.
@@ -256,8 +293,33 @@ fn map_err(path: &Path, e: rusqlite::Error) -> DirectoryError {
     }
 }
 
+/// [`DirectoryError::Missing`] unless something exists at `path`.
+fn check_exists(path: &Path) -> Result<(), DirectoryError> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err(DirectoryError::Missing {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(error) => Err(DirectoryError::Io {
+            path: path.to_path_buf(),
+            error,
+        }),
+    }
+}
+
+/// The database's own tables, sorted by name.
+fn table_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )?;
+    let names = stmt.query_map([], |row| row.get(0))?;
+    names.collect()
+}
+
 /// Check that an existing, non-empty database is a rollcall directory this code can use.
-fn check_schema(tx: &Transaction<'_>, tables: &[String]) -> Result<(), String> {
+fn check_schema(tx: &Connection, tables: &[String]) -> Result<(), String> {
     let foreign = || {
         format!(
             "not a rollcall people directory (it holds the tables {}); choose another file",

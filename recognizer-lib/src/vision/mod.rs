@@ -14,7 +14,10 @@ mod resize;
 pub mod ultraface;
 pub mod yunet;
 
-pub use self::image::{decode_image, load_image, RgbImage};
+pub use self::image::{
+    decode_image, decode_photo, load_image, load_photo, DecodeLimits, Photo, RgbImage,
+    DEFAULT_MAX_IMAGE_PIXELS,
+};
 pub use align::{align_face, align_face_with, Similarity, WarpFilter, ARCFACE_TEMPLATE};
 pub use detect::{Detection, DetectorOptions, FaceBox, FaceDetector, Landmarks};
 pub use embed::{FaceEmbedder, EMBEDDING_DIM, MAX_EMBED_BATCH};
@@ -24,7 +27,8 @@ pub use gallery::{
 };
 pub use landmarks::LandmarkModel;
 pub use pipeline::{
-    DetectorKind, Face, FacePipeline, PipelineOptions, StageTimes, FAST_DETECTOR_MODEL,
+    DetectorKind, Face, FacePipeline, PipelineOptions, StageTimes, DEFAULT_MAX_DETECT_SIDE,
+    FAST_DETECTOR_MODEL,
 };
 pub use ultraface::{FastDetectorOptions, UltraFace};
 pub use yunet::{YuNet, YuNetOptions, YUNET_MODEL, YUNET_SMALLEST_FACE};

@@ -11,8 +11,9 @@ use rollcall_models::ModelCache;
 use super::align::{align_face_with, WarpFilter};
 use super::detect::{Detection, DetectorOptions, FaceBox, FaceDetector};
 use super::embed::FaceEmbedder;
-use super::image::pad_replicate;
+use super::image::{pad_replicate, DecodeLimits};
 use super::landmarks::LandmarkModel;
+use super::resize::shrink_area_rgb;
 use super::ultraface::{FastDetectorOptions, UltraFace};
 use super::yunet::{YuNet, YuNetOptions, YUNET_MODEL};
 use super::RgbImage;
@@ -22,6 +23,9 @@ use crate::runtime::{init_onnxruntime, RuntimeOptions};
 /// Fraction of the width/height added on each side for the retry when nothing is found: faces
 /// that fill the whole photo (tight crops) are found once there is some background around them.
 pub const RETRY_PAD_FRACTION: f32 = 0.25;
+
+/// Default longest side of the copy the detectors search ([`PipelineOptions::max_detect_side`]).
+pub const DEFAULT_MAX_DETECT_SIDE: u32 = 1920;
 
 /// Faces whose detection box is smaller than this (longer side, pixels) are aligned with a bicubic
 /// warp. Such a face is enlarged about 2x or more to 112x112, and bilinear interpolation then
@@ -116,6 +120,17 @@ pub struct PipelineOptions {
     pub dense_landmarks: bool,
     /// Warp faces smaller than [`SMALL_FACE_SIDE`] bicubically instead of bilinearly (see there).
     pub bicubic_small_faces: bool,
+    /// Longest side of the working copy the detector searches (default
+    /// [`DEFAULT_MAX_DETECT_SIDE`], 1920 px; 0: always the full picture). A larger picture is
+    /// shrunk (area averaging) for the search, which bounds the detector's memory (it grows with
+    /// the searched area, about 80 bytes per pixel); O-Net then re-scores each box, and the
+    /// landmarks and the alignment are taken, on the original pixels. Faces smaller than
+    /// `min_face_size` times (long side / this) original pixels are not found: raise it for
+    /// small faces in very large photos, at the cost of memory.
+    pub max_detect_side: u32,
+    /// Decoding budget for the photos loaded for this pipeline ([`super::load_photo`]): carried
+    /// here so one set of settings reaches enrolment, identification and evaluation.
+    pub decode: DecodeLimits,
 }
 
 impl Default for PipelineOptions {
@@ -129,6 +144,8 @@ impl Default for PipelineOptions {
             retry_padded: true,
             dense_landmarks: true,
             bicubic_small_faces: true,
+            max_detect_side: DEFAULT_MAX_DETECT_SIDE,
+            decode: DecodeLimits::default(),
         }
     }
 }
@@ -160,6 +177,13 @@ pub struct Detections {
     pub from_padded_retry: bool,
     /// The padded image and the original's offset inside it, kept for alignment.
     padded: Option<(RgbImage, (u32, u32))>,
+}
+
+/// The shrunken copy of a large picture that the detector searches.
+struct WorkingCopy {
+    image: RgbImage,
+    /// Working-copy pixels per original pixel, horizontally and vertically.
+    scale: (f32, f32),
 }
 
 /// The detectors and the embedder, loaded once and shared (`Send + Sync`).
@@ -257,37 +281,96 @@ impl FacePipeline {
     }
 
     /// Every face in the image found by `kind` (padded retry included), highest score first.
+    ///
+    /// Pictures longer than [`PipelineOptions::max_detect_side`] are searched on a shrunken
+    /// working copy (the padded retry too), and the boxes found re-scored by O-Net on the
+    /// original pixels; the result is in the original's coordinates either way.
     pub fn detect_with(
         &self,
         image: &RgbImage,
         kind: DetectorKind,
     ) -> Result<Detections, RecognizerError> {
-        let faces = self.detect_once(image, kind)?;
+        let working = self.working_copy(image);
+        let faces = match &working {
+            None => self.detect_once(image, kind)?,
+            Some(working) => {
+                let found = self.detect_once(&working.image, kind)?;
+                self.on_original(image, working, &found)?
+            }
+        };
         if !faces.is_empty() || !self.options.retry_padded {
             return Ok(Detections {
                 faces,
                 ..Detections::default()
             });
         }
-        let (padded, (ox, oy)) = pad_replicate(image, RETRY_PAD_FRACTION);
+        // The retry pads the picture that was searched: a padded copy of a large original would
+        // cost more than the original itself.
+        let searched = working.as_ref().map_or(image, |w| &w.image);
+        let (padded, offset) = pad_replicate(searched, RETRY_PAD_FRACTION);
         let found = self.detect_once(&padded, kind)?;
-        let faces = found
-            .into_iter()
-            .map(|mut d| {
-                d.bbox = d.bbox.translated(-(ox as f32), -(oy as f32));
-                for mark in &mut d.landmarks {
-                    mark[0] -= ox as f32;
-                    mark[1] -= oy as f32;
-                }
-                d
-            })
-            .collect::<Vec<_>>();
+        let faces = match &working {
+            None => found
+                .iter()
+                .map(|d| d.to_original((offset.0 as f32, offset.1 as f32), (1.0, 1.0)))
+                .collect::<Vec<_>>(),
+            // Faces this close to the border are kept as found (scaled): O-Net on the original
+            // would see black beyond the border where the search saw the replicated edge.
+            Some(working) => found
+                .iter()
+                .map(|d| d.to_original((offset.0 as f32, offset.1 as f32), working.scale))
+                .collect(),
+        };
         let from_padded_retry = !faces.is_empty();
         Ok(Detections {
             faces,
             from_padded_retry,
-            padded: from_padded_retry.then_some((padded, (ox, oy))),
+            padded: (from_padded_retry && working.is_none()).then_some((padded, offset)),
         })
+    }
+
+    /// The shrunken copy the detector searches when `image` is longer than
+    /// [`PipelineOptions::max_detect_side`]; `None` when the image is searched as it is.
+    fn working_copy(&self, image: &RgbImage) -> Option<WorkingCopy> {
+        let limit = self.options.max_detect_side;
+        let (width, height) = image.dimensions();
+        let long = width.max(height);
+        if limit == 0 || long <= limit {
+            return None;
+        }
+        let factor = f64::from(limit) / f64::from(long);
+        let side = |v: u32| ((f64::from(v) * factor).round() as u32).clamp(1, v);
+        let (w, h) = (side(width), side(height));
+        let pixels = shrink_area_rgb(
+            image.as_raw(),
+            (width as usize, height as usize),
+            (w as usize, h as usize),
+        );
+        let image = RgbImage::from_raw(w, h, pixels)?;
+        tracing::debug!(
+            from = %format!("{width}x{height}"),
+            to = %format!("{w}x{h}"),
+            "searching a working copy"
+        );
+        Some(WorkingCopy {
+            image,
+            scale: (w as f32 / width as f32, h as f32 / height as f32),
+        })
+    }
+
+    /// Faces found on the working copy, re-scored by O-Net on the original pixels (boxes and
+    /// landmarks in the original's coordinates).
+    fn on_original(
+        &self,
+        image: &RgbImage,
+        working: &WorkingCopy,
+        found: &[Detection],
+    ) -> Result<Vec<Detection>, RecognizerError> {
+        let boxes: Vec<FaceBox> = found
+            .iter()
+            .map(|d| d.to_original((0.0, 0.0), working.scale).bbox)
+            .collect();
+        self.detector.refine_proposals(image, &boxes)
     }
 
     /// One detector pass, no retry.

@@ -91,6 +91,61 @@ pub fn resize_area_rgb(
     out
 }
 
+/// Area-average an interleaved RGB `u8` image of `size` (width, height) down to `dst` (no side
+/// larger than the source's), one source row at a time: besides the output, the scratch memory is
+/// the output's size in `f32` plus one row, however large the source. The values are those of
+/// [`resize_area_rgb`], rounded to `u8`.
+pub fn shrink_area_rgb(src: &[u8], size: (usize, usize), dst: (usize, usize)) -> Vec<u8> {
+    let (src_w, src_h) = size;
+    let (dst_w, dst_h) = dst;
+    debug_assert_eq!(src.len(), src_w * src_h * 3);
+    debug_assert!(dst_w <= src_w && dst_h <= src_h && dst_w > 0 && dst_h > 0);
+    let x_taps = axis_taps(src_w, dst_w, true);
+    // Vertical taps by source row; for each destination row they stay in source order, so every
+    // destination value adds its contributions in the same order as `resize_area_rgb`.
+    let mut y_taps = axis_taps(src_h, dst_h, true);
+    y_taps.sort_by_key(|t| t.src);
+    let row_len = dst_w * 3;
+    let mut sums = vec![0f32; dst_h * row_len];
+    let mut row = vec![0f32; row_len];
+    let mut next = 0;
+    for y in 0..src_h {
+        if y_taps.get(next).is_none_or(|t| t.src != y) {
+            continue;
+        }
+        row.fill(0.0);
+        let src_row = &src[y * src_w * 3..(y + 1) * src_w * 3];
+        let mut sums_x = [0f32; 3];
+        let mut current = usize::MAX;
+        for tap in &x_taps {
+            if tap.dst != current {
+                if current != usize::MAX {
+                    row[current * 3..current * 3 + 3].copy_from_slice(&sums_x);
+                }
+                current = tap.dst;
+                sums_x = [0.0; 3];
+            }
+            let px = &src_row[tap.src * 3..tap.src * 3 + 3];
+            sums_x[0] += px[0] as f32 * tap.weight;
+            sums_x[1] += px[1] as f32 * tap.weight;
+            sums_x[2] += px[2] as f32 * tap.weight;
+        }
+        if current != usize::MAX {
+            row[current * 3..current * 3 + 3].copy_from_slice(&sums_x);
+        }
+        while let Some(tap) = y_taps.get(next).filter(|t| t.src == y) {
+            let out_row = &mut sums[tap.dst * row_len..(tap.dst + 1) * row_len];
+            for (o, s) in out_row.iter_mut().zip(&row) {
+                *o += s * tap.weight;
+            }
+            next += 1;
+        }
+    }
+    sums.iter()
+        .map(|v| round_non_negative(*v).min(255.0) as u8)
+        .collect()
+}
+
 /// A rectangle of an image, possibly reaching outside it; pixels outside the image are black.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
@@ -359,6 +414,19 @@ mod tests {
             if (x, y, cw, ch) == (0, 0, w, h) {
                 assert_eq!(resize_area_rgb(&src, w, h, dw, dh), expected);
             }
+        }
+    }
+
+    #[test]
+    fn row_by_row_shrink_equals_the_whole_image_resize_rounded() {
+        let (w, h) = (97usize, 61usize);
+        let src: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7919) % 251) as u8).collect();
+        for dst in [(40, 25), (97, 30), (13, 61), (1, 1), (96, 60)] {
+            let expected: Vec<u8> = resize_area_rgb(&src, w, h, dst.0, dst.1)
+                .iter()
+                .map(|v| round_non_negative(*v).min(255.0) as u8)
+                .collect();
+            assert_eq!(shrink_area_rgb(&src, (w, h), dst), expected, "{dst:?}");
         }
     }
 

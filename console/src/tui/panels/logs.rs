@@ -5,6 +5,7 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
+use rollcall_protocol::terminal_text::terminal_safe;
 
 use crate::logs::LogLevel;
 
@@ -37,7 +38,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &ConsoleState) {
                     format!("{} {level:<5} ", clock_s(at_ns)),
                     Style::default().fg(colour),
                 ),
-                Span::raw(l.message.clone()),
+                // Lines from other machines' logs may quote records: one line each, escaped.
+                Span::raw(terminal_safe(&l.message).into_owned()),
             ])
         })
         .collect();
