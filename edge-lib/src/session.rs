@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::latency::{LatencyRecorder, Stage};
 use crate::receive::{ReceivedResult, ResultReceiver};
 use crate::segment::{ClipSegmenter, SegmentConfig, DEFAULT_CLIP_MS};
-use crate::source::{now_ns, open_source, FrameSource, SourceOptions, SourceSpec};
+use crate::source::{
+    now_ns, open_source, FrameSource, Outage, OutageLog, SourceLink, SourceOptions, SourceSpec,
+};
 use crate::spool::ClipSpool;
 use crate::upload::{ClipSink, Uploader, UploaderConfig};
 
@@ -149,6 +151,8 @@ pub struct SessionReport {
     pub total_time: Duration,
     /// The source, as described by itself.
     pub source: String,
+    /// When a network camera was offline (oldest first).
+    pub camera_offline: Vec<Outage>,
 }
 
 /// Why a session could not start.
@@ -192,6 +196,8 @@ pub struct SessionSnapshot {
     pub latency: LatencyRecorder,
     /// Capture has ended; the session is draining.
     pub capture_done: bool,
+    /// When a network camera was offline so far (the last one may still be open).
+    pub camera_offline: Vec<Outage>,
 }
 
 impl SessionProbe {
@@ -211,6 +217,7 @@ impl SessionProbe {
             unknown_faces: s.unknown_faces,
             latency: s.all_latency(),
             capture_done: s.capture_done,
+            camera_offline: s.outages.list(),
         }
     }
 }
@@ -229,6 +236,7 @@ struct State {
     received_latency: LatencyRecorder,
     unknown_faces: u64,
     capture_done: bool,
+    outages: OutageLog,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -276,6 +284,13 @@ where
 {
     let started = Instant::now();
     let mut source = open_source(&config.source, &config.source_options)?;
+    let outages = OutageLog::new();
+    let link = SourceLink::new(
+        Arc::clone(&stop),
+        config.duration.map(|d| Instant::now() + d),
+        outages.clone(),
+    );
+    source.link(link.clone());
     let mut segment = SegmentConfig::new(&config.device_id, &config.session_id, source.fps());
     segment.clip_ms = config.clip_ms;
     let mut segmenter = ClipSegmenter::new(segment)?;
@@ -283,6 +298,7 @@ where
     let state = Arc::clone(&probe.state);
     *lock(&state) = State {
         spool: Some(Arc::clone(&spool)),
+        outages: outages.clone(),
         ..State::default()
     };
 
@@ -361,7 +377,15 @@ where
     };
 
     // Capture on this thread.
-    let (ended, error) = capture(config, &mut *source, &mut segmenter, &spool, &state, &stop);
+    let (ended, error) = capture(
+        config,
+        &mut *source,
+        &mut segmenter,
+        &spool,
+        &state,
+        &stop,
+        &link,
+    );
     let capture_time = started.elapsed();
     lock(&state).capture_done = true;
     tracing::info!(
@@ -417,6 +441,7 @@ where
         capture_time,
         total_time: started.elapsed(),
         source: source.describe(),
+        camera_offline: outages.list(),
     })
 }
 
@@ -447,6 +472,7 @@ fn capture(
     spool: &ClipSpool,
     state: &Mutex<State>,
     stop: &AtomicBool,
+    link: &SourceLink,
 ) -> (EndReason, Option<String>) {
     let started = Instant::now();
     let spool_clip = |clip: crate::segment::EncodedClip| {
@@ -484,7 +510,15 @@ fn capture(
                     tracing::error!(error = %e, "encoding failed; clip abandoned");
                 }
             },
-            Ok(None) => break,
+            Ok(None) => {
+                // A source that was waiting (a camera reconnecting) ends when told to stop.
+                if stop.load(Ordering::Relaxed) {
+                    outcome = (EndReason::Stopped, None);
+                } else if link.interrupted() {
+                    outcome = (EndReason::Duration, None);
+                }
+                break;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "capture failed");
                 outcome = (EndReason::Failed, Some(e.to_string()));

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod rtsp;
+
 use openh264::decoder::Decoder;
 use rollcall_edge::segment::{nal_types, EncodedClip};
 
