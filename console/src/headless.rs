@@ -11,7 +11,7 @@ use rollcall_edge::session::SessionReport;
 use rollcall_edge::source::Pace;
 
 use crate::plan::report::{
-    person_line, print_summary, progress_line, report_json, result_line, write_report,
+    outage_line, person_line, print_summary, progress_line, report_json, result_line, write_report,
 };
 use crate::plan::CapturePlan;
 
@@ -50,7 +50,21 @@ pub fn run(
     }
     let mut last_progress = Instant::now();
     let mut introduced = std::collections::HashSet::new();
+    // Per outage seen so far: whether its end was printed.
+    let mut outages_shown: Vec<bool> = Vec::new();
     loop {
+        for (i, outage) in running.probe.camera_offline().iter().enumerate() {
+            if i == outages_shown.len() {
+                outages_shown.push(false);
+                if outage.end_ns.is_none() {
+                    println!("{}; reconnecting", outage_line(outage));
+                }
+            }
+            if outage.end_ns.is_some() && !outages_shown[i] {
+                outages_shown[i] = true;
+                println!("{}", outage_line(outage));
+            }
+        }
         match running.results.recv_timeout(Duration::from_millis(250)) {
             Ok(got) => {
                 // Someone's academic record, the first time they show up in this session.

@@ -206,6 +206,11 @@ impl SessionProbe {
         SessionProbe::default()
     }
 
+    /// When the camera was offline so far (cheaper than a whole snapshot).
+    pub fn camera_offline(&self) -> Vec<Outage> {
+        lock(&self.state).outages.list()
+    }
+
     /// The session's counters, people and latency now.
     pub fn snapshot(&self) -> SessionSnapshot {
         let s = lock(&self.state);

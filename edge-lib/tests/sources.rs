@@ -440,10 +440,21 @@ fn rtsp_camera_survives_a_server_restart_and_a_stall() {
     let Some(video) = common::make_test_video(dir.path(), "320x240", 30, 30) else {
         return;
     };
-    let Some(mut server) = common::rtsp::RtspServer::start(&video) else {
+    let Some(mut server) = common::rtsp::RtspServer::start(&video, Some("viewer:s3cr3t-pw")) else {
         return;
     };
-    // Credentials in the URL are never shown (the server asks for none, so they stay unused).
+    // A wrong password is refused at once, in words, without the password.
+    let wrong = SourceSpec::parse(&server.url(Some("viewer:not-it"))).unwrap();
+    let err = open_source(&wrong, &network_options())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("401 Unauthorized"), "{err}");
+    assert!(
+        err.contains("viewer:***@") && !err.contains("not-it"),
+        "{err}"
+    );
+    // The right one (sent when the server asks) is never shown.
     let spec = SourceSpec::parse(&server.url(Some("viewer:s3cr3t-pw"))).unwrap();
     assert!(!format!("{spec} {spec:?}").contains("s3cr3t"));
     let mut source = open_source(&spec, &network_options()).unwrap();

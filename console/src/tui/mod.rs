@@ -292,6 +292,8 @@ impl Console {
 
     fn edit_source(&mut self, key: KeyEvent, mut text: String) {
         match key.code {
+            // The current source shows its URL redacted: unchanged text keeps its password.
+            KeyCode::Enter if text.trim() == self.source.to_string() => {}
             KeyCode::Enter => match SourceSpec::parse(&text) {
                 Ok(source) => {
                     self.state.status = if self.session.is_some() {

@@ -16,6 +16,10 @@ mod shared;
 #[allow(unused_imports)]
 pub use shared::{aws_endpoint, env_is, unique};
 
+/// GStreamer's RTSP server on loopback, shared with the edge library's source tests.
+#[path = "../../../edge-lib/tests/common/rtsp.rs"]
+pub mod rtsp;
+
 /// The people of the real videos with their reference photo in `examples/`; Obama and Biden
 /// are in, so the Hamilton video must name neither (and the Obama video never Biden).
 pub const EXAMPLE_PEOPLE: [(&str, &str); 4] = [

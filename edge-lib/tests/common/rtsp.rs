@@ -35,14 +35,16 @@ fn python_with_gst_rtsp() -> Option<&'static str> {
 pub struct RtspServer {
     python: &'static str,
     video: PathBuf,
+    login: Option<String>,
     port: u16,
     child: Option<Child>,
 }
 
 impl RtspServer {
-    /// Starts a server on a free port; `None` (with the reason printed) when GStreamer's RTSP
-    /// server is not installed, a failure when `ROLLCALL_REQUIRE_DATA=1` (CI).
-    pub fn start(video: &Path) -> Option<RtspServer> {
+    /// Starts a server on a free port, asking clients for `login` (`user:password`, HTTP Basic
+    /// auth) when given; `None` (with the reason printed) when GStreamer's RTSP server is not
+    /// installed, a failure when `ROLLCALL_REQUIRE_DATA=1` (CI).
+    pub fn start(video: &Path, login: Option<&str>) -> Option<RtspServer> {
         let Some(python) = python_with_gst_rtsp() else {
             let msg = "GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is not \
                        installed; scripts/setup installs it";
@@ -56,6 +58,7 @@ impl RtspServer {
         let mut server = RtspServer {
             python,
             video: video.to_path_buf(),
+            login: login.map(str::to_string),
             port: 0,
             child: None,
         };
@@ -70,6 +73,7 @@ impl RtspServer {
             .arg(&self.video)
             .arg(self.port.to_string())
             .arg("/cam")
+            .args(self.login.as_deref())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
