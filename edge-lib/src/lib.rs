@@ -18,6 +18,8 @@
 //! - [`receive`]: results from the result queue, duplicates dropped, latency recorded.
 //! - [`session`]: all of the above for one capture session, with counters (captured, uploaded,
 //!   results, errors, lost).
+//! - [`publish`]: recognition events out to MQTT and webhooks (the clients behind the feature
+//!   `publish`), shaped like Frigate's `tracked_object_update`.
 //! - [`redact`]: URLs shown without their passwords and tokens (everywhere a URL is shown).
 //! - `gpio` (feature `gpio`): a push button and an LED on a Raspberry Pi.
 //!
@@ -26,6 +28,7 @@
 #[cfg(feature = "gpio")]
 pub mod gpio;
 pub mod latency;
+pub mod publish;
 pub mod receive;
 pub mod redact;
 pub mod segment;
