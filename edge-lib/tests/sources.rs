@@ -568,3 +568,56 @@ fn an_unreachable_camera_is_a_clear_error_without_the_password() {
         assert!(!msg.contains("hunter2"), "{msg}");
     }
 }
+
+#[test]
+fn http_mjpeg_camera_without_a_frame_rate_is_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(video) = common::make_test_video(dir.path(), "320x240", 30, 20) else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/cam.mjpg");
+    // ffmpeg as a one-client HTTP server of a multipart JPEG stream (no timing in it), at 30 fps.
+    let mut server = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(&video)
+        .args(["-an", "-f", "mpjpeg", "-q:v", "5", "-listen", "1", &url])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start ffmpeg");
+    let spec = SourceSpec::parse(&url).unwrap();
+    let started = Instant::now();
+    let opened = loop {
+        match open_source(&spec, &network_options()) {
+            Ok(source) => break Ok(source),
+            // Refused until ffmpeg listens.
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let mut source = opened.expect("the MJPEG stream opens");
+    assert_eq!(source.size(), (320, 240));
+    // ffmpeg guesses 25 for such streams; the arrivals say 30.
+    assert!(
+        (26.0..34.0).contains(&source.fps()),
+        "{}",
+        source.describe()
+    );
+    let mut last = 0;
+    for i in 0..45 {
+        let frame = source.next_frame().unwrap().expect("frames");
+        assert_eq!(frame.index, i);
+        assert!(frame.is_well_formed());
+        assert!(frame.capture_ns >= last);
+        last = frame.capture_ns;
+    }
+    drop(source);
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -117,6 +117,8 @@ pub(crate) struct FfmpegVideo {
     out_size: (u32, u32),
     time_base: f64,
     fps: f32,
+    /// The stream states its average frame rate (else `fps` is a guess: MJPEG over HTTP).
+    fps_declared: bool,
     eof_sent: bool,
     finished: bool,
 }
@@ -144,6 +146,10 @@ impl FfmpegVideo {
             f64::from(tb.numerator()) / f64::from(tb.denominator())
         } else {
             0.0
+        };
+        let fps_declared = {
+            let r = stream.avg_frame_rate();
+            r.numerator() > 0 && r.denominator() > 0
         };
         let fps = [stream.avg_frame_rate(), stream.rate()]
             .into_iter()
@@ -193,6 +199,7 @@ impl FfmpegVideo {
             out_size,
             time_base,
             fps,
+            fps_declared,
             eof_sent: false,
             finished: false,
         })
@@ -200,6 +207,11 @@ impl FfmpegVideo {
 
     pub fn fps(&self) -> f32 {
         self.fps
+    }
+
+    /// Whether the stream states its average frame rate ([`fps`](Self::fps) is a guess otherwise).
+    pub fn fps_declared(&self) -> bool {
+        self.fps_declared
     }
 
     pub fn out_size(&self) -> (u32, u32) {

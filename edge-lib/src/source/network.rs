@@ -8,6 +8,7 @@
 //! [`redact_url`](crate::redact::redact_url): passwords and tokens never reach logs, errors or
 //! reports.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,11 @@ use ffmpeg_next as ffmpeg;
 use super::ffmpeg_video::{self, FfmpegVideo, OpenError, ReadError};
 use super::{now_ns, CaptureError, Frame, FrameSource, SourceLink, SourceOptions};
 use crate::redact::{redact_url, with_credentials, UrlParts};
+
+/// How long the arrival rate of a stream without a stated frame rate is measured at opening.
+const FPS_MEASUREMENT: Duration = Duration::from_millis(1500);
+/// Frames at the start of a stream that may arrive in a burst (ffmpeg's probing buffered them).
+const FPS_BURST: Duration = Duration::from_millis(500);
 
 /// URL schemes a network camera can use.
 pub const NETWORK_SCHEMES: [&str; 4] = ["rtsp", "rtsps", "http", "https"];
@@ -214,6 +220,8 @@ pub struct NetworkSource {
     last_frame_ns: Option<u64>,
     watchdog: Arc<Watchdog>,
     ended: bool,
+    /// Pictures read while measuring the frame rate, with their arrival times: delivered first.
+    measured: VecDeque<(Vec<u8>, u64)>,
 }
 
 impl NetworkSource {
@@ -235,11 +243,17 @@ impl NetworkSource {
             timeout: network.read_timeout,
             link: std::sync::Mutex::new(SourceLink::default()),
         });
-        let video = connect(url, &network, &watchdog, requested)?;
+        let mut video = connect(url, &network, &watchdog, requested)?;
+        let (fps, measured) = if video.fps_declared() {
+            (video.fps(), VecDeque::new())
+        } else {
+            measure_fps(&mut video, &watchdog)
+        };
         let source = NetworkSource {
             url: url.clone(),
             out_size: video.out_size(),
-            fps: video.fps(),
+            fps,
+            measured,
             video: Some(video),
             options: network,
             max_frames: options.max_frames,
@@ -255,6 +269,20 @@ impl NetworkSource {
     /// The camera's URL (shows itself redacted).
     pub fn url(&self) -> &CameraUrl {
         &self.url
+    }
+
+    /// The next frame: `data` delivered at `capture_ns`.
+    fn frame(&mut self, data: Vec<u8>, capture_ns: u64) -> Frame {
+        self.last_frame_ns = Some(capture_ns);
+        let frame = Frame {
+            index: self.next_index,
+            capture_ns,
+            width: self.out_size.0,
+            height: self.out_size.1,
+            data,
+        };
+        self.next_index += 1;
+        frame
     }
 
     /// The stream was lost: record the outage and drop the connection.
@@ -310,6 +338,50 @@ impl NetworkSource {
                     attempt = attempt.saturating_add(1);
                 }
             }
+        }
+    }
+}
+
+/// A stream that states no frame rate (MJPEG over HTTP): the rate its pictures arrive at,
+/// measured for [`FPS_MEASUREMENT`] after an initial burst, and the pictures read meanwhile.
+/// Falls back to ffmpeg's guess when too few pictures came.
+fn measure_fps(video: &mut FfmpegVideo, watchdog: &Watchdog) -> (f32, VecDeque<(Vec<u8>, u64)>) {
+    let started = Instant::now();
+    let mut pictures = VecDeque::new();
+    while started.elapsed() < FPS_MEASUREMENT && pictures.len() < 200 {
+        watchdog.touch();
+        match video.next_picture() {
+            Ok(Some(picture)) => pictures.push_back((picture.data, now_ns())),
+            // The failure comes back at the next read, where it is handled.
+            _ => break,
+        }
+    }
+    let first = pictures.front().map_or(0, |(_, t)| *t);
+    let burst_ns = u64::try_from(FPS_BURST.as_nanos()).unwrap_or(u64::MAX);
+    let steady: Vec<u64> = pictures
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| *t >= first.saturating_add(burst_ns))
+        .collect();
+    let measured = match (steady.first(), steady.last()) {
+        (Some(a), Some(b)) if steady.len() >= 5 && b > a => {
+            Some(((steady.len() - 1) as f64 / ((b - a) as f64 / 1e9)) as f32)
+        }
+        _ => None,
+    }
+    .filter(|f| (0.5..=240.0).contains(f));
+    match measured {
+        Some(fps) => {
+            tracing::info!(
+                fps,
+                guessed = video.fps(),
+                "stream states no frame rate; measured the arrivals"
+            );
+            (fps, pictures)
+        }
+        None => {
+            tracing::warn!(fps = video.fps(), "stream states no frame rate and too few pictures came to measure it; using ffmpeg's guess");
+            (video.fps(), pictures)
         }
     }
 }
@@ -386,6 +458,9 @@ impl FrameSource for NetworkSource {
             if self.ended || self.max_frames.is_some_and(|m| self.next_index >= m) {
                 return Ok(None);
             }
+            if let Some((data, capture_ns)) = self.measured.pop_front() {
+                return Ok(Some(self.frame(data, capture_ns)));
+            }
             let Some(video) = self.video.as_mut() else {
                 if !self.reconnect() {
                     tracing::info!(camera = %self.url, "capture ended while the camera was offline");
@@ -396,17 +471,7 @@ impl FrameSource for NetworkSource {
             let reason = match video.next_picture() {
                 Ok(Some(picture)) => {
                     self.watchdog.touch();
-                    let capture_ns = now_ns();
-                    self.last_frame_ns = Some(capture_ns);
-                    let frame = Frame {
-                        index: self.next_index,
-                        capture_ns,
-                        width: self.out_size.0,
-                        height: self.out_size.1,
-                        data: picture.data,
-                    };
-                    self.next_index += 1;
-                    return Ok(Some(frame));
+                    return Ok(Some(self.frame(picture.data, now_ns())));
                 }
                 Ok(None) => "the stream ended".to_string(),
                 Err(ReadError::Demux(e)) => describe_stream_error(&e, &self.watchdog),
