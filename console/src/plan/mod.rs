@@ -4,6 +4,7 @@
 //! it; it knows nothing of either.
 
 pub mod durations;
+pub mod publish;
 pub mod report;
 
 use std::path::PathBuf;
@@ -64,6 +65,18 @@ pub struct CaptureArgs {
     /// lost.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace: Duration,
+    /// Publish recognition events to an MQTT broker (mqtt://[user:pass@]host[:port]/prefix,
+    /// mqtts:// for TLS) or a webhook (http(s)://...); repeat for several. Broker credentials
+    /// may come from ROLLCALL_MQTT_USERNAME / ROLLCALL_MQTT_PASSWORD, the webhooks' HMAC key
+    /// from ROLLCALL_WEBHOOK_SECRET.
+    #[arg(
+        long,
+        env = "ROLLCALL_PUBLISH",
+        value_name = "URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub publish: Vec<String>,
     /// Keep the uploaded clips in DIR (embedded backend; default: a temporary folder).
     #[arg(long, value_name = "DIR")]
     pub objects: Option<PathBuf>,
@@ -133,6 +146,8 @@ pub struct CapturePlan {
     pub embedded: EmbeddedOptions,
     /// Timeouts and reconnection of network cameras.
     pub network: NetworkOptions,
+    /// Where recognition events go.
+    pub publish: publish::PublishPlan,
     /// ROLLCALL_CAMERA_USERNAME / ROLLCALL_CAMERA_PASSWORD, for camera URLs without their own.
     camera_credentials: Option<(String, Option<String>)>,
     #[cfg(feature = "aws")]
@@ -218,6 +233,7 @@ impl CaptureArgs {
                 ..NetworkOptions::default()
             },
             camera_credentials,
+            publish: publish::PublishPlan::resolve(&self.publish, config.publish.as_deref())?,
             #[cfg(feature = "aws")]
             names: self.aws.names(),
             scratch,

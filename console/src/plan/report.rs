@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rollcall_edge::latency::Stage;
+use rollcall_edge::publish::PublishStats;
 use rollcall_edge::receive::ReceivedResult;
 use rollcall_edge::session::{ClipCounters, PersonTally, SessionReport, SessionSnapshot};
 use rollcall_edge::source::Outage;
@@ -84,6 +85,8 @@ struct SessionReportJson {
     pool: Option<PoolReport>,
     /// When a network camera was offline and reconnected (empty for other sources).
     camera_offline: Vec<OutageJson>,
+    /// Per `--publish` target: events sent, failed, dropped, retried.
+    publish: Vec<PublishStats>,
 }
 
 #[derive(Serialize)]
@@ -183,6 +186,7 @@ pub fn report_json(
     plan: &CapturePlan,
     session_id: &str,
     pool: Option<&PoolStats>,
+    publish: &[PublishStats],
 ) -> serde_json::Value {
     let latency = LatencyMs::end_to_end(&report.latency);
     let stages_ms = stage_medians_ms(&report.latency);
@@ -209,6 +213,7 @@ pub fn report_json(
                 outage: outage.clone(),
             })
             .collect(),
+        publish: publish.to_vec(),
         pool: pool.map(|pool| PoolReport {
             max_workers: plan.embedded.max_workers,
             peak_workers: pool.peak_workers,

@@ -20,6 +20,14 @@ pub use shared::{aws_endpoint, env_is, unique};
 #[path = "../../../edge-lib/tests/common/rtsp.rs"]
 pub mod rtsp;
 
+/// A mosquitto broker on loopback, shared with the edge library's publishing tests.
+#[path = "../../../edge-lib/tests/common/mqtt_broker.rs"]
+pub mod mqtt_broker;
+
+/// A webhook receiver on loopback, shared with the edge library's publishing tests.
+#[path = "../../../edge-lib/tests/common/webhook_receiver.rs"]
+pub mod webhook_receiver;
+
 /// The people of the real videos with their reference photo in `examples/`; Obama and Biden
 /// are in, so the Hamilton video must name neither (and the Obama video never Biden).
 pub const EXAMPLE_PEOPLE: [(&str, &str); 4] = [
