@@ -267,6 +267,25 @@ fn bad_publish_targets_are_refused_clearly() {
     assert!(!output.contains("secret"), "{output}");
 }
 
+#[test]
+fn a_bad_camera_url_is_refused_without_its_password() {
+    // An unencoded '/' in the password: refused, and clap must not echo the URL as typed.
+    let out = rollcall_command()
+        .args([
+            "session",
+            "--headless",
+            "--source",
+            "rtsp://viewer:pa/ss@cam.local/stream1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let output = text(&out);
+    assert!(output.contains("--source"), "{output}");
+    assert!(output.contains("percent-encode"), "{output}");
+    assert!(!output.contains("pa/ss"), "{output}");
+}
+
 /// Kills the worker process when the test ends, passed or not.
 #[cfg(feature = "aws")]
 struct Worker(std::process::Child);

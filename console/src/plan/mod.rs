@@ -35,7 +35,8 @@ pub struct CaptureArgs {
         value_name = "SRC",
         hide_env_values = true
     )]
-    pub source: Option<SourceSpec>,
+    // Text, parsed by the plan: clap's error would echo a camera URL with its password.
+    pub source: Option<String>,
     /// Network cameras: how RTSP carries the video.
     #[arg(long, value_enum, default_value_t = RtspTransportArg::Tcp)]
     pub rtsp_transport: RtspTransportArg,
@@ -179,7 +180,9 @@ impl CaptureArgs {
         validate_id("device id", &device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
         let recognition = self.recognizer.resolve(config)?;
         let source = match (&self.source, &config.source) {
-            (Some(source), _) => source.clone(),
+            (Some(text), _) => {
+                SourceSpec::parse(text).map_err(|e| anyhow::anyhow!("--source: {e}"))?
+            }
             (None, Some(text)) => {
                 SourceSpec::parse(text).map_err(|e| anyhow::anyhow!("config file `source`: {e}"))?
             }
