@@ -286,22 +286,10 @@ fn a_bad_camera_url_is_refused_without_its_password() {
     assert!(!output.contains("pa/ss"), "{output}");
 }
 
-/// Kills the worker process when the test ends, passed or not.
-#[cfg(feature = "aws")]
-struct Worker(std::process::Child);
-
-#[cfg(feature = "aws")]
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[cfg(feature = "aws")]
 #[test]
 fn aws_sessions_publish_what_the_edge_receives() {
-    use common::{aws_endpoint, enroll_examples_aws, rollcall_aws};
+    use common::{aws_endpoint, enroll_examples_aws, rollcall_aws, WorkerProcess};
     if aws_endpoint().is_none() {
         return;
     }
@@ -318,23 +306,7 @@ fn aws_sessions_publish_what_the_edge_receives() {
     );
     assert!(out.status.success(), "{}", text(&out));
     enroll_examples_aws(&data, tmp.path(), &prefix, &[("barack_obama", "obama.jpg")]);
-    let _worker = Worker(
-        rollcall_command()
-            .args([
-                "worker",
-                "--prefix",
-                &prefix,
-                "--wait",
-                "1s",
-                "--idle-exit",
-                "60s",
-            ])
-            .env("ROLLCALL_AWS_PREFIX", &prefix)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start rollcall worker"),
-    );
+    let _worker = WorkerProcess::start(&prefix);
     let hook = WebhookReceiver::start();
     let report = tmp.path().join("report.json");
     let video = data.join("videos/armbiantest_obama/obama.mp4");

@@ -158,6 +158,40 @@ pub fn rollcall_aws(args: &[&str], prefix: &str) -> Output {
         .expect("run rollcall")
 }
 
+/// A `rollcall worker` (S3 -> SQS recognition) for the resources of `prefix`, killed when
+/// this is dropped, passed or not.
+pub struct WorkerProcess(std::process::Child);
+
+impl WorkerProcess {
+    /// Starts the worker: long polls of 1 s, exits after 60 s without work.
+    pub fn start(prefix: &str) -> WorkerProcess {
+        WorkerProcess(
+            rollcall_command()
+                .args([
+                    "worker",
+                    "--prefix",
+                    prefix,
+                    "--wait",
+                    "1s",
+                    "--idle-exit",
+                    "60s",
+                ])
+                .env("ROLLCALL_AWS_PREFIX", prefix)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start rollcall worker"),
+        )
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// tmux on its own socket, so a test never touches the user's sessions; the server is killed
 /// when this is dropped. The session is named `console`.
 pub struct Tmux {
