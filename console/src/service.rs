@@ -175,8 +175,14 @@ impl RecognitionService {
         }
     }
 
-    /// Start a session on its own thread; results stream through [`RunningSession::results`].
-    pub fn spawn(self: &Arc<Self>, config: SessionConfig) -> Result<RunningSession> {
+    /// Start a session on its own thread; results stream through [`RunningSession::results`],
+    /// after `observe` saw each of them on the receiving thread (the event publisher: it must
+    /// not block).
+    pub fn spawn(
+        self: &Arc<Self>,
+        config: SessionConfig,
+        observe: impl Fn(&ReceivedResult) + Send + 'static,
+    ) -> Result<RunningSession> {
         let probe = SessionProbe::new();
         let stop = Arc::new(AtomicBool::new(false));
         let (sender, results) = mpsc::channel();
@@ -190,6 +196,7 @@ impl RecognitionService {
                 .spawn(move || {
                     service
                         .run(&config, stop, &probe, move |got| {
+                            observe(got);
                             // The watcher may be gone (console quitting): nothing to do then.
                             let _ = sender.send(got.clone());
                         })

@@ -54,6 +54,8 @@ pub struct ConfigFile {
     pub max_workers: Option<usize>,
     pub button_pin: Option<u8>,
     pub led_pin: Option<u8>,
+    /// Event targets (`mqtt://...`, `https://...`) when no `--publish` is given.
+    pub publish: Option<Vec<String>>,
 }
 
 impl ConfigFile {

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! - [`source`]: one trait, [`source::FrameSource`], handing out I420 [`source::Frame`]s; open a
-//!   source from a spec string (`file:PATH`, `v4l2:/dev/videoN`, `rpicam`, `test`).
+//!   source from a spec string (`file:PATH`, `v4l2:/dev/videoN`, `rpicam`, `test`, or an
+//!   `rtsp://` / `http(s)://` camera URL, reconnected when it drops).
 //! - [`segment`]: frames -> self-contained Annex-B clips (SPS/PPS + IDR first) with
 //!   [`ClipMeta`](rollcall_protocol::wire::ClipMeta), encoded in-process with openh264.
 //! - [`spool`]: crash-safe, byte-bounded on-disk queue of clips waiting for upload.
@@ -17,6 +18,9 @@
 //! - [`receive`]: results from the result queue, duplicates dropped, latency recorded.
 //! - [`session`]: all of the above for one capture session, with counters (captured, uploaded,
 //!   results, errors, lost).
+//! - [`publish`]: recognition events out to MQTT and webhooks (the clients behind the feature
+//!   `publish`), shaped like Frigate's `tracked_object_update`.
+//! - [`redact`]: URLs shown without their passwords and tokens (everywhere a URL is shown).
 //! - `gpio` (feature `gpio`): a push button and an LED on a Raspberry Pi.
 //!
 //! `examples/capture_to_dir.rs` wires all four together.
@@ -24,7 +28,9 @@
 #[cfg(feature = "gpio")]
 pub mod gpio;
 pub mod latency;
+pub mod publish;
 pub mod receive;
+pub mod redact;
 pub mod segment;
 pub mod session;
 pub mod source;

@@ -2,7 +2,8 @@
 //! [`ClipMeta`].
 //!
 //! Clips are cut by frame count (`round(fps * clip_ms / 1000)`, at least 1), so every frame
-//! lands in exactly one clip. Frames are encoded as they arrive (openh264, Baseline profile:
+//! lands in exactly one clip. A gap in capture longer than two clips (at least 1 s: a network
+//! camera that dropped and came back) closes the clip early, so no clip spans an outage. Frames are encoded as they arrive (openh264, Baseline profile:
 //! no B-frames, constant frame rate, no frame skipping), so a clip is ready a few
 //! milliseconds after its last frame. Every clip starts with SPS, PPS and an IDR picture: a
 //! decoder needs nothing but the clip's own bytes.
@@ -237,6 +238,15 @@ impl ClipSegmenter {
                 if let Some(clip) = self.close()? {
                     done.push(clip);
                 }
+            } else if frame.capture_ns.saturating_sub(open.last_frame_ns) > self.max_gap_ns() {
+                tracing::info!(
+                    clip = %self.clip_id(open.seq),
+                    gap_ms = frame.capture_ns.saturating_sub(open.last_frame_ns) / 1_000_000,
+                    "gap in capture; closing the clip early"
+                );
+                if let Some(clip) = self.close()? {
+                    done.push(clip);
+                }
             }
         }
         self.encode_frame(&frame)?;
@@ -255,6 +265,11 @@ impl ClipSegmenter {
     /// Closes the partial clip at the end of the source, if it has any frames.
     pub fn finish(&mut self) -> Result<Option<EncodedClip>, SegmentError> {
         self.close()
+    }
+
+    /// The longest pause between two frames of one clip: two clip lengths, at least 1 s.
+    fn max_gap_ns(&self) -> u64 {
+        u64::from(self.config.clip_ms.saturating_mul(2).max(1000)) * 1_000_000
     }
 
     fn clip_id(&self, seq: u64) -> String {
@@ -596,6 +611,27 @@ mod tests {
         );
         assert_eq!(&nal_types(&last.bytes)[..3], &[7, 8, 5]);
         assert!(seg.finish().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_gap_in_capture_closes_the_clip_early() {
+        let mut seg = ClipSegmenter::new(SegmentConfig::new("d", "s", 30.0)).unwrap();
+        let at = |index: u64, ms: u64| Frame {
+            capture_ns: ms * 1_000_000,
+            ..frame(index, 64, 48)
+        };
+        // 33 ms apart, then a 900 ms hiccup: still one clip (under 1 s).
+        for (i, ms) in [0u64, 33, 66, 966].into_iter().enumerate() {
+            assert!(seg.push(at(i as u64, ms)).unwrap().is_empty());
+        }
+        // The camera was offline for 35 s: the 4 frames before it are a clip of their own.
+        let clips = seg.push(at(4, 35_966)).unwrap();
+        assert_eq!(clips.len(), 1);
+        assert_eq!(clips[0].meta.frame_count, 4);
+        assert_eq!(clips[0].meta.last_frame_ns, 966_000_000);
+        let last = seg.finish().unwrap().unwrap();
+        assert_eq!((last.meta.seq, last.meta.frame_count), (1, 1));
+        assert_eq!(&nal_types(&last.bytes)[..3], &[7, 8, 5]);
     }
 
     #[test]

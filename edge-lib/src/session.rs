@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::latency::{LatencyRecorder, Stage};
 use crate::receive::{ReceivedResult, ResultReceiver};
 use crate::segment::{ClipSegmenter, SegmentConfig, DEFAULT_CLIP_MS};
-use crate::source::{now_ns, open_source, FrameSource, SourceOptions, SourceSpec};
+use crate::source::{
+    now_ns, open_source, FrameSource, Outage, OutageLog, SourceLink, SourceOptions, SourceSpec,
+};
 use crate::spool::ClipSpool;
 use crate::upload::{ClipSink, Uploader, UploaderConfig};
 
@@ -153,6 +155,8 @@ pub struct SessionReport {
     pub total_time: Duration,
     /// The source, as described by itself.
     pub source: String,
+    /// When a network camera was offline (oldest first).
+    pub camera_offline: Vec<Outage>,
 }
 
 /// Why a session could not start.
@@ -196,12 +200,19 @@ pub struct SessionSnapshot {
     pub latency: LatencyRecorder,
     /// Capture has ended; the session is draining.
     pub capture_done: bool,
+    /// When a network camera was offline so far (the last one may still be open).
+    pub camera_offline: Vec<Outage>,
 }
 
 impl SessionProbe {
     /// A probe for a session that has not started.
     pub fn new() -> SessionProbe {
         SessionProbe::default()
+    }
+
+    /// When the camera was offline so far (cheaper than a whole snapshot).
+    pub fn camera_offline(&self) -> Vec<Outage> {
+        lock(&self.state).outages.list()
     }
 
     /// The session's counters, people and latency now.
@@ -215,6 +226,7 @@ impl SessionProbe {
             unknown_faces: s.unknown_faces,
             latency: s.all_latency(),
             capture_done: s.capture_done,
+            camera_offline: s.outages.list(),
         }
     }
 }
@@ -234,6 +246,7 @@ struct State {
     unknown_faces: u64,
     capture_done: bool,
     first_result_error: Option<String>,
+    outages: OutageLog,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -281,6 +294,13 @@ where
 {
     let started = Instant::now();
     let mut source = open_source(&config.source, &config.source_options)?;
+    let outages = OutageLog::new();
+    let link = SourceLink::new(
+        Arc::clone(&stop),
+        config.duration.map(|d| Instant::now() + d),
+        outages.clone(),
+    );
+    source.link(link.clone());
     let mut segment = SegmentConfig::new(&config.device_id, &config.session_id, source.fps());
     segment.clip_ms = config.clip_ms;
     let mut segmenter = ClipSegmenter::new(segment)?;
@@ -288,6 +308,7 @@ where
     let state = Arc::clone(&probe.state);
     *lock(&state) = State {
         spool: Some(Arc::clone(&spool)),
+        outages: outages.clone(),
         ..State::default()
     };
 
@@ -366,7 +387,15 @@ where
     };
 
     // Capture on this thread.
-    let (ended, error) = capture(config, &mut *source, &mut segmenter, &spool, &state, &stop);
+    let (ended, error) = capture(
+        config,
+        &mut *source,
+        &mut segmenter,
+        &spool,
+        &state,
+        &stop,
+        &link,
+    );
     let capture_time = started.elapsed();
     lock(&state).capture_done = true;
     tracing::info!(
@@ -423,6 +452,7 @@ where
         capture_time,
         total_time: started.elapsed(),
         source: source.describe(),
+        camera_offline: outages.list(),
     })
 }
 
@@ -456,6 +486,7 @@ fn capture(
     spool: &ClipSpool,
     state: &Mutex<State>,
     stop: &AtomicBool,
+    link: &SourceLink,
 ) -> (EndReason, Option<String>) {
     let started = Instant::now();
     let spool_clip = |clip: crate::segment::EncodedClip| {
@@ -504,7 +535,15 @@ fn capture(
                     tracing::error!(error = %e, "encoding failed; clip abandoned");
                 }
             },
-            Ok(None) => break,
+            Ok(None) => {
+                // A source that was waiting (a camera reconnecting) ends when told to stop.
+                if stop.load(Ordering::Relaxed) {
+                    outcome = (EndReason::Stopped, None);
+                } else if link.interrupted() {
+                    outcome = (EndReason::Duration, None);
+                }
+                break;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "capture failed");
                 outcome = (EndReason::Failed, Some(e.to_string()));

@@ -12,6 +12,7 @@ fn run(frames: u64, fps: f32, clip_ms: u32, size: (u32, u32)) -> Vec<EncodedClip
         fps: Some(fps),
         pace: Pace::Fast,
         max_frames: Some(frames),
+        ..Default::default()
     };
     let mut source = TestPatternSource::new(&opts).unwrap();
     let mut config = SegmentConfig::new("pi-1", "session-7", source.fps());

@@ -1,14 +1,17 @@
-//! Frame sources: real video files, error paths, the rpicam pipe (with a stand-in tool).
+//! Frame sources: real video files, error paths, the rpicam pipe (with a stand-in tool), an RTSP
+//! camera served by a real RTSP server on loopback (killed, paused and restarted).
 
 mod common;
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rollcall_edge::segment::{ClipSegmenter, SegmentConfig};
 use rollcall_edge::source::{
-    open_source, CaptureError, FileSource, FrameSource, Pace, RpicamConfig, RpicamSource,
-    SourceOptions, SourceSpec, V4l2Source,
+    open_source, CaptureError, FileSource, FrameSource, NetworkOptions, OutageLog, Pace,
+    RpicamConfig, RpicamSource, SourceLink, SourceOptions, SourceSpec, V4l2Source,
 };
 
 fn fast() -> SourceOptions {
@@ -389,4 +392,232 @@ fn rpicam_tool_dying_mid_run_ends_with_an_error() {
     assert!(msg.contains("stream ended after 15 frames"), "{msg}");
     assert!(msg.contains("camera unplugged"), "{msg}");
     assert!(source.next_frame().unwrap().is_none());
+}
+
+/// Network-camera options for tests: a short read timeout and quick reconnection.
+fn network_options() -> SourceOptions {
+    SourceOptions {
+        network: NetworkOptions {
+            read_timeout: Duration::from_secs(2),
+            reconnect_first: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(1),
+            ..NetworkOptions::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Reads frames (checking each one) until `outages` holds `outages_expected` outages, the last
+/// one over, and then `n` more frames; returns the last frame.
+fn read_through_outage(
+    source: &mut dyn FrameSource,
+    outages: &OutageLog,
+    outages_expected: usize,
+    n: usize,
+) -> rollcall_edge::source::Frame {
+    let mut after = 0;
+    loop {
+        let frame = source
+            .next_frame()
+            .expect("a dropped camera is no error")
+            .expect("the camera came back before the test's time limit");
+        assert!(frame.is_well_formed());
+        assert_eq!((frame.width, frame.height), (320, 240));
+        let list = outages.list();
+        assert!(list.len() <= outages_expected, "{list:?}");
+        if list.len() == outages_expected && list.last().is_none_or(|o| o.end_ns.is_some()) {
+            after += 1;
+            if after == n {
+                return frame;
+            }
+        }
+    }
+}
+
+#[test]
+fn rtsp_camera_survives_a_server_restart_and_a_stall() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(video) = common::make_test_video(dir.path(), "320x240", 30, 30) else {
+        return;
+    };
+    let Some(mut server) = common::rtsp::RtspServer::start(&video, Some("viewer:s3cr3t-pw")) else {
+        return;
+    };
+    // A wrong password is refused at once, in words, without the password.
+    let wrong = SourceSpec::parse(&server.url(Some("viewer:not-it"))).unwrap();
+    let err = open_source(&wrong, &network_options())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("401 Unauthorized"), "{err}");
+    assert!(
+        err.contains("viewer:***@") && !err.contains("not-it"),
+        "{err}"
+    );
+    // The right one (sent when the server asks) is never shown.
+    let spec = SourceSpec::parse(&server.url(Some("viewer:s3cr3t-pw"))).unwrap();
+    assert!(!format!("{spec} {spec:?}").contains("s3cr3t"));
+    let mut source = open_source(&spec, &network_options()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let outages = OutageLog::new();
+    // The deadline ends a test whose camera never comes back instead of hanging it.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    source.link(SourceLink::new(
+        Arc::clone(&stop),
+        Some(deadline),
+        outages.clone(),
+    ));
+    assert_eq!(source.size(), (320, 240));
+    assert!((source.fps() - 30.0).abs() < 0.5, "{}", source.fps());
+    let described = source.describe();
+    assert!(
+        described.contains("rtsp://viewer:***@127.0.0.1"),
+        "{described}"
+    );
+    assert!(!described.contains("s3cr3t"), "{described}");
+
+    // Frames arrive in real time, re-timed to the wall clock.
+    let before = rollcall_edge::source::now_ns();
+    let first = read_through_outage(source.as_mut(), &outages, 0, 30);
+    assert!(first.capture_ns >= before);
+    assert!(outages.is_empty());
+
+    // The server dies; it comes back 1.5 s later on the same port.
+    server.kill();
+    let killed_at = Instant::now();
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        server.restart();
+        server
+    });
+    let after = read_through_outage(source.as_mut(), &outages, 1, 10);
+    let server = restarter.join().unwrap();
+    assert!(killed_at.elapsed() >= Duration::from_millis(1500));
+    assert!(after.index > first.index, "frame numbering goes on");
+    let list = outages.list();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let outage = &list[0];
+    let end = outage.end_ns.expect("the outage ended");
+    let offline = (end - outage.start_ns) as f64 / 1e9;
+    assert!(
+        (1.4..6.0).contains(&offline),
+        "offline {offline} s: {outage:?}"
+    );
+    assert!(outage.failed_attempts >= 1, "{outage:?}");
+    assert!(!outage.reason.contains("s3cr3t"));
+
+    // The server hangs (no data, connection open): the read timeout (2 s) notices.
+    server.pause();
+    let paused_at = Instant::now();
+    let resumer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(4));
+        server.resume();
+        server
+    });
+    read_through_outage(source.as_mut(), &outages, 2, 10);
+    let mut server = resumer.join().unwrap();
+    assert!(paused_at.elapsed() >= Duration::from_secs(4));
+    let list = outages.list();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list[1].end_ns.is_some(), "{list:?}");
+
+    // Offline while the session stops: the source ends promptly instead of reconnecting.
+    server.kill();
+    let stopper = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(800));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let stopping = Instant::now();
+    loop {
+        match source.next_frame() {
+            Ok(Some(_)) => continue, // frames still buffered before the drop
+            Ok(None) => break,
+            Err(e) => panic!("a dropped camera is no error: {e}"),
+        }
+    }
+    stopper.join().unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let list = outages.list();
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert_eq!(list[2].end_ns, None, "still offline when capture ended");
+}
+
+#[test]
+fn an_unreachable_camera_is_a_clear_error_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for url in [
+        format!("rtsp://admin:hunter2@127.0.0.1:{port}/live"),
+        format!("http://admin:hunter2@127.0.0.1:{port}/video.mjpg"),
+    ] {
+        let spec = SourceSpec::parse(&url).unwrap();
+        let err = open_source(&spec, &network_options()).err().unwrap();
+        let msg = err.to_string();
+        assert!(matches!(err, CaptureError::StreamOpen { .. }), "{msg}");
+        assert!(msg.contains("admin:***@127.0.0.1"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+}
+
+#[test]
+fn http_mjpeg_camera_without_a_frame_rate_is_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(video) = common::make_test_video(dir.path(), "320x240", 30, 20) else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/cam.mjpg");
+    // ffmpeg as a one-client HTTP server of a multipart JPEG stream (no timing in it), at 30 fps.
+    let mut server = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(&video)
+        .args(["-an", "-f", "mpjpeg", "-q:v", "5", "-listen", "1", &url])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start ffmpeg");
+    let spec = SourceSpec::parse(&url).unwrap();
+    let started = Instant::now();
+    let opened = loop {
+        match open_source(&spec, &network_options()) {
+            Ok(source) => break Ok(source),
+            // Refused until ffmpeg listens.
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let mut source = opened.expect("the MJPEG stream opens");
+    assert_eq!(source.size(), (320, 240));
+    // ffmpeg guesses 25 for such streams; the arrivals say 30.
+    assert!(
+        (26.0..34.0).contains(&source.fps()),
+        "{}",
+        source.describe()
+    );
+    let mut last = 0;
+    for i in 0..45 {
+        let frame = source.next_frame().unwrap().expect("frames");
+        assert_eq!(frame.index, i);
+        assert!(frame.is_well_formed());
+        assert!(frame.capture_ns >= last);
+        last = frame.capture_ns;
+    }
+    drop(source);
+    let _ = server.kill();
+    let _ = server.wait();
 }

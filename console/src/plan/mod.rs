@@ -4,6 +4,7 @@
 //! it; it knows nothing of either.
 
 pub mod durations;
+pub mod publish;
 pub mod report;
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use rollcall_edge::session::SessionConfig;
-use rollcall_edge::source::{now_ns, Pace, SourceSpec};
+use rollcall_edge::source::{now_ns, NetworkOptions, Pace, RtspTransport, SourceSpec};
 use rollcall_protocol::ids::validate_id;
 use rollcall_recognizer::pool::default_max_workers;
 
@@ -25,10 +26,25 @@ use durations::{parse_duration, parse_session_duration, SessionDuration, DEFAULT
 /// How a capture session runs: the flags shared by `session` and `console`.
 #[derive(Args, Debug, Clone)]
 pub struct CaptureArgs {
-    /// Frame source: file:PATH, v4l2:/dev/videoN, rpicam or test. Default: the first camera
-    /// found (/dev/video0, then rpicam), else the demo video, else the test pattern.
-    #[arg(long, env = "ROLLCALL_SOURCE", value_name = "SRC")]
-    pub source: Option<SourceSpec>,
+    /// Frame source: file:PATH, v4l2:/dev/videoN, rpicam, test, or a network camera URL
+    /// (rtsp://, rtsps://, http(s):// MJPEG or HLS; credentials in the URL or in
+    /// ROLLCALL_CAMERA_USERNAME / ROLLCALL_CAMERA_PASSWORD). Default: the first camera found
+    /// (/dev/video0, then rpicam), else the demo video, else the test pattern.
+    #[arg(
+        long,
+        env = "ROLLCALL_SOURCE",
+        value_name = "SRC",
+        hide_env_values = true
+    )]
+    // Text, parsed by the plan: clap's error would echo a camera URL with its password.
+    pub source: Option<String>,
+    /// Network cameras: how RTSP carries the video.
+    #[arg(long, value_enum, default_value_t = RtspTransportArg::Tcp)]
+    pub rtsp_transport: RtspTransportArg,
+    /// Network cameras: a stream without a picture for this long counts as dropped and is
+    /// reconnected (also the limit on connecting).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub camera_timeout: Duration,
     /// Stop capturing after this long (e.g. 300, 90s, 5m, 1h; `end` = at the end of the
     /// source). Default: 5m.
     #[arg(long, value_name = "DURATION", value_parser = parse_session_duration)]
@@ -51,6 +67,18 @@ pub struct CaptureArgs {
     /// lost.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace: Duration,
+    /// Publish recognition events to an MQTT broker (mqtt://[user:pass@]host[:port]/prefix,
+    /// mqtts:// for TLS) or a webhook (http(s)://...); repeat for several. Broker credentials
+    /// may come from ROLLCALL_MQTT_USERNAME / ROLLCALL_MQTT_PASSWORD, the webhooks' HMAC key
+    /// from ROLLCALL_WEBHOOK_SECRET.
+    #[arg(
+        long,
+        env = "ROLLCALL_PUBLISH",
+        value_name = "URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub publish: Vec<String>,
     /// Keep the uploaded clips in DIR (embedded backend; default: a temporary folder).
     #[arg(long, value_name = "DIR")]
     pub objects: Option<PathBuf>,
@@ -60,6 +88,15 @@ pub struct CaptureArgs {
     pub aws: crate::settings::AwsNames,
     #[command(flatten)]
     pub recognizer: RecognizerArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// `--rtsp-transport`.
+pub enum RtspTransportArg {
+    /// RTP inside the RTSP TCP connection: passes firewalls, loses nothing.
+    Tcp,
+    /// RTP over UDP: lower latency on a clean LAN, drops packets under load.
+    Udp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -109,6 +146,12 @@ pub struct CapturePlan {
     pub grace: Duration,
     pub recognition: Recognition,
     pub embedded: EmbeddedOptions,
+    /// Timeouts and reconnection of network cameras.
+    pub network: NetworkOptions,
+    /// Where recognition events go.
+    pub publish: publish::PublishPlan,
+    /// ROLLCALL_CAMERA_USERNAME / ROLLCALL_CAMERA_PASSWORD, for camera URLs without their own.
+    camera_credentials: Option<(String, Option<String>)>,
     #[cfg(feature = "aws")]
     pub names: rollcall_protocol::aws::Names,
     /// Spools and (by default) the embedded object store; removed at the end.
@@ -136,7 +179,9 @@ impl CaptureArgs {
         validate_id("device id", &device).map_err(|e| UsageError(format!("--device: {e}")))?;
         let recognition = self.recognizer.resolve(config)?;
         let source = match (&self.source, &config.source) {
-            (Some(source), _) => source.clone(),
+            (Some(text), _) => {
+                SourceSpec::parse(text).map_err(|e| UsageError(format!("--source: {e}")))?
+            }
             (None, Some(text)) => SourceSpec::parse(text)
                 .map_err(|e| UsageError(format!("config file `source`: {e}")))?,
             (None, None) => default_source(&recognition.cache),
@@ -147,6 +192,13 @@ impl CaptureArgs {
                 .map_err(|e| UsageError(format!("config file `duration`: {e}")))?,
             (None, None) => SessionDuration::Limit(DEFAULT_SESSION),
         };
+        if self.camera_timeout < Duration::from_millis(100) {
+            return Err(UsageError("--camera-timeout must be at least 100ms".to_string()).into());
+        }
+        let camera_credentials = std::env::var("ROLLCALL_CAMERA_USERNAME")
+            .ok()
+            .filter(|user| !user.is_empty())
+            .map(|user| (user, std::env::var("ROLLCALL_CAMERA_PASSWORD").ok()));
         let scratch = tempfile::Builder::new()
             .prefix("rollcall-session-")
             .tempdir()
@@ -172,6 +224,16 @@ impl CaptureArgs {
                 objects,
             },
             recognition,
+            network: NetworkOptions {
+                rtsp_transport: match self.rtsp_transport {
+                    RtspTransportArg::Tcp => RtspTransport::Tcp,
+                    RtspTransportArg::Udp => RtspTransport::Udp,
+                },
+                read_timeout: self.camera_timeout,
+                ..NetworkOptions::default()
+            },
+            camera_credentials,
+            publish: publish::PublishPlan::resolve(&self.publish, config.publish.as_deref())?,
             #[cfg(feature = "aws")]
             names: self.aws.names(),
             scratch,
@@ -192,12 +254,20 @@ impl CapturePlan {
         }
     }
 
-    /// A new session's configuration on `source`.
+    /// A new session's configuration on `source` (a camera URL without credentials gets those
+    /// of the environment).
     pub fn session_config(&self, source: &SourceSpec) -> SessionConfig {
         let session_id = new_session_id();
         let spool = self.scratch.path().join(format!("spool-{session_id}"));
-        let mut session = SessionConfig::new(source.clone(), &self.device, &session_id, spool);
+        let source = match (source, &self.camera_credentials) {
+            (SourceSpec::Network(url), Some((user, password))) => {
+                SourceSpec::Network(url.with_credentials(user, password.as_deref()))
+            }
+            _ => source.clone(),
+        };
+        let mut session = SessionConfig::new(source, &self.device, &session_id, spool);
         session.source_options.pace = self.pace;
+        session.source_options.network = self.network.clone();
         session.clip_ms = self.clip_ms;
         session.duration = self.duration;
         session.grace = self.grace;
@@ -272,6 +342,31 @@ mod tests {
             format!("{err:#}").contains("config file `source`"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn camera_urls_get_the_environment_credentials_unless_they_have_their_own() {
+        let mut plan = capture_args(&["--camera-timeout", "3s", "--rtsp-transport", "udp"])
+            .plan(&ConfigFile::default())
+            .unwrap();
+        assert_eq!(plan.network.read_timeout, Duration::from_secs(3));
+        assert_eq!(plan.network.rtsp_transport, RtspTransport::Udp);
+        plan.camera_credentials = Some(("op".into(), Some("pw:1".into())));
+        let bare = SourceSpec::parse("rtsp://cam/live").unwrap();
+        let config = plan.session_config(&bare);
+        let SourceSpec::Network(url) = &config.source else {
+            panic!("{:?}", config.source)
+        };
+        assert!(url.has_credentials());
+        assert_eq!(url.to_string(), "rtsp://op:***@cam/live");
+        assert_eq!(config.source_options.network, plan.network);
+        let own = SourceSpec::parse("rtsp://me:mine@cam/live").unwrap();
+        assert_eq!(plan.session_config(&own).source, own);
+        let file = SourceSpec::parse("file:x.mp4").unwrap();
+        assert_eq!(plan.session_config(&file).source, file);
+        assert!(capture_args(&["--camera-timeout", "1ms"])
+            .plan(&ConfigFile::default())
+            .is_err());
     }
 
     #[test]

@@ -9,8 +9,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use rollcall_edge::latency::Stage;
+use rollcall_edge::publish::PublishStats;
 use rollcall_edge::receive::ReceivedResult;
 use rollcall_edge::session::{ClipCounters, PersonTally, SessionReport, SessionSnapshot};
+use rollcall_edge::source::Outage;
 use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_recognizer::pool::PoolStats;
 use serde::Serialize;
@@ -85,6 +87,18 @@ struct SessionReportJson {
     stages_ms: BTreeMap<String, f64>,
     /// The embedded worker pool (absent with the AWS backend).
     pool: Option<PoolReport>,
+    /// When a network camera was offline and reconnected (empty for other sources).
+    camera_offline: Vec<OutageJson>,
+    /// Per `--publish` target: events sent, failed, dropped, retried.
+    publish: Vec<PublishStats>,
+}
+
+#[derive(Serialize)]
+struct OutageJson {
+    #[serde(flatten)]
+    outage: Outage,
+    /// Length in seconds (up to the end of capture when the camera never came back).
+    seconds: f64,
 }
 
 /// One line per result: time, clip seq, names, latency.
@@ -190,6 +204,7 @@ pub fn report_json(
     plan: &CapturePlan,
     session_id: &str,
     pool: Option<&PoolStats>,
+    publish: &[PublishStats],
 ) -> serde_json::Value {
     let latency = LatencyMs::end_to_end(&report.latency);
     let stages_ms = stage_medians_ms(&report.latency);
@@ -208,6 +223,15 @@ pub fn report_json(
         duplicates: report.duplicates,
         latency_ms: latency,
         stages_ms,
+        camera_offline: report
+            .camera_offline
+            .iter()
+            .map(|outage| OutageJson {
+                seconds: outage.seconds(report_end_ns(report)),
+                outage: outage.clone(),
+            })
+            .collect(),
+        publish: publish.to_vec(),
         pool: pool.map(|pool| PoolReport {
             max_workers: plan.embedded.max_workers,
             peak_workers: pool.peak_workers,
@@ -217,6 +241,39 @@ pub fn report_json(
         }),
     };
     serde_json::to_value(json).unwrap_or(serde_json::Value::Null)
+}
+
+/// Wall clock at the end of capture, for outages still open then.
+fn report_end_ns(report: &SessionReport) -> u64 {
+    let drained = report.total_time.saturating_sub(report.capture_time);
+    rollcall_edge::source::now_ns().saturating_sub(u64::try_from(drained.as_nanos()).unwrap_or(0))
+}
+
+/// `HH:MM:SS` (UTC) of a wall-clock time.
+fn clock_seconds(ns: u64) -> String {
+    let text = clock(ns);
+    text.split('.').next().unwrap_or(&text).to_string()
+}
+
+/// `camera offline since 10:31:05: the stream ended` while it lasts; `camera offline
+/// 10:31:05-10:31:40 (35.0 s, 4 failed reconnections): the stream ended` once it is over (or
+/// `...-end of capture` when the camera never came back).
+pub fn outage_line(outage: &Outage) -> String {
+    let start = clock_seconds(outage.start_ns);
+    let attempts = match outage.failed_attempts {
+        0 => String::new(),
+        1 => ", 1 failed reconnection".to_string(),
+        n => format!(", {n} failed reconnections"),
+    };
+    match outage.end_ns {
+        Some(end) => format!(
+            "camera offline {start}-{} ({:.1} s{attempts}): {}",
+            clock_seconds(end),
+            outage.seconds(end),
+            outage.reason
+        ),
+        None => format!("camera offline since {start}{attempts}: {}", outage.reason),
+    }
 }
 
 /// Check, before a session starts, that the report can be written to `path`: its folder exists
@@ -315,6 +372,15 @@ pub fn print_summary(report: &SessionReport, pool: Option<&PoolStats>) {
         .map(|(stage, s)| format!("{stage} {:.1}", s.p50_ms))
         .collect();
     println!("median per stage (ms): {}", stages.join(", "));
+    for outage in &report.camera_offline {
+        match outage.end_ns {
+            Some(_) => println!("{}", outage_line(outage)),
+            None => println!(
+                "{} (still offline at the end of capture)",
+                outage_line(outage)
+            ),
+        }
+    }
     if let Some(pool) = pool {
         println!(
             "workers: peak {}, peak backlog {}, {} started, {} retired",
@@ -322,4 +388,31 @@ pub fn print_summary(report: &SessionReport, pool: Option<&PoolStats>) {
         );
     }
     println!("{} duplicate result(s) dropped", report.duplicates);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outage_lines_say_when_and_why() {
+        // 10:31:05 UTC on some day, 35 s long.
+        let start = (86_400 * 20_000 + 10 * 3600 + 31 * 60 + 5) * 1_000_000_000u64;
+        let mut outage = Outage {
+            start_ns: start,
+            end_ns: None,
+            reason: "the stream ended".into(),
+            failed_attempts: 1,
+        };
+        assert_eq!(
+            outage_line(&outage),
+            "camera offline since 10:31:05, 1 failed reconnection: the stream ended"
+        );
+        outage.end_ns = Some(start + 35_000_000_000);
+        outage.failed_attempts = 4;
+        assert_eq!(
+            outage_line(&outage),
+            "camera offline 10:31:05-10:31:40 (35.0 s, 4 failed reconnections): the stream ended"
+        );
+    }
 }

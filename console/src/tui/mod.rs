@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use rollcall_edge::source::SourceSpec;
 
+use crate::plan::publish::{publish_lines, stats_since, Events};
 use crate::plan::report::{report_json, session_exit_code, write_report};
 use crate::plan::CapturePlan;
 use crate::service::{RecognitionService, RunningSession};
@@ -55,7 +56,8 @@ pub fn run(plan: CapturePlan, options: ConsoleOptions) -> Result<ExitCode> {
             .with_context(|| format!("cannot start the {} backend", plan.recognition.backend))?,
     );
     let logs = LogFeed::for_service(&service, options.log_group.as_deref())?;
-    let mut console = Console::new(plan, service, options, logs);
+    let events = Events::start(&plan.publish, &plan.device).context("cannot publish events")?;
+    let mut console = Console::new(plan, service, options, logs, events);
     let mut terminal = ratatui::try_init().context("cannot take over the terminal")?;
     crate::logs::ring::mute_stderr(true);
     let outcome = console.event_loop(&mut terminal);
@@ -80,6 +82,10 @@ struct Console {
     quit_now: bool,
     exit: ExitCode,
     summaries: Vec<String>,
+    /// `--publish`: every result and each session's summary; counters when the current
+    /// session started (a report holds its session's share).
+    events: Events,
+    events_at_start: Vec<rollcall_edge::publish::PublishStats>,
 }
 
 impl Console {
@@ -88,6 +94,7 @@ impl Console {
         service: Arc<RecognitionService>,
         options: ConsoleOptions,
         logs: LogFeed,
+        events: Events,
     ) -> Console {
         let mut state = ConsoleState::new(
             plan.source.to_string(),
@@ -130,6 +137,8 @@ impl Console {
             quit_now: false,
             exit: ExitCode::SUCCESS,
             summaries: Vec::new(),
+            events,
+            events_at_start: Vec::new(),
         }
     }
 
@@ -198,12 +207,15 @@ impl Console {
             Ok(report) => {
                 self.state.session_ended(Ok(&report));
                 self.exit = session_exit_code(&report);
+                self.events
+                    .on_session_end(&report, &self.plan.device, &session.config.session_id);
                 if let Some(path) = &self.options.report {
                     let json = report_json(
                         &report,
                         &self.plan,
                         &session.config.session_id,
                         self.service.pool_stats().as_ref(),
+                        &stats_since(&self.events.stats(), &self.events_at_start),
                     );
                     if let Err(e) = write_report(path, &json) {
                         self.state.status = format!("{e:#}");
@@ -235,7 +247,9 @@ impl Console {
     fn start_session(&mut self) {
         let config = self.plan.session_config(&self.source);
         let session_id = config.session_id.clone();
-        match self.service.spawn(config) {
+        self.events_at_start = self.events.stats();
+        let events = self.events.clone();
+        match self.service.spawn(config, move |got| events.on_result(got)) {
             Ok(session) => {
                 self.state.session_started(&session_id, self.plan.duration);
                 self.state.source = self.source.to_string();
@@ -292,6 +306,8 @@ impl Console {
 
     fn edit_source(&mut self, key: KeyEvent, mut text: String) {
         match key.code {
+            // The current source shows its URL redacted: unchanged text keeps its password.
+            KeyCode::Enter if text.trim() == self.source.to_string() => {}
             KeyCode::Enter => match SourceSpec::parse(&text) {
                 Ok(source) => {
                     self.state.status = if self.session.is_some() {
@@ -355,6 +371,9 @@ impl Console {
             );
         }
         drop(self.logs);
+        for line in publish_lines(&self.events.shutdown(Duration::from_secs(5))) {
+            println!("{line}");
+        }
         if let Ok(service) = Arc::try_unwrap(self.service) {
             service.shutdown();
         }

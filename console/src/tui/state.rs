@@ -9,6 +9,7 @@ use crate::plan::report::session_error;
 use rollcall_edge::latency::LatencyRecorder;
 use rollcall_edge::receive::ReceivedResult;
 use rollcall_edge::session::{ClipCounters, SessionReport, SessionSnapshot};
+use rollcall_edge::source::Outage;
 use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_recognizer::pool::PoolStats;
 
@@ -143,6 +144,8 @@ pub struct ConsoleState {
     pub status: String,
     /// GPIO: `off`, `button 17 / LED 27`, or why it is unavailable.
     pub gpio: String,
+    /// When a network camera was offline in this session.
+    pub camera_offline: Vec<Outage>,
 }
 
 impl ConsoleState {
@@ -169,6 +172,7 @@ impl ConsoleState {
             last_outcome: None,
             status: String::new(),
             gpio: "off".to_string(),
+            camera_offline: Vec::new(),
         }
     }
 
@@ -185,6 +189,7 @@ impl ConsoleState {
         self.unknown_faces = 0;
         self.latency = LatencyRecorder::new();
         self.last_outcome = None;
+        self.camera_offline.clear();
     }
 
     /// A result arrived. Names and details are kept as the terminal shows them (control
@@ -227,6 +232,17 @@ impl ConsoleState {
         self.unknown_faces = snapshot.unknown_faces;
         self.latency = snapshot.latency;
         self.elapsed = elapsed;
+        if snapshot.camera_offline != self.camera_offline {
+            // The footer says when the camera drops, how reconnecting goes, and when it is back.
+            if let Some(last) = snapshot.camera_offline.last() {
+                let line = crate::plan::report::outage_line(last);
+                self.status = match last.end_ns {
+                    Some(_) => line,
+                    None => format!("{line}; reconnecting"),
+                };
+            }
+            self.camera_offline = snapshot.camera_offline;
+        }
         if snapshot.capture_done && self.phase == Phase::Running {
             self.phase = Phase::Draining;
         }

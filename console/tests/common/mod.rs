@@ -16,6 +16,18 @@ mod shared;
 #[allow(unused_imports)]
 pub use shared::{aws_endpoint, env_is, unique};
 
+/// GStreamer's RTSP server on loopback, shared with the edge library's source tests.
+#[path = "../../../edge-lib/tests/common/rtsp.rs"]
+pub mod rtsp;
+
+/// A mosquitto broker on loopback, shared with the edge library's publishing tests.
+#[path = "../../../edge-lib/tests/common/mqtt_broker.rs"]
+pub mod mqtt_broker;
+
+/// A webhook receiver on loopback, shared with the edge library's publishing tests.
+#[path = "../../../edge-lib/tests/common/webhook_receiver.rs"]
+pub mod webhook_receiver;
+
 /// The people of the real videos with their reference photo in `examples/`; Obama and Biden
 /// are in, so the Hamilton video must name neither (and the Obama video never Biden).
 pub const EXAMPLE_PEOPLE: [(&str, &str); 4] = [
@@ -144,6 +156,40 @@ pub fn rollcall_aws(args: &[&str], prefix: &str) -> Output {
         .env("ROLLCALL_AWS_PREFIX", prefix)
         .output()
         .expect("run rollcall")
+}
+
+/// A `rollcall worker` (S3 -> SQS recognition) for the resources of `prefix`, killed when
+/// this is dropped, passed or not.
+pub struct WorkerProcess(std::process::Child);
+
+impl WorkerProcess {
+    /// Starts the worker: long polls of 1 s, exits after 60 s without work.
+    pub fn start(prefix: &str) -> WorkerProcess {
+        WorkerProcess(
+            rollcall_command()
+                .args([
+                    "worker",
+                    "--prefix",
+                    prefix,
+                    "--wait",
+                    "1s",
+                    "--idle-exit",
+                    "60s",
+                ])
+                .env("ROLLCALL_AWS_PREFIX", prefix)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start rollcall worker"),
+        )
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// tmux on its own socket, so a test never touches the user's sessions; the server is killed

@@ -11,8 +11,9 @@ use ffmpeg_next as ffmpeg;
 
 use super::MAX_FRAME_SIZE;
 
-/// Initialises ffmpeg once per process (formats, codecs, devices) and lowers its own stderr
-/// logging to errors only: the crate reports problems through its errors and `tracing`.
+/// Initialises ffmpeg once per process (formats, codecs, devices) and sends its log lines
+/// (errors and warnings only) to `tracing` under the target `ffmpeg`, URLs redacted: nothing is
+/// written to stderr behind the console's back, and no camera password reaches a log.
 pub(crate) fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
@@ -20,7 +21,66 @@ pub(crate) fn init() {
             tracing::warn!(error = %e, "ffmpeg initialisation reported an error");
         }
         ffmpeg::device::register_all();
-        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Warning);
+        // SAFETY: `log_to_tracing` has the callback signature ffmpeg declares for this target
+        // and stays valid for the whole process.
+        unsafe { ffmpeg::ffi::av_log_set_callback(Some(log_to_tracing)) };
+    });
+}
+
+/// How this target passes a `va_list` to a function (x86-64: a pointer to the register save
+/// area; aarch64, 32-bit ARM and i686: the `va_list` value itself).
+#[cfg(target_arch = "x86_64")]
+type VaList = *mut ffmpeg::ffi::__va_list_tag;
+#[cfg(not(target_arch = "x86_64"))]
+type VaList = ffmpeg::ffi::va_list;
+
+/// ffmpeg's log callback: formats the line with ffmpeg's own formatter and hands it to
+/// `tracing` (errors as warnings, warnings as debug). May run on any ffmpeg thread.
+unsafe extern "C" fn log_to_tracing(
+    avcl: *mut std::ffi::c_void,
+    level: std::ffi::c_int,
+    fmt: *const std::ffi::c_char,
+    args: VaList,
+) {
+    use ffmpeg::ffi::{AV_LOG_ERROR, AV_LOG_WARNING};
+    let wanted = if level <= AV_LOG_ERROR {
+        tracing::enabled!(target: "ffmpeg", tracing::Level::WARN)
+    } else if level <= AV_LOG_WARNING {
+        tracing::enabled!(target: "ffmpeg", tracing::Level::DEBUG)
+    } else {
+        false
+    };
+    if !wanted || fmt.is_null() {
+        return;
+    }
+    let mut line = [0 as std::ffi::c_char; 1024];
+    let mut print_prefix: std::ffi::c_int = 1;
+    // SAFETY: ffmpeg hands us a valid format string and its arguments; the buffer's length is
+    // passed, and av_log_format_line2 always NUL-terminates it.
+    let text = unsafe {
+        ffmpeg::ffi::av_log_format_line2(
+            avcl,
+            level,
+            fmt,
+            args,
+            line.as_mut_ptr(),
+            line.len() as std::ffi::c_int,
+            &mut print_prefix,
+        );
+        std::ffi::CStr::from_ptr(line.as_ptr())
+    };
+    let text = crate::redact::redact_text(text.to_string_lossy().trim_end());
+    if text.is_empty() {
+        return;
+    }
+    // Unwinding into C would abort the process: a panicking subscriber costs the line only.
+    let _ = std::panic::catch_unwind(|| {
+        if level <= AV_LOG_ERROR {
+            tracing::warn!(target: "ffmpeg", "{text}");
+        } else {
+            tracing::debug!(target: "ffmpeg", "{text}");
+        }
     });
 }
 
@@ -64,6 +124,8 @@ pub(crate) struct FfmpegVideo {
     quarter_turns: u32,
     time_base: f64,
     fps: f32,
+    /// The stream states its average frame rate (else `fps` is a guess: MJPEG over HTTP).
+    fps_declared: bool,
     eof_sent: bool,
     finished: bool,
 }
@@ -91,6 +153,10 @@ impl FfmpegVideo {
             f64::from(tb.numerator()) / f64::from(tb.denominator())
         } else {
             0.0
+        };
+        let fps_declared = {
+            let r = stream.avg_frame_rate();
+            r.numerator() > 0 && r.denominator() > 0
         };
         let fps = [stream.avg_frame_rate(), stream.rate()]
             .into_iter()
@@ -167,6 +233,7 @@ impl FfmpegVideo {
             quarter_turns,
             time_base,
             fps,
+            fps_declared,
             eof_sent: false,
             finished: false,
         })
@@ -174,6 +241,11 @@ impl FfmpegVideo {
 
     pub fn fps(&self) -> f32 {
         self.fps
+    }
+
+    /// Whether the stream states its average frame rate ([`fps`](Self::fps) is a guess otherwise).
+    pub fn fps_declared(&self) -> bool {
+        self.fps_declared
     }
 
     pub fn out_size(&self) -> (u32, u32) {

@@ -10,11 +10,18 @@
 //! | `v4l2:/dev/videoN` | a V4L2 camera through ffmpeg's avdevice ([`V4l2Source`]) |
 //! | `rpicam` | a Raspberry Pi camera through `rpicam-vid` / `libcamera-vid` ([`RpicamSource`]) |
 //! | `test` | a moving synthetic pattern ([`TestPatternSource`]) |
+//! | `rtsp://`, `rtsps://`, `http://`, `https://` URL | a network camera or stream, reconnected when it drops ([`NetworkSource`]) |
+//!
+//! A session hands its source a [`SourceLink`] ([`FrameSource::link`]): a source that can wait
+//! for long (a camera reconnecting) gives up when the session stops, and records the times it
+//! was offline in the link's [`OutageLog`].
 
 #![warn(missing_docs)]
 
 mod ffmpeg_video;
 mod file;
+mod link;
+mod network;
 mod rpicam;
 mod test_pattern;
 mod v4l2;
@@ -24,6 +31,8 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use file::FileSource;
+pub use link::{Outage, OutageLog, SourceLink};
+pub use network::{CameraUrl, NetworkOptions, NetworkSource, RtspTransport, NETWORK_SCHEMES};
 pub use rpicam::{RpicamConfig, RpicamSource, RPICAM_COMMANDS};
 pub use test_pattern::TestPatternSource;
 pub use v4l2::V4l2Source;
@@ -140,7 +149,7 @@ pub fn now_ns() -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// The source spec string is not one of the known forms.
-    #[error("invalid source spec {spec:?}: {reason} (expected file:PATH, v4l2:/dev/videoN, rpicam or test)")]
+    #[error("invalid source spec {spec:?}: {reason} (expected file:PATH, v4l2:/dev/videoN, rpicam, test or an rtsp://, rtsps://, http(s):// URL)")]
     InvalidSpec {
         /// The spec as given.
         spec: String,
@@ -160,6 +169,14 @@ pub enum CaptureError {
     FileOpen {
         /// The file.
         path: PathBuf,
+        /// The underlying failure.
+        reason: String,
+    },
+    /// A network camera or stream cannot be opened (refused, timed out, unauthorised...).
+    #[error("cannot open camera stream {url}: {reason}")]
+    StreamOpen {
+        /// The URL, redacted (no password).
+        url: String,
         /// The underlying failure.
         reason: String,
     },
@@ -246,6 +263,8 @@ pub struct SourceOptions {
     pub pace: Pace,
     /// Stop after this many frames (end of source), if set.
     pub max_frames: Option<u64>,
+    /// Timeouts and reconnection of network cameras.
+    pub network: NetworkOptions,
 }
 
 impl SourceOptions {
@@ -298,6 +317,9 @@ pub trait FrameSource: Send {
     fn fps(&self) -> f32;
     /// Size `(width, height)` of the frames handed out.
     fn size(&self) -> (u32, u32);
+    /// Connects the source to the session running it: when to stop waiting and where to record
+    /// outages. Sources that never wait long (files, the test pattern) ignore it.
+    fn link(&mut self, _link: SourceLink) {}
 }
 
 impl<T: FrameSource + ?Sized> FrameSource for Box<T> {
@@ -313,6 +335,9 @@ impl<T: FrameSource + ?Sized> FrameSource for Box<T> {
     fn size(&self) -> (u32, u32) {
         (**self).size()
     }
+    fn link(&mut self, link: SourceLink) {
+        (**self).link(link)
+    }
 }
 
 /// Which source to open, parsed from a spec string.
@@ -326,13 +351,15 @@ pub enum SourceSpec {
     Rpicam,
     /// `test`: a synthetic moving pattern.
     TestPattern,
+    /// `rtsp://...`, `rtsps://...`, `http(s)://...`: a network camera or stream.
+    Network(CameraUrl),
 }
 
 impl SourceSpec {
-    /// Parses `file:PATH`, `v4l2:/dev/videoN`, `rpicam` or `test`.
+    /// Parses `file:PATH`, `v4l2:/dev/videoN`, `rpicam`, `test` or a camera URL.
     pub fn parse(spec: &str) -> Result<Self, CaptureError> {
         let invalid = |reason: &str| CaptureError::InvalidSpec {
-            spec: spec.to_string(),
+            spec: crate::redact::redact_url(spec),
             reason: reason.to_string(),
         };
         let trimmed = spec.trim();
@@ -347,6 +374,9 @@ impl SourceSpec {
                 return Err(invalid("v4l2: needs a device path such as /dev/video0"));
             }
             return Ok(Self::V4l2(PathBuf::from(dev)));
+        }
+        if trimmed.contains("://") {
+            return CameraUrl::parse(trimmed).map(Self::Network);
         }
         match trimmed {
             "rpicam" => Ok(Self::Rpicam),
@@ -364,6 +394,7 @@ impl fmt::Display for SourceSpec {
             Self::V4l2(p) => write!(f, "v4l2:{}", p.display()),
             Self::Rpicam => f.write_str("rpicam"),
             Self::TestPattern => f.write_str("test"),
+            Self::Network(url) => url.fmt(f),
         }
     }
 }
@@ -385,6 +416,7 @@ pub fn open_source(
         SourceSpec::V4l2(device) => Box::new(V4l2Source::open(device, options)?),
         SourceSpec::Rpicam => Box::new(RpicamSource::open(options, &RpicamConfig::default())?),
         SourceSpec::TestPattern => Box::new(TestPatternSource::new(options)?),
+        SourceSpec::Network(url) => Box::new(NetworkSource::open(url, options)?),
     };
     tracing::info!(source = %source.describe(), "opened frame source");
     Ok(source)
@@ -409,7 +441,21 @@ mod tests {
             SourceSpec::parse(" test ").unwrap(),
             SourceSpec::TestPattern
         );
-        for bad in ["", "file:", "v4l2:", "camera", "http://x"] {
+        assert_eq!(
+            SourceSpec::parse("rtsp://u:pw@cam:554/live").unwrap(),
+            SourceSpec::Network(CameraUrl::parse("rtsp://u:pw@cam:554/live").unwrap())
+        );
+        assert_eq!(
+            SourceSpec::parse("rtsp://u:pw@cam:554/live")
+                .unwrap()
+                .to_string(),
+            "rtsp://u:***@cam:554/live"
+        );
+        let err = SourceSpec::parse("gopher://u:pw@cam/x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("u:***@cam") && !err.contains("pw"), "{err}");
+        for bad in ["", "file:", "v4l2:", "camera", "http://"] {
             let err = SourceSpec::parse(bad).unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }

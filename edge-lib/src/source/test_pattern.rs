@@ -149,6 +149,7 @@ mod tests {
             fps: Some(30.0),
             pace: Pace::Fast,
             max_frames: Some(3),
+            ..Default::default()
         };
         let mut src = TestPatternSource::new(&opts).unwrap();
         assert_eq!(src.size(), (64, 48));
@@ -169,6 +170,7 @@ mod tests {
             fps: Some(50.0),
             pace: Pace::RealTime,
             max_frames: Some(6),
+            ..Default::default()
         };
         let mut src = TestPatternSource::new(&opts).unwrap();
         let start = Instant::now();

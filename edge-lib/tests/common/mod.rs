@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod mqtt_broker;
+pub mod rtsp;
+pub mod webhook_receiver;
+
 use openh264::decoder::Decoder;
 use rollcall_edge::segment::{nal_types, EncodedClip};
 
