@@ -10,20 +10,27 @@
 //!   source from a spec string (`file:PATH`, `v4l2:/dev/videoN`, `rpicam`, `test`).
 //! - [`segment`]: frames -> self-contained Annex-B clips (SPS/PPS + IDR first) with
 //!   [`ClipMeta`](rollcall_protocol::wire::ClipMeta), encoded in-process with openh264.
-//! - [`spool`]: crash-safe, byte-bounded on-disk queue of clips waiting for upload.
+//! - [`spool`]: the durable, byte-bounded, per-device on-disk spool: a clip stays there from
+//!   its capture until its result arrives (or it is reported lost by id).
 //! - [`upload`]: the [`upload::ClipSink`] trait, a local-directory sink (the embedded object
 //!   store), a sink over any [`ClipStore`](rollcall_protocol::store::ClipStore), and the
 //!   [`upload::Uploader`] worker pool with exponential backoff.
-//! - [`receive`]: results from the result queue, duplicates dropped, latency recorded.
+//! - [`receive`]: results from the result queue, duplicates dropped, latency recorded, answered
+//!   clips removed from the spool.
+//! - [`link`]: is the store / the queue reachable, since when not, retries.
+//! - [`drain`]: waiting for the answers at the end of a session; draining what earlier runs
+//!   left in a spool.
 //! - [`session`]: all of the above for one capture session, with counters (captured, uploaded,
-//!   results, errors, lost).
+//!   results, errors, spooled, lost).
 //! - `gpio` (feature `gpio`): a push button and an LED on a Raspberry Pi.
 //!
 //! `examples/capture_to_dir.rs` wires all four together.
 
+pub mod drain;
 #[cfg(feature = "gpio")]
 pub mod gpio;
 pub mod latency;
+pub mod link;
 pub mod receive;
 pub mod segment;
 pub mod session;
@@ -31,7 +38,9 @@ pub mod source;
 pub mod spool;
 pub mod upload;
 
-pub use receive::{ReceivedResult, ResultReceiver};
+pub use drain::{drain_spool, DrainConfig, DrainReport};
+pub use link::{Link, LinkHealth, LinkStatus};
+pub use receive::{ReceivedResult, ResultPump, ResultReceiver};
 pub use segment::{ClipSegmenter, EncodedClip, SegmentConfig, SegmentError};
 pub use session::{run_session, SessionConfig, SessionReport};
 pub use source::{open_source, CaptureError, Frame, FrameSource, Pace, SourceOptions, SourceSpec};

@@ -19,7 +19,9 @@ use rollcall_recognizer::pool::default_max_workers;
 use crate::embedded::EmbeddedOptions;
 use crate::service::RecognitionService;
 use crate::settings::{ClipArgs, ConfigFile, Recognition, RecognizerArgs};
-use durations::{parse_duration, parse_session_duration, SessionDuration, DEFAULT_SESSION};
+use durations::{
+    parse_duration, parse_session_duration, parse_size, SessionDuration, DEFAULT_SESSION,
+};
 
 /// How a capture session runs: the flags shared by `session` and `console`.
 #[derive(Args, Debug, Clone)]
@@ -46,10 +48,12 @@ pub struct CaptureArgs {
     pub clip_ms: u32,
     #[command(flatten)]
     pub clip: ClipArgs,
-    /// After capture, how long to wait without a new result before outstanding clips count as
-    /// lost.
+    /// After capture, how long to wait without an upload or a result before the session ends;
+    /// unanswered clips then stay in the spool (reported as spooled).
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace: Duration,
+    #[command(flatten)]
+    pub spool: SpoolArgs,
     /// Keep the uploaded clips in DIR (embedded backend; default: a temporary folder).
     #[arg(long, value_name = "DIR")]
     pub objects: Option<PathBuf>,
@@ -59,6 +63,44 @@ pub struct CaptureArgs {
     pub aws: crate::settings::AwsNames,
     #[command(flatten)]
     pub recognizer: RecognizerArgs,
+}
+
+/// Where the durable clip spool is: the flags of `session`, `console` and `spool`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SpoolArgs {
+    /// The durable clip spool: every clip waits there, on disk, until its result arrives;
+    /// clips left by a crash or an outage are sent by the next run of the device or by
+    /// `rollcall spool drain`. Default: $ROLLCALL_HOME/spool.
+    #[arg(long, env = "ROLLCALL_SPOOL", value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Most bytes one device's spool keeps (e.g. 200M, 2G; default 1G). When it is full the
+    /// oldest clips are dropped and reported lost by id.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub spool_max: Option<u64>,
+}
+
+impl SpoolArgs {
+    /// The spool root: the flag or `$ROLLCALL_SPOOL`, else the config file's `spool`, else
+    /// `spool` in the rollcall data directory.
+    pub fn root(&self, config: &ConfigFile) -> Result<PathBuf> {
+        if let Some(dir) = self.spool.clone().or_else(|| config.spool.clone()) {
+            return Ok(dir);
+        }
+        let cache = rollcall_models::ModelCache::from_env()
+            .context("cannot locate the rollcall data directory")?;
+        Ok(cache.root().join("spool"))
+    }
+
+    /// A device spool's byte limit: the flag, else the config file's `spool_max`, else 1 GiB.
+    pub fn max_bytes(&self, config: &ConfigFile) -> Result<u64> {
+        match (self.spool_max, &config.spool_max) {
+            (Some(bytes), _) => Ok(bytes),
+            (None, Some(text)) => {
+                parse_size(text).map_err(|e| anyhow::anyhow!("config file `spool_max`: {e}"))
+            }
+            (None, None) => Ok(rollcall_edge::spool::DEFAULT_SPOOL_MAX_BYTES),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -91,6 +133,19 @@ fn default_device() -> String {
     }
 }
 
+/// Most embedded recognition workers: `--max-workers`, else the config file's `max_workers`,
+/// else the core count; 1 to 256.
+pub fn resolve_max_workers(flag: Option<usize>, config: &ConfigFile) -> Result<usize> {
+    let max_workers = flag
+        .or(config.max_workers)
+        .unwrap_or_else(default_max_workers);
+    anyhow::ensure!(
+        (1..=256).contains(&max_workers),
+        "--max-workers must be between 1 and 256"
+    );
+    Ok(max_workers)
+}
+
 /// `2026-11-26T21-00-00Z-1a2b`: the start time (UTC) plus a little entropy.
 fn new_session_id() -> String {
     let now = std::time::SystemTime::now();
@@ -106,12 +161,15 @@ pub struct CapturePlan {
     pub clip_ms: u32,
     pub duration: Option<Duration>,
     pub grace: Duration,
+    /// The durable spool's root and a device spool's byte limit.
+    pub spool_root: PathBuf,
+    pub spool_max: u64,
     pub recognition: Recognition,
     pub embedded: EmbeddedOptions,
     #[cfg(feature = "aws")]
     pub names: rollcall_protocol::aws::Names,
-    /// Spools and (by default) the embedded object store; removed at the end.
-    scratch: tempfile::TempDir,
+    /// Holds the embedded object store by default; removed when the plan is dropped.
+    _scratch: tempfile::TempDir,
 }
 
 impl CaptureArgs {
@@ -121,14 +179,7 @@ impl CaptureArgs {
             (100..=10_000).contains(&self.clip_ms),
             "--clip-ms must be between 100 and 10000"
         );
-        let max_workers = self
-            .max_workers
-            .or(config.max_workers)
-            .unwrap_or_else(default_max_workers);
-        anyhow::ensure!(
-            (1..=256).contains(&max_workers),
-            "--max-workers must be between 1 and 256"
-        );
+        let max_workers = resolve_max_workers(self.max_workers, config)?;
         let device = self
             .device
             .clone()
@@ -167,6 +218,8 @@ impl CaptureArgs {
             clip_ms: self.clip_ms,
             duration: duration.limit(),
             grace: self.grace,
+            spool_root: self.spool.root(config)?,
+            spool_max: self.spool.max_bytes(config)?,
             embedded: EmbeddedOptions {
                 max_workers,
                 sample: self.clip.sample,
@@ -176,7 +229,7 @@ impl CaptureArgs {
             recognition,
             #[cfg(feature = "aws")]
             names: self.aws.names(),
-            scratch,
+            _scratch: scratch,
         })
     }
 }
@@ -197,8 +250,9 @@ impl CapturePlan {
     /// A new session's configuration on `source`.
     pub fn session_config(&self, source: &SourceSpec) -> SessionConfig {
         let session_id = new_session_id();
-        let spool = self.scratch.path().join(format!("spool-{session_id}"));
-        let mut session = SessionConfig::new(source.clone(), &self.device, &session_id, spool);
+        let mut session =
+            SessionConfig::new(source.clone(), &self.device, &session_id, &self.spool_root);
+        session.spool_max_bytes = self.spool_max;
         session.source_options.pace = self.pace;
         session.clip_ms = self.clip_ms;
         session.duration = self.duration;
@@ -274,6 +328,38 @@ mod tests {
             format!("{err:#}").contains("config file `source`"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn the_spool_comes_from_the_flag_the_config_file_or_the_data_directory() {
+        let config: ConfigFile =
+            toml::from_str("source = \"test\"\nspool = \"/cfg/spool\"\nspool_max = \"200M\"\n")
+                .unwrap();
+        let plan = capture_args(&[]).plan(&config).unwrap();
+        assert_eq!(plan.spool_root, PathBuf::from("/cfg/spool"));
+        assert_eq!(plan.spool_max, 200 << 20);
+        let plan = capture_args(&["--spool", "/flag/spool", "--spool-max", "1G"])
+            .plan(&config)
+            .unwrap();
+        assert_eq!(plan.spool_root, PathBuf::from("/flag/spool"));
+        assert_eq!(plan.spool_max, 1 << 30);
+        let session = plan.session_config(&SourceSpec::TestPattern);
+        assert_eq!(session.spool_root, PathBuf::from("/flag/spool"));
+        assert_eq!(session.spool_max_bytes, 1 << 30);
+        let plan = capture_args(&["--source", "test"])
+            .plan(&ConfigFile::default())
+            .unwrap();
+        assert!(plan.spool_root.ends_with("spool"), "{:?}", plan.spool_root);
+        assert_eq!(
+            plan.spool_max,
+            rollcall_edge::spool::DEFAULT_SPOOL_MAX_BYTES
+        );
+        let bad: ConfigFile = toml::from_str("spool_max = \"lots\"").unwrap();
+        let err = capture_args(&["--source", "test"])
+            .plan(&bad)
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("spool_max"), "{err:#}");
     }
 
     #[test]
