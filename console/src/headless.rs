@@ -1,5 +1,7 @@
 //! A capture session without the console (`session --headless`, the demo): one line per result,
-//! progress lines, a summary, the JSON report.
+//! progress lines, a summary, the JSON report. SIGINT, SIGTERM and SIGHUP end it the same way
+//! ([`crate::signals`]): capture stops, the answers are awaited, the summary and the report are
+//! written; a second signal stops at once, leaving the unanswered clips in the spool.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -11,24 +13,29 @@ use rollcall_edge::session::SessionReport;
 use rollcall_edge::source::Pace;
 
 use crate::plan::report::{
-    person_line, print_summary, progress_line, report_json, result_line, write_report,
+    person_line, progress_line, report_json, result_line, say, say_err, summary_lines, write_report,
 };
 use crate::plan::CapturePlan;
+use crate::signals::Interrupt;
+
+/// How a headless session ended.
+pub struct Outcome {
+    /// What the session measured.
+    pub report: SessionReport,
+    /// The signal that ended it early, if one did.
+    pub interrupted: Option<Interrupt>,
+}
 
 /// A session without the console: one line per result, progress every `progress` (zero:
 /// never), a summary, and the JSON report written to `report_path`.
-pub fn run(
-    plan: &CapturePlan,
-    report_path: Option<&Path>,
-    progress: Duration,
-) -> Result<SessionReport> {
+pub fn run(plan: &CapturePlan, report_path: Option<&Path>, progress: Duration) -> Result<Outcome> {
     let service = Arc::new(
         plan.start_service()
             .with_context(|| format!("cannot start the {} backend", plan.recognition.backend))?,
     );
     let config_for_session = plan.session_config(&plan.source);
     let session_id = config_for_session.session_id.clone();
-    println!(
+    say(&format!(
         "session {session_id} on device {}: {} ({} pace) -> {}",
         plan.device,
         plan.source,
@@ -37,17 +44,31 @@ pub fn run(
             Pace::Fast => "fast",
         },
         service.describe()
-    );
+    ));
     let mut running = service.spawn(config_for_session)?;
-    {
+    let signals = {
         let stop = running.stop_flag();
-        service.runtime().spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: finishing the session");
+        let spool = running.config.spool_root.join(&plan.device);
+        crate::signals::watch(
+            &service.runtime(),
+            move |signal| {
+                say_err(&format!(
+                    "interrupted by {}: finishing the session (a second signal stops at once)",
+                    signal.name()
+                ));
                 stop.store(true, Ordering::Relaxed);
-            }
-        });
-    }
+            },
+            move |signal| {
+                say_err(&format!(
+                    "{} again: stopping now; unanswered clips stay in the spool {}",
+                    signal.name(),
+                    spool.display()
+                ));
+                std::process::exit(i32::from(signal.exit_status()));
+            },
+        )
+        .context("cannot install the signal handlers")?
+    };
     let mut last_progress = Instant::now();
     let mut introduced = std::collections::HashSet::new();
     loop {
@@ -56,7 +77,7 @@ pub fn run(
                 // Someone's academic record, the first time they show up in this session.
                 for person in &got.result.people {
                     if introduced.insert(person.person_id.clone()) {
-                        println!("{}", person_line(person));
+                        say(&person_line(person));
                     }
                 }
                 let pool = service
@@ -68,21 +89,18 @@ pub fn run(
                         )
                     })
                     .unwrap_or_default();
-                println!("{}{pool}", result_line(&got));
+                say(&format!("{}{pool}", result_line(&got)));
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
         if !progress.is_zero() && last_progress.elapsed() >= progress {
             last_progress = Instant::now();
-            eprintln!(
-                "{}",
-                progress_line(
-                    &running.probe.snapshot(),
-                    running.started.elapsed(),
-                    plan.duration
-                )
-            );
+            say_err(&progress_line(
+                &running.probe.snapshot(),
+                running.started.elapsed(),
+                plan.duration,
+            ));
         }
     }
     let report = running
@@ -94,16 +112,25 @@ pub fn run(
         Ok(service) => service.shutdown(),
         Err(_) => None,
     };
-    print_summary(&report, pool.as_ref());
+    for line in summary_lines(&report, pool.as_ref()) {
+        say(&line);
+    }
     if let Some(function) = function {
-        println!(
+        say(&format!(
             "function: {} clip(s) processed, {} error result(s), {} redelivered, {} gallery load(s)",
             function.processed, function.errors, function.duplicates, function.gallery_loads
-        );
+        ));
     }
-    let json = report_json(&report, plan, &session_id, pool.as_ref());
+    let interrupted = signals.first();
+    let mut json = report_json(&report, plan, &session_id, pool.as_ref());
+    if let (Some(signal), Some(fields)) = (interrupted, json.as_object_mut()) {
+        fields.insert("interrupted_by".into(), signal.name().into());
+    }
     if let Some(path) = report_path {
         write_report(path, &json)?;
     }
-    Ok(report)
+    Ok(Outcome {
+        report,
+        interrupted,
+    })
 }

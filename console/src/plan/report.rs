@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rollcall_edge::latency::Stage;
+use rollcall_edge::link::LinkStatus;
 use rollcall_edge::receive::ReceivedResult;
-use rollcall_edge::session::{ClipCounters, PersonTally, SessionReport, SessionSnapshot};
+use rollcall_edge::session::{
+    ClipCounters, EarlierClips, PersonTally, SessionReport, SessionSnapshot,
+};
 use rollcall_recognizer::pool::PoolStats;
 use serde::Serialize;
 
@@ -72,7 +75,18 @@ struct SessionReportJson {
     capture_s: f64,
     total_s: f64,
     people: Vec<PersonTally>,
+    /// `spooled`: still in the spool at the end (sent by the next run or `spool drain`);
+    /// `lost`: gone without a result, named in `lost_clip_ids`.
     clips: ClipCounters,
+    lost_clip_ids: Vec<String>,
+    /// Clips earlier runs of the device left in the spool, sent first by this session.
+    earlier: EarlierClips,
+    /// Upload attempts that failed and were tried again.
+    retries: u64,
+    /// Seconds the store or the queue was unreachable.
+    outage_s: f64,
+    /// Most clips waiting for upload at once.
+    peak_spooled: u64,
     unknown_faces: u64,
     duplicates: u64,
     /// End to end per clip: clip closed at the edge -> result received.
@@ -135,9 +149,11 @@ pub fn person_line(person: &rollcall_protocol::wire::RecognizedPerson) -> String
     )
 }
 
-/// Non-zero when capture failed, nothing was captured or a clip got no result.
+/// Non-zero when capture failed, nothing was captured or a clip got no result (lost, or still
+/// in the spool).
 pub fn session_exit_code(report: &SessionReport) -> ExitCode {
-    let failed = report.error.is_some() || report.clips.lost > 0 || report.clips.captured == 0;
+    let c = &report.clips;
+    let failed = report.error.is_some() || c.lost > 0 || c.spooled > 0 || c.captured == 0;
     if failed {
         ExitCode::FAILURE
     } else {
@@ -145,7 +161,27 @@ pub fn session_exit_code(report: &SessionReport) -> ExitCode {
     }
 }
 
-/// `progress: 1m30s of 5m0s, 180 clips captured, ...`
+/// `store unreachable since 10:55:20, 22 spooled, retrying` while the store or the queue is
+/// down, `None` otherwise.
+pub fn outage_line(link: &LinkStatus, spooled: u64) -> Option<String> {
+    let down = |what: &str, since: Option<u64>| {
+        since.map(|ns| format!("{what} unreachable since {}", &clock(ns)[..8]))
+    };
+    let mut parts: Vec<String> = [
+        down("store", link.store_down_since_ns),
+        down("queue", link.queue_down_since_ns),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    parts.push(format!("{spooled} spooled, retrying"));
+    Some(parts.join(", "))
+}
+
+/// `progress: 1m30s of 5m0s, 180 clips captured, ...`, and the outage line while there is one.
 pub fn progress_line(live: &SessionSnapshot, elapsed: Duration, limit: Option<Duration>) -> String {
     let of = limit.map_or(String::new(), |d| format!(" of {}", short_duration(d)));
     let latency = live
@@ -163,7 +199,7 @@ pub fn progress_line(live: &SessionSnapshot, elapsed: Duration, limit: Option<Du
         live.clips.errors,
         live.outstanding,
         live.spooled
-    )
+    ) + &outage_line(&live.link, live.spooled).map_or(String::new(), |line| format!("\n{line}"))
 }
 
 /// The JSON report of a session.
@@ -186,6 +222,11 @@ pub fn report_json(
         total_s: report.total_time.as_secs_f64(),
         people: report.people.clone(),
         clips: report.clips,
+        lost_clip_ids: report.lost_clip_ids.clone(),
+        earlier: report.earlier,
+        retries: report.link.retries,
+        outage_s: report.link.outage.as_secs_f64(),
+        peak_spooled: report.peak_spooled,
         unknown_faces: report.unknown_faces,
         duplicates: report.duplicates,
         latency_ms: latency,
@@ -208,34 +249,75 @@ pub fn write_report(path: &std::path::Path, json: &serde_json::Value) -> Result<
         .with_context(|| format!("cannot write the report to {}", path.display()))
 }
 
-/// The summary printed at the end of a headless session.
-pub fn print_summary(report: &SessionReport, pool: Option<&PoolStats>) {
+/// Writes `line` to standard output. A closed terminal (SSH dropped, SIGHUP) is no reason to
+/// stop a session halfway: the line is then lost, the session goes on.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// [`say`] on standard error.
+pub fn say_err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// The summary printed at the end of a headless session, one line per entry.
+pub fn summary_lines(report: &SessionReport, pool: Option<&PoolStats>) -> Vec<String> {
+    let mut lines = Vec::new();
     let c = &report.clips;
-    println!(
-        "clips: {} captured, {} uploaded, {} results, {} errors, {} lost ({:?} after {:.1} s)",
+    lines.push(format!(
+        "clips: {} captured, {} uploaded, {} results, {} errors, {} spooled, {} lost ({:?} after {:.1} s)",
         c.captured,
         c.uploaded,
         c.results,
         c.errors,
+        c.spooled,
         c.lost,
         report.ended,
         report.capture_time.as_secs_f64()
-    );
+    ));
+    let e = &report.earlier;
+    if e.recovered > 0 || e.lost > 0 {
+        lines.push(format!(
+            "earlier runs: {} clip(s) found in the spool, {} uploaded, {} answered ({} errors), {} still spooled, {} lost",
+            e.recovered, e.uploaded, e.results, e.errors, e.spooled, e.lost
+        ));
+    }
+    if !report.lost_clip_ids.is_empty() {
+        lines.push(format!("lost clips: {}", report.lost_clip_ids.join(" ")));
+    }
+    if c.spooled > 0 || e.spooled > 0 {
+        lines.push(format!(
+            "{} clip(s) stay in the spool: the next session of this device or `rollcall spool drain` sends them",
+            c.spooled + e.spooled
+        ));
+    }
+    let link = &report.link;
+    if link.outages > 0 || link.retries > 0 {
+        lines.push(format!(
+            "outages: {} ({:.1} s unreachable in total), {} upload retries, at most {} clip(s) waiting for upload",
+            link.outages,
+            link.outage.as_secs_f64(),
+            link.retries,
+            report.peak_spooled
+        ));
+    }
     if let Some(e) = &report.error {
-        println!("session failed: {e}");
+        lines.push(format!("session failed: {e}"));
     }
     for p in &report.people {
-        println!(
+        lines.push(format!(
             "  {} ({}): {} clip(s), best similarity {:.3}",
             p.name, p.person_id, p.clips, p.best_similarity
-        );
+        ));
     }
-    println!("  unknown faces: {}", report.unknown_faces);
+    lines.push(format!("  unknown faces: {}", report.unknown_faces));
     if let Some(s) = report.latency.summary(Stage::EndToEnd) {
-        println!(
+        lines.push(format!(
             "end-to-end after clip close: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, max {:.1} ({} clips)",
             s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms, s.count
-        );
+        ));
     }
     let stages: Vec<String> = report
         .latency
@@ -244,12 +326,13 @@ pub fn print_summary(report: &SessionReport, pool: Option<&PoolStats>) {
         .filter(|(stage, _)| *stage != Stage::EndToEnd)
         .map(|(stage, s)| format!("{stage} {:.1}", s.p50_ms))
         .collect();
-    println!("median per stage (ms): {}", stages.join(", "));
+    lines.push(format!("median per stage (ms): {}", stages.join(", ")));
     if let Some(pool) = pool {
-        println!(
+        lines.push(format!(
             "workers: peak {}, peak backlog {}, {} started, {} retired",
             pool.peak_workers, pool.peak_backlog, pool.started, pool.retired
-        );
+        ));
     }
-    println!("{} duplicate result(s) dropped", report.duplicates);
+    lines.push(format!("{} duplicate result(s) dropped", report.duplicates));
+    lines
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::logs::LogLine;
 use rollcall_edge::latency::LatencyRecorder;
+use rollcall_edge::link::LinkStatus;
 use rollcall_edge::receive::ReceivedResult;
 use rollcall_edge::session::{ClipCounters, SessionReport, SessionSnapshot};
 use rollcall_recognizer::pool::PoolStats;
@@ -127,6 +128,8 @@ pub struct ConsoleState {
     pub clips: ClipCounters,
     pub spooled: u64,
     pub outstanding: u64,
+    /// Is the store or the queue unreachable, since when.
+    pub link: LinkStatus,
     /// Embedded backend only.
     pub pool: Option<PoolStats>,
     /// By person id.
@@ -158,6 +161,7 @@ impl ConsoleState {
             clips: ClipCounters::default(),
             spooled: 0,
             outstanding: 0,
+            link: LinkStatus::default(),
             pool: None,
             people: BTreeMap::new(),
             unknown_faces: 0,
@@ -179,6 +183,7 @@ impl ConsoleState {
         self.clips = ClipCounters::default();
         self.spooled = 0;
         self.outstanding = 0;
+        self.link = LinkStatus::default();
         self.people.clear();
         self.unknown_faces = 0;
         self.latency = LatencyRecorder::new();
@@ -215,6 +220,7 @@ impl ConsoleState {
     pub fn on_snapshot(&mut self, snapshot: SessionSnapshot, elapsed: Duration) {
         self.clips = snapshot.clips;
         self.spooled = snapshot.spooled;
+        self.link = snapshot.link;
         self.outstanding = snapshot.outstanding;
         self.unknown_faces = snapshot.unknown_faces;
         self.latency = snapshot.latency;
@@ -233,6 +239,7 @@ impl ConsoleState {
                 self.latency = report.latency.clone();
                 self.unknown_faces = report.unknown_faces;
                 self.outstanding = 0;
+                self.link = LinkStatus::default();
                 let verdict = match &report.error {
                     Some(e) => format!("failed: {e}"),
                     None => format!("{:?}", report.ended)
@@ -249,8 +256,11 @@ impl ConsoleState {
                         .to_string(),
                 };
                 format!(
-                    "session ended ({verdict}): {} clips, {} results, {} lost",
-                    report.clips.captured, report.clips.results, report.clips.lost
+                    "session ended ({verdict}): {} clips, {} results, {} spooled, {} lost",
+                    report.clips.captured,
+                    report.clips.results,
+                    report.clips.spooled,
+                    report.clips.lost
                 )
             }
             Err(e) => format!("session failed: {e}"),
