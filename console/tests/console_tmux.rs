@@ -43,10 +43,11 @@ fn console_in_tmux_starts_a_session_shows_a_name_and_latency_and_restores_the_te
     let video = data.join("videos/armbiantest_obama/obama.mp4");
     let stty = dir.path().join("stty.txt");
     let script = format!(
-        "{bin} console --gpio off --db {db} --source file:{video} --duration 8s; \
+        "{bin} console --gpio off --db {db} --spool {spool} --source file:{video} --duration 8s; \
          echo \"exit=$?\" > {stty}; stty -a >> {stty}; sleep 120",
         bin = shell_quote(Path::new(env!("CARGO_BIN_EXE_rollcall"))),
         db = shell_quote(&db),
+        spool = shell_quote(&dir.path().join("spool")),
         video = shell_quote(&video),
         stty = shell_quote(&stty),
     );
