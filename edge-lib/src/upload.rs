@@ -465,9 +465,15 @@ fn upload_clip(shared: &Shared, clip: SpooledClip) {
                     .failed(Link::Store, last_attempt, &e.to_string());
                 shared.health.retried();
                 let give_up = attempts >= config.max_attempts || !e.is_retryable();
-                tracing::warn!(clip = %meta.clip_id(), attempt = attempts, error = %e, give_up, "clip upload failed");
+                // The outage itself is logged once by the link health; single attempts only
+                // matter when retrying cannot help.
+                if e.is_retryable() {
+                    tracing::debug!(clip = %meta.clip_id(), attempt = attempts, error = %e, give_up, "clip upload failed");
+                } else {
+                    tracing::warn!(clip = %meta.clip_id(), attempt = attempts, error = %e, "clip upload refused");
+                }
                 if give_up {
-                    tracing::warn!(
+                    tracing::debug!(
                         clip = %meta.clip_id(),
                         retry_in_s = config.retry_later.as_secs_f64(),
                         "clip stays in the spool for a later retry"
