@@ -478,6 +478,8 @@ where
     lost_clip_ids.extend(earlier_lost);
     let people = s.people_ranked();
     let spool_stats = spool.stats();
+    // The probe may outlive the session: the device's spool (and its lock) goes now.
+    s.spool = None;
     Ok(SessionReport {
         clips: s.clips,
         people,
