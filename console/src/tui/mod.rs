@@ -11,6 +11,7 @@
 //! A terminal that goes away (SSH dropped) does the same as SIGHUP: the session finishes
 //! without a screen. The exit status is then the signal's (see [`crate::signals`]).
 
+mod input;
 mod logs;
 pub mod panels;
 pub mod state;
@@ -21,12 +22,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use rollcall_edge::source::SourceSpec;
 
 use crate::plan::report::{report_json, session_exit_code, write_report};
 use crate::plan::CapturePlan;
 use crate::service::{RecognitionService, RunningSession};
+use input::TerminalInput;
 use state::{ConsoleState, InputMode};
 
 pub use logs::LogFeed;
@@ -79,9 +81,10 @@ pub fn run(plan: CapturePlan, options: ConsoleOptions) -> Result<ExitCode> {
         .context("cannot install the signal handlers")?
     };
     let mut console = Console::new(plan, service, options, logs, signals.clone());
+    let input = TerminalInput::open().context("cannot open the terminal")?;
     let mut terminal = ratatui::try_init().context("cannot take over the terminal")?;
     crate::logs::ring::mute_stderr(true);
-    let outcome = console.event_loop(&mut terminal);
+    let outcome = console.event_loop(&mut terminal, &input);
     ratatui::restore();
     crate::logs::ring::mute_stderr(false);
     outcome?;
@@ -166,7 +169,11 @@ impl Console {
         }
     }
 
-    fn event_loop(&mut self, terminal: &mut ratatui::DefaultTerminal) -> Result<()> {
+    fn event_loop(
+        &mut self,
+        terminal: &mut ratatui::DefaultTerminal,
+        input: &TerminalInput,
+    ) -> Result<()> {
         if self.options.autostart {
             self.start_session();
         }
@@ -185,18 +192,8 @@ impl Console {
                 continue;
             }
             // Resize events need nothing but the redraw above.
-            let key = event::poll(TICK).and_then(|ready| {
-                if !ready {
-                    return Ok(None);
-                }
-                event::read().map(|event| match event {
-                    Event::Key(key) if key.kind == KeyEventKind::Press => Some(key),
-                    _ => None,
-                })
-            });
-            match key {
-                Ok(Some(key)) => self.on_key(key),
-                Ok(None) => {}
+            match input.keys(TICK) {
+                Ok(keys) => keys.into_iter().for_each(|key| self.on_key(key)),
                 Err(e) => self.terminal_lost(&e),
             }
         }
