@@ -112,18 +112,7 @@ fn aws_session_uploads_clips_and_gets_every_result_back_through_sqs() {
         bin = env!("CARGO_BIN_EXE_rollcall"),
         spool = tmp.path().join("spool").display(),
     );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &script,
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    tmux.start(120, 30, &script);
     let screen = tmux.wait_for(
         &[
             &format!("CloudWatch /rollcall/{prefix}/worker"),

@@ -55,18 +55,7 @@ fn console_in_tmux_starts_a_session_shows_a_name_and_latency_and_restores_the_te
         stty = shell_quote(&stty),
     );
     let tmux = Tmux::new("console");
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &script,
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    tmux.start(100, 30, &script);
 
     // The service is up when the idle console invites to start.
     tmux.wait_for(
@@ -150,18 +139,7 @@ fn console_session(dir: &Path, name: &str) -> (Tmux, u32) {
         exit = shell_quote(&dir.join("exit")),
     );
     let tmux = Tmux::new(name);
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &script,
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    tmux.start(100, 30, &script);
     let pid = wait_for_file(&dir.join("pid"), Duration::from_secs(10), &tmux)
         .trim()
         .parse()

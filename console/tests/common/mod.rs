@@ -172,6 +172,24 @@ impl Tmux {
             .expect("run tmux")
     }
 
+    /// Starts the `console` session, `width` x `height`, running `script` (sh); panics with
+    /// tmux's message when it cannot.
+    pub fn start(&self, width: u16, height: u16, script: &str) {
+        let (width, height) = (width.to_string(), height.to_string());
+        let out = self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "console",
+            "-x",
+            &width,
+            "-y",
+            &height,
+            script,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
     /// The visible screen of the `console` session.
     pub fn screen(&self) -> String {
         String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "console"]).stdout)
