@@ -1,5 +1,7 @@
 //! A capture session without the console (`session --headless`, the demo): one line per result,
-//! progress lines, a summary, the JSON report.
+//! progress lines, a summary, the JSON report. SIGINT, SIGTERM and SIGHUP end it the same way
+//! ([`crate::signals`]): capture stops, the answers are awaited, the summary and the report are
+//! written; a second signal stops at once, leaving the unanswered clips in the spool.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -12,20 +14,26 @@ use rollcall_edge::source::Pace;
 
 use crate::plan::publish::{publish_lines, Events};
 use crate::plan::report::{
-    outage_line, person_line, print_summary, progress_line, report_json, result_line, write_report,
+    camera_offline_line, person_line, progress_line, report_json, result_line, say, say_err,
+    summary_lines, write_report,
 };
 use crate::plan::CapturePlan;
+use crate::signals::Interrupt;
+
+/// How a headless session ended.
+pub struct Outcome {
+    /// What the session measured.
+    pub report: SessionReport,
+    /// The signal that ended it early, if one did.
+    pub interrupted: Option<Interrupt>,
+}
 
 /// How long the end of a run waits for queued events to be delivered.
 const PUBLISH_DRAIN: Duration = Duration::from_secs(10);
 
 /// A session without the console: one line per result, progress every `progress` (zero:
 /// never), a summary, and the JSON report written to `report_path`.
-pub fn run(
-    plan: &CapturePlan,
-    report_path: Option<&Path>,
-    progress: Duration,
-) -> Result<SessionReport> {
+pub fn run(plan: &CapturePlan, report_path: Option<&Path>, progress: Duration) -> Result<Outcome> {
     let service = Arc::new(
         plan.start_service()
             .with_context(|| format!("cannot start the {} backend", plan.recognition.backend))?,
@@ -33,7 +41,7 @@ pub fn run(
     let events = Events::start(&plan.publish, &plan.device).context("cannot publish events")?;
     let config_for_session = plan.session_config(&plan.source);
     let session_id = config_for_session.session_id.clone();
-    println!(
+    say(&format!(
         "session {session_id} on device {}: {} ({} pace) -> {}",
         plan.device,
         plan.source,
@@ -42,23 +50,37 @@ pub fn run(
             Pace::Fast => "fast",
         },
         service.describe()
-    );
+    ));
     for target in &plan.publish.targets {
-        println!("publishing events to {target}");
+        say(&format!("publishing events to {target}"));
     }
     let mut running = {
         let events = events.clone();
         service.spawn(config_for_session, move |got| events.on_result(got))?
     };
-    {
+    let signals = {
         let stop = running.stop_flag();
-        service.runtime().spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: finishing the session");
+        let spool = running.config.spool_root.join(&plan.device);
+        crate::signals::watch(
+            &service.runtime(),
+            move |signal| {
+                say_err(&format!(
+                    "interrupted by {}: finishing the session (a second signal stops at once)",
+                    signal.name()
+                ));
                 stop.store(true, Ordering::Relaxed);
-            }
-        });
-    }
+            },
+            move |signal| {
+                say_err(&format!(
+                    "{} again: stopping now; unanswered clips stay in the spool {}",
+                    signal.name(),
+                    spool.display()
+                ));
+                std::process::exit(i32::from(signal.exit_status()));
+            },
+        )
+        .context("cannot install the signal handlers")?
+    };
     let mut last_progress = Instant::now();
     let mut introduced = std::collections::HashSet::new();
     // Per outage seen so far: whether its end was printed.
@@ -68,12 +90,12 @@ pub fn run(
             if i == outages_shown.len() {
                 outages_shown.push(false);
                 if outage.end_ns.is_none() {
-                    println!("{}; reconnecting", outage_line(outage));
+                    say(&format!("{}; reconnecting", camera_offline_line(outage)));
                 }
             }
             if outage.end_ns.is_some() && !outages_shown[i] {
                 outages_shown[i] = true;
-                println!("{}", outage_line(outage));
+                say(&camera_offline_line(outage));
             }
         }
         match running.results.recv_timeout(Duration::from_millis(250)) {
@@ -81,7 +103,7 @@ pub fn run(
                 // Someone's academic record, the first time they show up in this session.
                 for person in &got.result.people {
                     if introduced.insert(person.person_id.clone()) {
-                        println!("{}", person_line(person));
+                        say(&person_line(person));
                     }
                 }
                 let pool = service
@@ -93,21 +115,18 @@ pub fn run(
                         )
                     })
                     .unwrap_or_default();
-                println!("{}{pool}", result_line(&got));
+                say(&format!("{}{pool}", result_line(&got)));
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
         if !progress.is_zero() && last_progress.elapsed() >= progress {
             last_progress = Instant::now();
-            eprintln!(
-                "{}",
-                progress_line(
-                    &running.probe.snapshot(),
-                    running.started.elapsed(),
-                    plan.duration
-                )
-            );
+            say_err(&progress_line(
+                &running.probe.snapshot(),
+                running.started.elapsed(),
+                plan.duration,
+            ));
         }
     }
     let report = running
@@ -121,19 +140,28 @@ pub fn run(
         Ok(service) => service.shutdown(),
         Err(_) => None,
     };
-    print_summary(&report, pool.as_ref());
+    for line in summary_lines(&report, pool.as_ref()) {
+        say(&line);
+    }
     for line in publish_lines(&published) {
-        println!("{line}");
+        say(&line);
     }
     if let Some(function) = function {
-        println!(
+        say(&format!(
             "function: {} clip(s) processed, {} error result(s), {} redelivered, {} gallery load(s)",
             function.processed, function.errors, function.duplicates, function.gallery_loads
-        );
+        ));
     }
-    let json = report_json(&report, plan, &session_id, pool.as_ref(), &published);
+    let interrupted = signals.first();
+    let mut json = report_json(&report, plan, &session_id, pool.as_ref(), &published);
+    if let (Some(signal), Some(fields)) = (interrupted, json.as_object_mut()) {
+        fields.insert("interrupted_by".into(), signal.name().into());
+    }
     if let Some(path) = report_path {
         write_report(path, &json)?;
     }
-    Ok(report)
+    Ok(Outcome {
+        report,
+        interrupted,
+    })
 }

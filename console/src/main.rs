@@ -10,6 +10,7 @@ mod logs;
 mod plan;
 mod service;
 mod settings;
+mod signals;
 mod tui;
 
 use std::process::ExitCode;
@@ -60,6 +61,10 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Capture, upload and recognise live: a session in the console, or --headless for scripts.
     Session(cmd::session::SessionArgs),
+    /// The durable clip spool: what waits there (`status`), send it and wait for the answers
+    /// (`drain`).
+    #[command(subcommand)]
+    Spool(cmd::spool::SpoolCommand),
     /// Load benchmarks of the running system, e.g. `bench cameras`: the most simulated cameras
     /// one embedded service keeps in real time.
     #[command(subcommand)]
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
             Command::Eval(args) => cmd::eval::run(args, &config),
             Command::Scan(args) => cmd::scan::run(args, &config),
             Command::Session(args) => cmd::session::run(args, &config),
+            Command::Spool(command) => cmd::spool::run(command, &config),
             Command::Bench(command) => cmd::bench::run(command, &config),
             #[cfg(feature = "aws")]
             Command::Aws(command) => cmd::aws::run(command),

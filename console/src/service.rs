@@ -13,8 +13,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use rollcall_edge::drain::{drain_spool, DrainConfig, DrainReport};
 use rollcall_edge::receive::ReceivedResult;
 use rollcall_edge::session::{run_session, SessionConfig, SessionProbe, SessionReport};
+use rollcall_edge::spool::ClipSpool;
 use rollcall_edge::upload::LocalDirSink;
 use rollcall_recognizer::handler::HandlerStats;
 use rollcall_recognizer::pool::PoolStats;
@@ -57,7 +59,8 @@ impl RecognitionService {
     }
 
     /// Connect the edge to an AWS deployment named by `names` for `device`: checks that the
-    /// bucket and the device's result queue exist.
+    /// bucket and the device's result queue exist. Every call has the edge's timeouts
+    /// ([`rollcall_protocol::aws::Timeouts::EDGE`]).
     #[cfg(feature = "aws")]
     pub fn aws(names: rollcall_protocol::aws::Names, device: &str) -> Result<Self> {
         use rollcall_protocol::aws;
@@ -70,7 +73,7 @@ impl RecognitionService {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let sdk = runtime.block_on(aws::load_config());
+        let sdk = runtime.block_on(aws::load_config_with(aws::Timeouts::EDGE));
         let queue = SqsResultQueue::new(aws::SqsClient::new(&sdk), &names.prefix);
         runtime.block_on(queue.queue_url(device)).with_context(|| {
             format!(
@@ -170,6 +173,37 @@ impl RecognitionService {
                 edge.runtime.handle().clone(),
                 stop,
                 probe,
+                on_result,
+            ),
+        }
+    }
+
+    /// Send what `spool` holds and wait for the answers (see [`drain_spool`]).
+    pub fn drain(
+        &self,
+        spool: Arc<ClipSpool>,
+        config: &DrainConfig,
+        interrupt: &AtomicBool,
+        on_result: impl FnMut(&ReceivedResult) + Send + 'static,
+    ) -> std::io::Result<DrainReport> {
+        match self {
+            RecognitionService::Embedded { service, .. } => drain_spool(
+                spool,
+                Arc::new(LocalDirSink::from_store(Arc::clone(&service.store))),
+                Arc::clone(&service.queue),
+                service.runtime.handle().clone(),
+                config,
+                interrupt,
+                on_result,
+            ),
+            #[cfg(feature = "aws")]
+            RecognitionService::Aws(edge) => drain_spool(
+                spool,
+                edge.sink.clone(),
+                Arc::clone(&edge.queue),
+                edge.runtime.handle().clone(),
+                config,
+                interrupt,
                 on_result,
             ),
         }

@@ -17,6 +17,8 @@
 //! device = "lecture-hall-2"             # this device's id (default: the host name)
 //! duration = "5m"                       # session length, or "end" (until the source ends)
 //! max_workers = 2                       # embedded recognition workers
+//! spool = "/var/lib/rollcall/spool"     # durable clip spool (default $ROLLCALL_HOME/spool)
+//! spool_max = "1G"                      # most bytes one device's spool keeps
 //! button_pin = 17                       # GPIO (BCM) start/stop push button
 //! led_pin = 27                          # GPIO (BCM) "known person in view" LED
 //! ```
@@ -52,6 +54,8 @@ pub struct ConfigFile {
     pub device: Option<String>,
     pub duration: Option<String>,
     pub max_workers: Option<usize>,
+    pub spool: Option<PathBuf>,
+    pub spool_max: Option<String>,
     pub button_pin: Option<u8>,
     pub led_pin: Option<u8>,
     /// Event targets (`mqtt://...`, `https://...`) when no `--publish` is given.

@@ -5,22 +5,10 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::{
-    aws_endpoint, data_dir, enroll_examples_aws, models_present, rollcall_aws, rollcall_command,
-    text, tmux_present, Tmux,
+    aws_endpoint, data_dir, enroll_examples_aws, models_present, provision, rollcall_aws,
+    start_worker, text, tmux_present, Tmux,
 };
-
-/// Kills the worker process when the test ends, passed or not.
-struct Worker(std::process::Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn aws_session_uploads_clips_and_gets_every_result_back_through_sqs() {
@@ -35,30 +23,10 @@ fn aws_session_uploads_clips_and_gets_every_result_back_through_sqs() {
     let prefix = format!("rc-session-{}", std::process::id());
     let device = "cam-session";
 
-    let out = rollcall_aws(
-        &["aws", "provision", "--prefix", &prefix, "--device", device],
-        &prefix,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    provision(&prefix, device);
     enroll_examples_aws(&data, tmp.path(), &prefix, &[("barack_obama", "obama.jpg")]);
 
-    let _worker = Worker(
-        rollcall_command()
-            .args([
-                "worker",
-                "--prefix",
-                &prefix,
-                "--wait",
-                "1s",
-                "--idle-exit",
-                "60s",
-            ])
-            .env("ROLLCALL_AWS_PREFIX", &prefix)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rollcall worker"),
-    );
+    let _worker = start_worker(&prefix, "60s");
 
     // A device whose queue was not provisioned is refused at once, naming the queue.
     let out = rollcall_aws(
@@ -73,6 +41,8 @@ fn aws_session_uploads_clips_and_gets_every_result_back_through_sqs() {
             "test",
             "--duration",
             "1s",
+            "--spool",
+            tmp.path().join("spool").to_str().unwrap(),
         ],
         &prefix,
     );
@@ -101,6 +71,8 @@ fn aws_session_uploads_clips_and_gets_every_result_back_through_sqs() {
             "30s",
             "--report",
             report.to_str().unwrap(),
+            "--spool",
+            tmp.path().join("spool").to_str().unwrap(),
         ],
         &prefix,
     );
@@ -136,21 +108,11 @@ fn aws_session_uploads_clips_and_gets_every_result_back_through_sqs() {
     let tmux = Tmux::new("aws-console");
     let script = format!(
         "ROLLCALL_AWS_PREFIX={prefix} {bin} console --gpio off --backend aws --device {device} \
-         --log-group worker --source test; sleep 60",
+         --log-group worker --source test --spool {spool}; sleep 60",
         bin = env!("CARGO_BIN_EXE_rollcall"),
+        spool = tmp.path().join("spool").display(),
     );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &script,
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    tmux.start(120, 30, &script);
     let screen = tmux.wait_for(
         &[
             &format!("CloudWatch /rollcall/{prefix}/worker"),

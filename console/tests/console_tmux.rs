@@ -6,7 +6,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{data_dir, example_photos, models_present, rollcall, text, tmux_present, Tmux};
+use common::{
+    data_dir, example_photos, models_present, rollcall, send_signal, spooled_clips, text,
+    tmux_present, Tmux,
+};
 
 /// `path` quoted for sh.
 fn shell_quote(path: &Path) -> String {
@@ -43,26 +46,16 @@ fn console_in_tmux_starts_a_session_shows_a_name_and_latency_and_restores_the_te
     let video = data.join("videos/armbiantest_obama/obama.mp4");
     let stty = dir.path().join("stty.txt");
     let script = format!(
-        "{bin} console --gpio off --db {db} --source file:{video} --duration 8s; \
+        "{bin} console --gpio off --db {db} --spool {spool} --source file:{video} --duration 8s; \
          echo \"exit=$?\" > {stty}; stty -a >> {stty}; sleep 120",
         bin = shell_quote(Path::new(env!("CARGO_BIN_EXE_rollcall"))),
         db = shell_quote(&db),
+        spool = shell_quote(&dir.path().join("spool")),
         video = shell_quote(&video),
         stty = shell_quote(&stty),
     );
     let tmux = Tmux::new("console");
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &script,
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    tmux.start(100, 30, &script);
 
     // The service is up when the idle console invites to start.
     tmux.wait_for(
@@ -111,4 +104,94 @@ fn console_in_tmux_starts_a_session_shows_a_name_and_latency_and_restores_the_te
         after.contains("Barack Obama (barack_obama): seen in"),
         "the summary printed after quitting:\n{after}"
     );
+}
+
+/// Waits until `path` exists and reads it; panics with the screen after `timeout`.
+fn wait_for_file(path: &Path, timeout: Duration, tmux: &Tmux) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.is_empty() {
+                return text;
+            }
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{} not written after {timeout:?}:\n{}",
+            path.display(),
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A console session on the test pattern in tmux, its pid in `<dir>/pid`, its exit status in
+/// `<dir>/exit`, its report in `<dir>/report.json`.
+fn console_session(dir: &Path, name: &str) -> (Tmux, u32) {
+    let script = format!(
+        "sh -c 'echo $$ > {pid}; exec {bin} console --gpio off --start --source test --duration 60s \
+         --db {db} --spool {spool} --report {report}'; echo \"exit=$?\" > {exit}; sleep 60",
+        pid = shell_quote(&dir.join("pid")),
+        bin = shell_quote(Path::new(env!("CARGO_BIN_EXE_rollcall"))),
+        db = shell_quote(&dir.join("people.db")),
+        spool = shell_quote(&dir.join("spool")),
+        report = shell_quote(&dir.join("report.json")),
+        exit = shell_quote(&dir.join("exit")),
+    );
+    let tmux = Tmux::new(name);
+    tmux.start(100, 30, &script);
+    let pid = wait_for_file(&dir.join("pid"), Duration::from_secs(10), &tmux)
+        .trim()
+        .parse()
+        .expect("pid");
+    // Results are coming in (the latency panel has figures); a few more, then the test acts.
+    tmux.wait_for(&["running", "p50 "], Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    (tmux, pid)
+}
+
+fn report(dir: &Path, tmux: &Tmux) -> serde_json::Value {
+    let text = wait_for_file(&dir.join("report.json"), Duration::from_secs(60), tmux);
+    serde_json::from_str(&text).expect("report JSON")
+}
+
+#[test]
+fn sigterm_quits_the_console_after_the_drain_with_status_143() {
+    if !models_present() || !tmux_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (tmux, pid) = console_session(dir.path(), "console-term");
+    send_signal(pid, "TERM");
+    let exit = wait_for_file(&dir.path().join("exit"), Duration::from_secs(60), &tmux);
+    assert_eq!(exit.trim(), "exit=143", "{}", tmux.screen());
+    let r = report(dir.path(), &tmux);
+    assert_eq!(r["clips"]["lost"], 0, "{r:#}");
+    assert_eq!(r["clips"]["spooled"], 0, "{r:#}");
+    assert_eq!(r["clips"]["results"], r["clips"]["captured"], "{r:#}");
+    assert!(spooled_clips(&dir.path().join("spool")).is_empty());
+}
+
+#[test]
+fn a_console_whose_terminal_goes_away_still_finishes_its_session() {
+    if !models_present() || !tmux_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (tmux, pid) = console_session(dir.path(), "console-hup");
+    // The SSH connection drops: the terminal is gone and the console gets SIGHUP.
+    let out = tmux.cmd(&["kill-server"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = report(dir.path(), &tmux);
+    assert_eq!(r["clips"]["lost"], 0, "{r:#}");
+    assert_eq!(r["clips"]["spooled"], 0, "{r:#}");
+    assert_eq!(r["clips"]["results"], r["clips"]["captured"], "{r:#}");
+    let started = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the console did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

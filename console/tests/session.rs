@@ -36,6 +36,8 @@ fn headless_session_on_the_hamilton_video_loses_nothing_and_names_lin_manuel_mir
         db.to_str().unwrap(),
         "--grace",
         "60s",
+        "--spool",
+        tmp.path().join("spool").to_str().unwrap(),
     ]);
     let output = text(&out);
     println!("{output}");
@@ -48,7 +50,11 @@ fn headless_session_on_the_hamilton_video_loses_nothing_and_names_lin_manuel_mir
     assert_eq!(clips["uploaded"], captured, "{r:#}");
     assert_eq!(clips["results"], captured, "{r:#}");
     assert_eq!(clips["lost"], 0, "{r:#}");
+    assert_eq!(clips["spooled"], 0, "{r:#}");
     assert_eq!(clips["errors"], 0, "{r:#}");
+    assert_eq!(r["lost_clip_ids"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["retries"], 0, "{r:#}");
+    assert_eq!(r["outage_s"], 0.0, "{r:#}");
     let people = r["people"].as_array().unwrap();
     let lin = people
         .iter()

@@ -36,7 +36,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let max_frames = (seconds > 0.0).then(|| (seconds * source.fps()).round() as u64);
     println!("source: {}", source.describe());
 
-    let spool = Arc::new(ClipSpool::open(out.join("spool"), 256 << 20)?);
+    let spool = Arc::new(ClipSpool::open(
+        out.join("spool"),
+        "example-device",
+        256 << 20,
+    )?);
     let sink = Arc::new(LocalDirSink::new(out.join("objects")));
     let uploader = Uploader::start(Arc::clone(&spool), sink, UploaderConfig::default(), |ev| {
         let outcome = match &ev.result {

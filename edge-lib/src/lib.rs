@@ -11,13 +11,18 @@
 //!   `rtsp://` / `http(s)://` camera URL, reconnected when it drops).
 //! - [`segment`]: frames -> self-contained Annex-B clips (SPS/PPS + IDR first) with
 //!   [`ClipMeta`](rollcall_protocol::wire::ClipMeta), encoded in-process with openh264.
-//! - [`spool`]: crash-safe, byte-bounded on-disk queue of clips waiting for upload.
+//! - [`spool`]: the durable, byte-bounded, per-device on-disk spool: a clip stays there from
+//!   its capture until its result arrives (or it is reported lost by id).
 //! - [`upload`]: the [`upload::ClipSink`] trait, a local-directory sink (the embedded object
 //!   store), a sink over any [`ClipStore`](rollcall_protocol::store::ClipStore), and the
 //!   [`upload::Uploader`] worker pool with exponential backoff.
-//! - [`receive`]: results from the result queue, duplicates dropped, latency recorded.
+//! - [`receive`]: results from the result queue, duplicates dropped, latency recorded, answered
+//!   clips removed from the spool.
+//! - [`link`]: is the store / the queue reachable, since when not, retries.
+//! - [`drain`]: waiting for the answers at the end of a session; draining what earlier runs
+//!   left in a spool.
 //! - [`session`]: all of the above for one capture session, with counters (captured, uploaded,
-//!   results, errors, lost).
+//!   results, errors, spooled, lost).
 //! - [`publish`]: recognition events out to MQTT and webhooks (the clients behind the feature
 //!   `publish`), shaped like Frigate's `tracked_object_update`.
 //! - [`redact`]: URLs shown without their passwords and tokens (everywhere a URL is shown).
@@ -25,9 +30,11 @@
 //!
 //! `examples/capture_to_dir.rs` wires all four together.
 
+pub mod drain;
 #[cfg(feature = "gpio")]
 pub mod gpio;
 pub mod latency;
+pub mod link;
 pub mod publish;
 pub mod receive;
 pub mod redact;
@@ -37,7 +44,9 @@ pub mod source;
 pub mod spool;
 pub mod upload;
 
-pub use receive::{ReceivedResult, ResultReceiver};
+pub use drain::{drain_spool, DrainConfig, DrainReport};
+pub use link::{Link, LinkHealth, LinkStatus};
+pub use receive::{ReceivedResult, ResultPump, ResultReceiver};
 pub use segment::{ClipSegmenter, EncodedClip, SegmentConfig, SegmentError};
 pub use session::{run_session, SessionConfig, SessionReport};
 pub use source::{open_source, CaptureError, Frame, FrameSource, Pace, SourceOptions, SourceSpec};

@@ -13,17 +13,26 @@
 //!
 //! Wall-clock differences between two machines are only as good as their clock sync; a negative
 //! span is not recorded.
+//!
+//! [`ResultPump`] runs a receiver on its own thread: it polls the queue until stopped, removes
+//! each answered clip from the spool, and acknowledges deliveries only after that, so a crash in
+//! between gets the result delivered again instead of losing it.
 
 #![warn(missing_docs)]
 
 use std::collections::{HashSet, VecDeque};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rollcall_protocol::results::{QueueError, ResultQueue};
 use rollcall_protocol::wire::RecognitionResult;
 
 use crate::latency::{LatencyRecorder, Stage};
+use crate::link::{Link, LinkHealth};
 use crate::source::now_ns;
+use crate::spool::ClipSpool;
 
 /// Clip ids remembered for duplicate detection by default.
 pub const DEFAULT_REMEMBERED: usize = 100_000;
@@ -138,39 +147,20 @@ impl ResultReceiver {
             }
         }
         self.stats.accepted += 1;
+        if result.error.is_some() {
+            self.stats.errors += 1;
+        }
         let end_to_end = received_ns
             .checked_sub(result.closed_ns)
             .filter(|_| result.closed_ns > 0)
             .map(Duration::from_nanos);
-        if let Some(e2e) = end_to_end {
-            self.latency.record(Stage::EndToEnd, e2e);
-        }
-        if result.completed_ns > 0 {
-            self.latency
-                .record_between_ns(Stage::Delivery, result.completed_ns, received_ns);
-        }
-        if result.error.is_some() {
-            self.stats.errors += 1;
-        } else {
-            let t = &result.timings;
-            for (stage, ms) in [
-                (Stage::FunctionTotal, t.total_ms),
-                (Stage::Decode, t.decode_ms),
-                (Stage::Detect, t.detect_ms),
-                (Stage::Embed, t.embed_ms),
-                (Stage::Lookup, t.lookup_ms),
-            ] {
-                if ms.is_finite() && ms >= 0.0 {
-                    self.latency
-                        .record(stage, Duration::from_secs_f64(ms / 1000.0));
-                }
-            }
-        }
-        Some(ReceivedResult {
+        let got = ReceivedResult {
             result,
             received_ns,
             end_to_end,
-        })
+        };
+        record_result_latency(&mut self.latency, &got);
+        Some(got)
     }
 
     /// Receive up to `max` results from `queue` (waiting up to `wait` for the first),
@@ -195,6 +185,162 @@ impl ResultReceiver {
             queue.ack(&self.device_id, &receipts).await?;
         }
         Ok(accepted)
+    }
+}
+
+/// Records an accepted result's stages into `latency` (see the [module docs](self)): end to end
+/// and delivery always, the function's stages for results without error.
+pub fn record_result_latency(latency: &mut LatencyRecorder, got: &ReceivedResult) {
+    let result = &got.result;
+    if let Some(e2e) = got.end_to_end {
+        latency.record(Stage::EndToEnd, e2e);
+    }
+    if result.completed_ns > 0 {
+        latency.record_between_ns(Stage::Delivery, result.completed_ns, got.received_ns);
+    }
+    if result.error.is_none() {
+        let t = &result.timings;
+        for (stage, ms) in [
+            (Stage::FunctionTotal, t.total_ms),
+            (Stage::Decode, t.decode_ms),
+            (Stage::Detect, t.detect_ms),
+            (Stage::Embed, t.embed_ms),
+            (Stage::Lookup, t.lookup_ms),
+        ] {
+            if ms.is_finite() && ms >= 0.0 {
+                latency.record(stage, Duration::from_secs_f64(ms / 1000.0));
+            }
+        }
+    }
+}
+
+/// One accepted result, as a [`ResultPump`] hands it on.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer<'a> {
+    /// The result.
+    pub got: &'a ReceivedResult,
+    /// The receiver after accepting it (counters, latency so far).
+    pub receiver: &'a ResultReceiver,
+    /// Whether its clip was in the spool (and has now left it).
+    pub was_spooled: bool,
+}
+
+/// Longest pause between two failed queue calls.
+const MAX_QUEUE_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A [`ResultReceiver`] on its own thread; see the [module docs](self).
+pub struct ResultPump {
+    running: Arc<AtomicBool>,
+    thread: Option<JoinHandle<ResultReceiver>>,
+    device_id: String,
+}
+
+impl std::fmt::Debug for ResultPump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultPump")
+            .field("device_id", &self.device_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResultPump {
+    /// Starts polling `queue` for `receiver`'s device, `wait` per call, on `runtime`. Every
+    /// accepted result completes its clip in `spool` (if given) and is passed to `on_result`;
+    /// queue failures go into `health`.
+    pub fn start<Q: ResultQueue + 'static>(
+        queue: Arc<Q>,
+        runtime: tokio::runtime::Handle,
+        receiver: ResultReceiver,
+        wait: Duration,
+        spool: Option<Arc<ClipSpool>>,
+        health: Arc<LinkHealth>,
+        mut on_result: impl FnMut(Answer<'_>) + Send + 'static,
+    ) -> std::io::Result<ResultPump> {
+        let running = Arc::new(AtomicBool::new(true));
+        let device_id = receiver.device_id().to_string();
+        let thread = {
+            let running = Arc::clone(&running);
+            let device = device_id.clone();
+            std::thread::Builder::new()
+                .name("results".into())
+                .spawn(move || {
+                    let mut receiver = receiver;
+                    let mut backoff = Duration::from_millis(200);
+                    while running.load(Ordering::Acquire) {
+                        let started = Instant::now();
+                        let deliveries = match runtime.block_on(queue.receive(&device, 64, wait)) {
+                            Ok(d) => {
+                                health.ok(Link::Queue);
+                                backoff = Duration::from_millis(200);
+                                d
+                            }
+                            Err(e) => {
+                                health.failed(Link::Queue, started.elapsed(), &e.to_string());
+                                tracing::debug!(error = %e, "receiving results failed; retrying");
+                                std::thread::sleep(backoff);
+                                backoff = (backoff * 2).min(MAX_QUEUE_BACKOFF);
+                                continue;
+                            }
+                        };
+                        if deliveries.is_empty() {
+                            continue;
+                        }
+                        let received_ns = now_ns();
+                        let receipts: Vec<String> =
+                            deliveries.iter().filter_map(|d| d.receipt.clone()).collect();
+                        for delivery in deliveries {
+                            let Some(got) = receiver.accept(delivery.result, received_ns) else {
+                                continue;
+                            };
+                            let r = &got.result;
+                            let was_spooled = match &spool {
+                                None => false,
+                                Some(spool) => spool.complete(&r.session_id, r.seq).unwrap_or_else(|e| {
+                                    // Still on disk: sent again later, answered again (duplicate).
+                                    tracing::error!(clip = %r.clip_id, error = %e, "answered clip could not be removed from the spool");
+                                    true
+                                }),
+                            };
+                            on_result(Answer {
+                                got: &got,
+                                receiver: &receiver,
+                                was_spooled,
+                            });
+                        }
+                        if !receipts.is_empty() {
+                            if let Err(e) = runtime.block_on(queue.ack(&device, &receipts)) {
+                                // Delivered again later and dropped then as a duplicate.
+                                tracing::warn!(error = %e, "acknowledging results failed");
+                            }
+                        }
+                    }
+                    receiver
+                })?
+        };
+        Ok(ResultPump {
+            running,
+            thread: Some(thread),
+            device_id,
+        })
+    }
+
+    /// Stops polling (after the call in progress) and returns the receiver.
+    pub fn stop(mut self) -> ResultReceiver {
+        self.running.store(false, Ordering::Release);
+        let thread = self.thread.take();
+        thread.and_then(|t| t.join().ok()).unwrap_or_else(|| {
+            tracing::error!("the result thread panicked");
+            ResultReceiver::new(self.device_id.clone())
+        })
+    }
+}
+
+impl Drop for ResultPump {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -1,15 +1,23 @@
 //! A capture session: source -> segmenter -> spool -> uploader -> sink, and the results coming
 //! back through a result queue, with counters and latency.
 //!
-//! [`run_session`] captures on the calling thread until the source ends, the duration limit is
-//! reached or the stop flag is raised; then it closes the last clip, lets the uploader drain the
-//! spool and waits for the outstanding results. A clip is **lost** when it was captured (closed
-//! by the segmenter) but no result for it arrived before the session ended: the wait ends when
-//! every captured clip has a result, or when no new result came for [`SessionConfig::grace`].
+//! [`run_session`] opens the device's durable spool (clips left there by earlier runs of the
+//! device are sent first and their answers counted in [`SessionReport::earlier`]), captures on
+//! the calling thread until the source ends, the duration limit is reached or the stop flag is
+//! raised; then it closes the last clip and waits for the answers
+//! ([`crate::drain::wait_for_answers`]): until every clip is answered, or nothing moved (no
+//! upload, no result) for [`SessionConfig::grace`].
+//!
+//! Every captured clip ends the session in one of three states: **answered** (a result, errors
+//! included), **spooled** (still on disk in the spool, not uploaded or not answered yet: the
+//! next run of the device or `spool drain` sends it again) or **lost** (gone without a result:
+//! evicted from a full spool before upload, larger than the spool, unreadable, not writable to
+//! the spool), named in [`SessionReport::lost_clip_ids`].
 //!
 //! The sink and the queue are the deployment's: a [`LocalDirSink`](crate::upload::LocalDirSink)
 //! over the embedded store and the in-process queue, or S3 and SQS. The queue's futures run on
-//! the Tokio runtime handle given to [`run_session`].
+//! the Tokio runtime handle given to [`run_session`]. Outages of either show in
+//! [`SessionSnapshot::link`] while they last and in [`SessionReport::link`] afterwards.
 
 #![warn(missing_docs)]
 
@@ -22,14 +30,16 @@ use std::time::{Duration, Instant};
 use rollcall_protocol::results::ResultQueue;
 use serde::{Deserialize, Serialize};
 
+use crate::drain::{wait_for_answers, Courier};
 use crate::latency::{LatencyRecorder, Stage};
-use crate::receive::{ReceivedResult, ResultReceiver};
+use crate::link::{LinkHealth, LinkStatus};
+use crate::receive::{record_result_latency, Answer, ReceivedResult};
 use crate::segment::{ClipSegmenter, SegmentConfig, DEFAULT_CLIP_MS};
 use crate::source::{
-    now_ns, open_source, FrameSource, Outage, OutageLog, SourceLink, SourceOptions, SourceSpec,
+    open_source, FrameSource, Outage, OutageLog, SourceLink, SourceOptions, SourceSpec,
 };
-use crate::spool::ClipSpool;
-use crate::upload::{ClipSink, Uploader, UploaderConfig};
+use crate::spool::{ClipSpool, DEFAULT_SPOOL_MAX_BYTES};
+use crate::upload::{ClipSink, UploaderConfig};
 
 /// How a session runs.
 #[derive(Clone, Debug)]
@@ -38,7 +48,7 @@ pub struct SessionConfig {
     pub source: SourceSpec,
     /// Size, rate, pacing of the source.
     pub source_options: SourceOptions,
-    /// This edge device's id (names its clips and its result queue).
+    /// This edge device's id (names its clips, its spool folder and its result queue).
     pub device_id: String,
     /// This session's id.
     pub session_id: String,
@@ -46,26 +56,26 @@ pub struct SessionConfig {
     pub clip_ms: u32,
     /// Stop capturing after this long (default: at the end of the source).
     pub duration: Option<Duration>,
-    /// The disk spool's folder.
-    pub spool_dir: PathBuf,
-    /// The spool's byte limit (default 256 MiB).
+    /// The spool root; the device's clips go to `<spool_root>/<device_id>/`.
+    pub spool_root: PathBuf,
+    /// The device spool's byte limit (default [`DEFAULT_SPOOL_MAX_BYTES`]).
     pub spool_max_bytes: u64,
-    /// Upload workers and retries.
+    /// Upload workers and retries (uploaded clips always stay in the spool until answered).
     pub uploader: UploaderConfig,
-    /// After capture: how long to wait without any new result before the outstanding clips are
-    /// declared lost (default 10 s).
+    /// After capture: how long to wait without any upload or result before the session ends,
+    /// leaving the unanswered clips in the spool (default 10 s).
     pub grace: Duration,
     /// Long-poll wait of one receive call (default 200 ms).
     pub receive_wait: Duration,
 }
 
 impl SessionConfig {
-    /// Defaults for a source, device and session, spooling into `spool_dir`.
+    /// Defaults for a source, device and session, spooling under `spool_root`.
     pub fn new(
         source: SourceSpec,
         device_id: impl Into<String>,
         session_id: impl Into<String>,
-        spool_dir: impl Into<PathBuf>,
+        spool_root: impl Into<PathBuf>,
     ) -> SessionConfig {
         SessionConfig {
             source,
@@ -74,8 +84,8 @@ impl SessionConfig {
             session_id: session_id.into(),
             clip_ms: DEFAULT_CLIP_MS,
             duration: None,
-            spool_dir: spool_dir.into(),
-            spool_max_bytes: 256 << 20,
+            spool_root: spool_root.into(),
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             uploader: UploaderConfig::default(),
             grace: Duration::from_secs(10),
             receive_wait: Duration::from_millis(200),
@@ -94,7 +104,28 @@ pub struct ClipCounters {
     pub results: u64,
     /// Results with `error` set.
     pub errors: u64,
-    /// Captured clips without a result at the end of the session.
+    /// Captured clips gone without a result (see the [module docs](self)); known at the end.
+    pub lost: u64,
+    /// Captured clips still in the spool without a result at the end: not lost, sent again
+    /// by the next run or `spool drain`.
+    #[serde(default)]
+    pub spooled: u64,
+}
+
+/// Clips that earlier runs of the device left in the spool, as this session handled them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierClips {
+    /// Clips found in the spool at the start.
+    pub recovered: u64,
+    /// Of those, uploaded by this session.
+    pub uploaded: u64,
+    /// Of those, answered (errors included).
+    pub results: u64,
+    /// Answers with `error` set.
+    pub errors: u64,
+    /// Still in the spool at the end.
+    pub spooled: u64,
+    /// Gone without a result (evicted from a full spool, unreadable).
     pub lost: u64,
 }
 
@@ -139,8 +170,18 @@ pub struct SessionReport {
     pub duplicates: u64,
     /// Unknown faces, summed over results.
     pub unknown_faces: u64,
-    /// Clips dropped by the spool (evicted or too large); they count as lost.
+    /// Clips the spool dropped (evicted unsent, too large, unreadable), this session's and
+    /// earlier ones'.
     pub spool_dropped: u64,
+    /// Ids (`device/session/seq`) of the lost clips, this session's first, then earlier
+    /// sessions'.
+    pub lost_clip_ids: Vec<String>,
+    /// Clips of earlier runs found in the spool and what became of them.
+    pub earlier: EarlierClips,
+    /// Store and queue outages and upload retries.
+    pub link: LinkStatus,
+    /// Most clips waiting for upload at once.
+    pub peak_spooled: u64,
     /// Why capture stopped.
     pub ended: EndReason,
     /// The capture or encoding failure that ended the session, or frames that could not be
@@ -188,8 +229,14 @@ pub struct SessionProbe {
 pub struct SessionSnapshot {
     /// Clip counters (`lost` is only known at the end).
     pub clips: ClipCounters,
-    /// Clips waiting in the spool for upload.
+    /// Clips waiting in the spool for upload (earlier runs' included).
     pub spooled: u64,
+    /// Uploaded clips in the spool awaiting their result.
+    pub awaiting: u64,
+    /// Is the store or the queue unreachable, since when; retries so far.
+    pub link: LinkStatus,
+    /// Clips of earlier runs so far.
+    pub earlier: EarlierClips,
     /// Clips captured but without a result yet.
     pub outstanding: u64,
     /// People seen so far, most clips first.
@@ -218,13 +265,21 @@ impl SessionProbe {
     /// The session's counters, people and latency now.
     pub fn snapshot(&self) -> SessionSnapshot {
         let s = lock(&self.state);
+        let spool = s
+            .spool
+            .as_ref()
+            .map(|spool| spool.stats())
+            .unwrap_or_default();
         SessionSnapshot {
             clips: s.clips,
-            spooled: s.spool.as_ref().map_or(0, |spool| spool.len() as u64),
+            spooled: spool.unsent as u64,
+            awaiting: spool.awaiting as u64,
+            link: s.link.as_ref().map(|l| l.status()).unwrap_or_default(),
+            earlier: s.earlier,
             outstanding: s.outstanding() as u64,
             people: s.people_ranked(),
             unknown_faces: s.unknown_faces,
-            latency: s.all_latency(),
+            latency: s.latency.clone(),
             capture_done: s.capture_done,
             camera_offline: s.outages.list(),
         }
@@ -235,14 +290,17 @@ impl SessionProbe {
 struct State {
     clips: ClipCounters,
     spool: Option<Arc<ClipSpool>>,
+    link: Option<Arc<LinkHealth>>,
+    /// Clip ids of earlier runs found in the spool.
+    earlier_ids: HashSet<String>,
+    earlier_answered: HashSet<String>,
+    earlier: EarlierClips,
     captured: HashSet<String>,
     uploaded: HashSet<String>,
     with_result: HashSet<String>,
     people: BTreeMap<String, PersonTally>,
-    /// Edge stages (encode, spool wait, upload).
+    /// Edge stages (encode, spool wait, upload) and this session's results' stages.
     latency: LatencyRecorder,
-    /// The receiver's stages (function, delivery, end to end), as of its last result.
-    received_latency: LatencyRecorder,
     unknown_faces: u64,
     capture_done: bool,
     first_result_error: Option<String>,
@@ -261,12 +319,6 @@ impl State {
             .count()
     }
 
-    fn all_latency(&self) -> LatencyRecorder {
-        let mut all = self.latency.clone();
-        all.merge(&self.received_latency);
-        all
-    }
-
     fn people_ranked(&self) -> Vec<PersonTally> {
         let mut people: Vec<PersonTally> = self.people.values().cloned().collect();
         people.sort_by(|a, b| b.clips.cmp(&a.clips).then(a.person_id.cmp(&b.person_id)));
@@ -275,10 +327,11 @@ impl State {
 }
 
 /// Runs one session; see the [module docs](self). `on_result` is called, on the receiving
-/// thread, for every new result (duplicates are dropped before). `stop` ends capture early
-/// (the session still drains). `runtime` drives the queue's futures (a multi-thread runtime).
-/// `probe` shows the session's progress while it runs (pass `SessionProbe::new()` when nobody
-/// watches).
+/// thread, for every new result of this session (duplicates are dropped before; answers to
+/// earlier runs' clips are counted in [`SessionReport::earlier`]). `stop` ends capture early
+/// (the session still waits for the answers). `runtime` drives the queue's futures (a
+/// multi-thread runtime). `probe` shows the session's progress while it runs (pass
+/// `SessionProbe::new()` when nobody watches).
 #[allow(clippy::too_many_arguments)]
 pub fn run_session<Q>(
     config: &SessionConfig,
@@ -304,87 +357,86 @@ where
     let mut segment = SegmentConfig::new(&config.device_id, &config.session_id, source.fps());
     segment.clip_ms = config.clip_ms;
     let mut segmenter = ClipSegmenter::new(segment)?;
-    let spool = Arc::new(ClipSpool::open(&config.spool_dir, config.spool_max_bytes)?);
+    let spool = Arc::new(ClipSpool::open(
+        &config.spool_root,
+        &config.device_id,
+        config.spool_max_bytes,
+    )?);
+    let earlier_ids: HashSet<String> = spool.clips().iter().map(|m| m.clip_id()).collect();
+    if !earlier_ids.is_empty() {
+        tracing::info!(
+            clips = earlier_ids.len(),
+            dir = %spool.dir().display(),
+            "sending the clips earlier runs left in the spool first"
+        );
+    }
     let state = Arc::clone(&probe.state);
     *lock(&state) = State {
         spool: Some(Arc::clone(&spool)),
         outages: outages.clone(),
+        earlier: EarlierClips {
+            recovered: earlier_ids.len() as u64,
+            ..EarlierClips::default()
+        },
+        earlier_ids,
         ..State::default()
     };
 
-    // Uploads.
-    let uploader = {
+    // Uploads, and results: each answer removes its clip from the spool.
+    let courier = {
+        let upload_state = Arc::clone(&state);
         let state = Arc::clone(&state);
-        Uploader::start(
-            Arc::clone(&spool),
+        let session = config.session_id.clone();
+        Courier::start(
+            &spool,
             sink,
-            config.uploader.clone(),
+            queue,
+            runtime,
+            &config.uploader,
+            config.receive_wait,
             move |event| {
-                let mut s = lock(&state);
+                let mut s = lock(&upload_state);
                 s.latency.record(Stage::SpoolWait, event.spool_wait);
                 if event.result.is_ok() {
                     s.latency.record(Stage::Upload, event.last_attempt);
-                    if s.uploaded.insert(event.meta.clip_id()) {
+                    let id = event.meta.clip_id();
+                    if s.earlier_ids.contains(&id) {
+                        s.earlier.uploaded += 1;
+                    } else if s.uploaded.insert(id) {
                         s.clips.uploaded += 1;
                     }
                 }
             },
+            move |answer: Answer<'_>| {
+                let got = answer.got;
+                let result = &got.result;
+                if result.session_id != session {
+                    let mut s = lock(&state);
+                    if s.earlier_ids.contains(&result.clip_id)
+                        && s.earlier_answered.insert(result.clip_id.clone())
+                    {
+                        s.earlier.results += 1;
+                        s.earlier.errors += u64::from(result.error.is_some());
+                        tracing::info!(clip = %result.clip_id, error = ?result.error, people = result.people.len(), "answer to a clip of an earlier run");
+                    } else {
+                        tracing::debug!(clip = %result.clip_id, "result of another session ignored");
+                    }
+                    return;
+                }
+                {
+                    let mut s = lock(&state);
+                    if !s.captured.contains(&result.clip_id) {
+                        tracing::debug!(clip = %result.clip_id, "result of a clip this run did not capture ignored");
+                        return;
+                    }
+                    record_result(&mut s, got);
+                }
+                on_result(got);
+            },
         )?
     };
-
-    // Results: a thread long-polling the queue until told to stop.
-    let receiving = Arc::new(AtomicBool::new(true));
-    let receiver = {
-        let state = Arc::clone(&state);
-        let receiving = Arc::clone(&receiving);
-        let device = config.device_id.clone();
-        let session = config.session_id.clone();
-        let wait = config.receive_wait;
-        std::thread::Builder::new()
-            .name("results".into())
-            .spawn(move || {
-                let mut receiver = ResultReceiver::new(device.clone());
-                while receiving.load(Ordering::Acquire) {
-                    let deliveries = match runtime.block_on(queue.receive(&device, 64, wait)) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "receiving results failed; retrying");
-                            std::thread::sleep(Duration::from_millis(200));
-                            continue;
-                        }
-                    };
-                    if deliveries.is_empty() {
-                        continue;
-                    }
-                    let received_ns = now_ns();
-                    let receipts: Vec<String> =
-                        deliveries.iter().filter_map(|d| d.receipt.clone()).collect();
-                    if !receipts.is_empty() {
-                        if let Err(e) = runtime.block_on(queue.ack(&device, &receipts)) {
-                            tracing::warn!(error = %e, "acknowledging results failed");
-                        }
-                    }
-                    for delivery in deliveries {
-                        if delivery.result.session_id != session {
-                            tracing::debug!(clip = %delivery.result.clip_id, "result of another session ignored");
-                            continue;
-                        }
-                        let Some(got) = receiver.accept(delivery.result, received_ns) else {
-                            continue;
-                        };
-                        {
-                            let mut s = lock(&state);
-                            record_result(&mut s, &got);
-                            s.clips.results = receiver.stats().accepted;
-                            s.clips.errors = receiver.stats().errors;
-                            s.received_latency = receiver.latency().clone();
-                        }
-                        on_result(&got);
-                    }
-                }
-                receiver
-            })?
-    };
+    let health = courier.health();
+    lock(&state).link = Some(Arc::clone(&health));
 
     // Capture on this thread.
     let (ended, error) = capture(
@@ -401,51 +453,78 @@ where
     tracing::info!(
         ?ended,
         captured = lock(&state).clips.captured,
-        "capture finished; draining"
+        "capture finished; waiting for the answers"
     );
 
-    // Drain: uploads, then results until all are in or none came for `grace`.
-    let uploaded_all = uploader.finish(config.grace.max(Duration::from_secs(1)));
-    if !uploaded_all {
-        tracing::warn!(left = spool.len(), "uploads did not finish in time");
+    // Answers: until every clip in the spool is answered or nothing moves for `grace`.
+    let never = AtomicBool::new(false);
+    if !wait_for_answers(&spool, config.grace, &never) {
+        let stats = spool.stats();
+        tracing::warn!(
+            unsent = stats.unsent,
+            awaiting = stats.awaiting,
+            dir = %spool.dir().display(),
+            "session ends with clips in the spool; the next run or `rollcall spool drain` sends them"
+        );
     }
-    let mut last_progress = (Instant::now(), lock(&state).with_result.len());
-    loop {
-        let (outstanding, with_result) = {
-            let s = lock(&state);
-            (s.outstanding(), s.with_result.len())
-        };
-        if outstanding == 0 {
-            break;
-        }
-        if with_result != last_progress.1 {
-            last_progress = (Instant::now(), with_result);
-        } else if last_progress.0.elapsed() >= config.grace {
-            tracing::warn!(
-                outstanding,
-                "no result for the remaining clips within the grace period"
-            );
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    receiving.store(false, Ordering::Release);
-    let receiver = receiver.join().unwrap_or_else(|_| {
-        tracing::error!("the result thread panicked");
-        ResultReceiver::new(config.device_id.clone())
-    });
+    let receiver = courier.stop();
 
     let mut s = lock(&state);
-    s.clips.lost = s.outstanding() as u64;
-    s.received_latency = receiver.latency().clone();
+    // This session's clips without an answer: spooled if still on disk, lost otherwise.
+    let mut lost_clip_ids = Vec::new();
+    let mut spooled = 0;
+    let unanswered: Vec<String> = s
+        .captured
+        .iter()
+        .filter(|id| !s.with_result.contains(*id))
+        .cloned()
+        .collect();
+    for id in unanswered {
+        if spooled_clip(&spool, &id) {
+            spooled += 1;
+        } else {
+            lost_clip_ids.push(id);
+        }
+    }
+    lost_clip_ids.sort();
+    s.clips.lost = lost_clip_ids.len() as u64;
+    s.clips.spooled = spooled;
+    // Earlier runs' clips, likewise (a clip evicted at open is lost without being recovered).
+    let mut earlier_lost: Vec<String> = s
+        .earlier_ids
+        .iter()
+        .filter(|id| !s.earlier_answered.contains(*id) && !spooled_clip(&spool, id))
+        .cloned()
+        .collect();
+    earlier_lost.extend(
+        spool
+            .lost_clip_ids()
+            .into_iter()
+            .filter(|id| !s.captured.contains(id) && !s.earlier_ids.contains(id)),
+    );
+    earlier_lost.sort();
+    s.earlier.spooled = s
+        .earlier_ids
+        .iter()
+        .filter(|id| spooled_clip(&spool, id))
+        .count() as u64;
+    s.earlier.lost = earlier_lost.len() as u64;
+    lost_clip_ids.extend(earlier_lost);
     let people = s.people_ranked();
+    let spool_stats = spool.stats();
+    // The probe may outlive the session: the device's spool (and its lock) goes now.
+    s.spool = None;
     Ok(SessionReport {
         clips: s.clips,
         people,
-        latency: s.all_latency(),
+        latency: s.latency.clone(),
         duplicates: receiver.stats().duplicates,
         unknown_faces: s.unknown_faces,
-        spool_dropped: spool.stats().dropped,
+        spool_dropped: spool_stats.dropped,
+        lost_clip_ids,
+        earlier: s.earlier,
+        link: health.status(),
+        peak_spooled: spool_stats.peak_unsent as u64,
         ended,
         error,
         first_result_error: s.first_result_error.clone(),
@@ -456,9 +535,23 @@ where
     })
 }
 
+/// Whether the clip `device/session/seq` is still in `spool`.
+fn spooled_clip(spool: &ClipSpool, clip_id: &str) -> bool {
+    let mut parts = clip_id.rsplitn(3, '/');
+    let (Some(seq), Some(session)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    seq.parse().is_ok_and(|seq| spool.contains(session, seq))
+}
+
 fn record_result(s: &mut State, got: &ReceivedResult) {
     let result = &got.result;
-    s.with_result.insert(result.clip_id.clone());
+    if !s.with_result.insert(result.clip_id.clone()) {
+        return;
+    }
+    s.clips.results += 1;
+    s.clips.errors += u64::from(result.error.is_some());
+    record_result_latency(&mut s.latency, got);
     s.unknown_faces += u64::from(result.unknown_faces);
     if let (None, Some(error)) = (&s.first_result_error, &result.error) {
         s.first_result_error = Some(format!("clip {}: {error}", result.clip_id));
@@ -495,13 +588,9 @@ fn capture(
         s.captured.insert(clip.meta.clip_id());
         s.latency.record(Stage::Encode, clip.encode);
         drop(s);
-        match spool.push(&clip) {
-            Ok(outcome) => {
-                for evicted in outcome.evicted {
-                    tracing::warn!(clip = %evicted.clip_id(), "spool full: clip evicted before upload");
-                }
-            }
-            Err(e) => tracing::error!(clip = %clip.meta.clip_id(), error = %e, "clip not spooled"),
+        // Evictions are logged by the spool; the lost clips are named in the report.
+        if let Err(e) = spool.push(&clip) {
+            tracing::error!(clip = %clip.meta.clip_id(), error = %e, "clip not spooled: lost");
         }
     };
     let mut outcome = (EndReason::EndOfSource, None);

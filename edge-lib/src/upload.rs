@@ -1,11 +1,14 @@
 //! Uploading spooled clips: the [`ClipSink`] trait, a local-directory sink and the
 //! [`Uploader`] worker pool with retries.
 //!
-//! The uploader takes clips from a [`ClipSpool`] oldest first, `put`s them into a sink with
-//! exponential backoff and deletes them from the spool only after a successful put. A clip
-//! that still fails after `max_attempts` stays in the spool and is tried again after
-//! `retry_later`; one left in the spool by a process that died is uploaded by the next one
-//! (the spool recovers it on open). Every clip's outcome is reported as an [`UploadEvent`].
+//! The uploader takes clips from a [`ClipSpool`] oldest first and `put`s them into a sink with
+//! capped exponential backoff, for as long as it runs: a clip that still fails after
+//! `max_attempts` goes back to the spool and is tried again after `retry_later`; one left in the
+//! spool by a process that died is uploaded by the next one (the spool recovers it on open).
+//! After a successful put the clip either leaves the spool at once or, with
+//! [`UploaderConfig::keep_until_answered`], stays there awaiting its result. Every clip's
+//! outcome is reported as an [`UploadEvent`]; every attempt's outcome goes into the uploader's
+//! [`LinkHealth`] (is the store reachable, since when not, retries).
 
 #![warn(missing_docs)]
 
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 use rollcall_protocol::store::{validate_key, ClipStore, InvalidKey, LocalClipStore, StoreError};
 use rollcall_protocol::wire::ClipMeta;
 
+use crate::link::{Link, LinkHealth};
 use crate::spool::{ClipSpool, SpooledClip};
 
 /// Why a sink did not store a clip. Every variant names the key.
@@ -214,11 +218,16 @@ pub struct UploaderConfig {
     /// Attempts per round before the clip goes back to the spool (at least 1; default 5).
     pub max_attempts: u32,
     /// How long a clip that exhausted its attempts waits in the spool before a new round
-    /// (default 30 s).
+    /// (default 5 s, the longest backoff: an outage is retried at that pace for as long as it
+    /// lasts).
     pub retry_later: Duration,
     /// Longest sleep of an idle worker between spool checks (default 200 ms; pushes wake it
     /// at once).
     pub idle_poll: Duration,
+    /// Keep an uploaded clip in the spool until its result arrives
+    /// ([`ClipSpool::mark_uploaded`]; a session removes it on the result) instead of removing
+    /// it after the put (default `false`: nothing waits for results).
+    pub keep_until_answered: bool,
 }
 
 impl Default for UploaderConfig {
@@ -228,8 +237,9 @@ impl Default for UploaderConfig {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
             max_attempts: 5,
-            retry_later: Duration::from_secs(30),
+            retry_later: Duration::from_secs(5),
             idle_poll: Duration::from_millis(200),
+            keep_until_answered: false,
         }
     }
 }
@@ -247,8 +257,8 @@ pub struct UploadEvent {
     pub last_attempt: Duration,
     /// How long the clip waited in the spool before this round started.
     pub spool_wait: Duration,
-    /// `Ok` when the clip is stored (and gone from the spool); the last error otherwise
-    /// (the clip stays in the spool and will be retried).
+    /// `Ok` when the clip is stored (and gone from the spool, or awaiting its result there);
+    /// the last error otherwise (the clip stays in the spool and will be retried).
     pub result: Result<(), SinkError>,
 }
 
@@ -259,6 +269,7 @@ struct Shared {
     sink: Arc<dyn ClipSink>,
     config: UploaderConfig,
     on_event: Box<EventFn>,
+    health: Arc<LinkHealth>,
     stop: Mutex<bool>,
     stop_cv: Condvar,
 }
@@ -287,7 +298,7 @@ impl Shared {
 /// use rollcall_edge::spool::ClipSpool;
 /// use rollcall_edge::upload::{LocalDirSink, Uploader, UploaderConfig};
 ///
-/// let spool = Arc::new(ClipSpool::open("/var/spool/rollcall", 512 << 20)?);
+/// let spool = Arc::new(ClipSpool::open("/var/spool/rollcall", "pi-1", 512 << 20)?);
 /// let sink = Arc::new(LocalDirSink::new("/srv/rollcall/objects"));
 /// let uploader = Uploader::start(spool, sink, UploaderConfig::default(), |ev| {
 ///     println!("{} attempts={} {:?}", ev.meta.clip_id(), ev.attempts, ev.result);
@@ -318,6 +329,7 @@ impl Uploader {
             sink,
             config,
             on_event: Box::new(on_event),
+            health: Arc::new(LinkHealth::new()),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
         });
@@ -337,19 +349,25 @@ impl Uploader {
         Ok(uploader)
     }
 
-    /// Waits until the spool is empty (everything uploaded) or `timeout` passes, then stops
-    /// the workers. Returns whether the spool was emptied.
+    /// Reachability of the store as the workers saw it, and their retries.
+    pub fn health(&self) -> Arc<LinkHealth> {
+        Arc::clone(&self.shared.health)
+    }
+
+    /// Waits until every clip of the spool is uploaded or `timeout` passes, then stops the
+    /// workers. Returns whether everything was uploaded.
     pub fn finish(mut self, timeout: Duration) -> bool {
         let drained = self.wait_until_empty(timeout);
         self.stop_and_join();
         drained
     }
 
-    /// Blocks until the spool is empty or `timeout` passes; returns whether it is empty.
+    /// Blocks until no clip of the spool is waiting for upload or `timeout` passes; returns
+    /// whether none is.
     pub fn wait_until_empty(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.shared.spool.is_empty() {
+            if self.shared.spool.unsent() == 0 {
                 return true;
             }
             let now = Instant::now();
@@ -425,7 +443,10 @@ fn upload_clip(shared: &Shared, clip: SpooledClip) {
         };
         match result {
             Ok(()) => {
-                if let Err(e) = shared.spool.remove(&meta) {
+                shared.health.ok(Link::Store);
+                if config.keep_until_answered {
+                    shared.spool.mark_uploaded(&meta);
+                } else if let Err(e) = shared.spool.remove(&meta) {
                     // Uploaded, but still in the spool: it will be put again (sinks are idempotent).
                     tracing::error!(clip = %meta.clip_id(), error = %e, "uploaded clip could not be removed from the spool");
                 }
@@ -439,10 +460,20 @@ fn upload_clip(shared: &Shared, clip: SpooledClip) {
                 return;
             }
             Err(e) => {
+                shared
+                    .health
+                    .failed(Link::Store, last_attempt, &e.to_string());
+                shared.health.retried();
                 let give_up = attempts >= config.max_attempts || !e.is_retryable();
-                tracing::warn!(clip = %meta.clip_id(), attempt = attempts, error = %e, give_up, "clip upload failed");
+                // The outage itself is logged once by the link health; single attempts only
+                // matter when retrying cannot help.
+                if e.is_retryable() {
+                    tracing::debug!(clip = %meta.clip_id(), attempt = attempts, error = %e, give_up, "clip upload failed");
+                } else {
+                    tracing::warn!(clip = %meta.clip_id(), attempt = attempts, error = %e, "clip upload refused");
+                }
                 if give_up {
-                    tracing::warn!(
+                    tracing::debug!(
                         clip = %meta.clip_id(),
                         retry_in_s = config.retry_later.as_secs_f64(),
                         "clip stays in the spool for a later retry"

@@ -22,7 +22,7 @@ fn test_pattern_to_local_dir() {
         ..Default::default()
     };
     let mut source = open_source(&SourceSpec::parse("test").unwrap(), &opts).unwrap();
-    let spool = Arc::new(ClipSpool::open(dir.path().join("spool"), 64 << 20).unwrap());
+    let spool = Arc::new(ClipSpool::open(dir.path().join("spool"), "cam-0", 64 << 20).unwrap());
     let root = dir.path().join("objects");
     let (tx, rx) = mpsc::channel();
     let uploader = Uploader::start(

@@ -63,6 +63,7 @@ fn summary() -> SessionSummary {
             uploaded: 4,
             results: 4,
             errors: 0,
+            spooled: 0,
             lost: 0,
         },
         people: vec![PersonTally {
@@ -75,6 +76,10 @@ fn summary() -> SessionSummary {
         duplicates: 0,
         unknown_faces: 1,
         spool_dropped: 0,
+        lost_clip_ids: Vec::new(),
+        earlier: Default::default(),
+        link: Default::default(),
+        peak_spooled: 0,
         ended: EndReason::Duration,
         error: None,
         first_result_error: None,

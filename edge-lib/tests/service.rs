@@ -17,6 +17,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::runtime;
 use rollcall_edge::latency::Stage;
 use rollcall_edge::receive::ResultReceiver;
 use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
@@ -82,14 +83,6 @@ fn clips(data: &Path, video: &str, session: &str, max: usize) -> Vec<EncodedClip
     }
     clips.truncate(max);
     clips
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 type Handler = RecognitionHandler<Arc<LocalClipStore>, SqliteDirectory, Arc<LocalResultQueue>>;
@@ -415,7 +408,19 @@ fn a_saturated_one_worker_pool_loses_no_clip() {
     assert!(clips.captured >= 18, "{clips:?}");
     assert_eq!(clips.uploaded, clips.captured, "{clips:?}");
     assert_eq!(clips.results, clips.captured, "{clips:?}");
-    assert_eq!((clips.lost, clips.errors), (0, 0), "{clips:?}");
+    assert_eq!(
+        (clips.lost, clips.spooled, clips.errors),
+        (0, 0, 0),
+        "{clips:?}"
+    );
+    assert!(report.lost_clip_ids.is_empty());
+    // Every clip answered: nothing left on disk in the device's spool.
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("spool/test-cam"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name != rollcall_edge::spool::LOCK_FILE)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     assert_eq!(stats.peak_workers, 1);
     assert!(
         stats.peak_backlog >= 2,

@@ -41,6 +41,7 @@ fn fast_retries() -> UploaderConfig {
         max_attempts: 10,
         retry_later: Duration::from_millis(50),
         idle_poll: Duration::from_millis(20),
+        keep_until_answered: false,
     }
 }
 
@@ -135,7 +136,7 @@ fn local_dir_sink_refuses_unsafe_keys() {
 #[test]
 fn uploader_retries_a_flaky_sink_until_everything_is_uploaded() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(ClipSpool::open(dir.path().join("spool"), 1 << 20).unwrap());
+    let spool = Arc::new(ClipSpool::open(dir.path().join("spool"), "pi-1", 1 << 20).unwrap());
     let root = dir.path().join("objects");
     let sink = Arc::new(FlakySink {
         failures: 7,
@@ -150,9 +151,17 @@ fn uploader_retries_a_flaky_sink_until_everything_is_uploaded() {
     for c in &clips {
         spool.push(c).unwrap();
     }
+    let health = uploader.health();
     assert!(
         uploader.finish(Duration::from_secs(10)),
         "spool not drained"
+    );
+    let link = health.status();
+    assert_eq!(link.retries, 7, "{link:?}");
+    assert_eq!(link.outages, 1, "{link:?}");
+    assert!(
+        link.store_down_since_ns.is_none(),
+        "reachable again: {link:?}"
     );
     let events: Vec<UploadEvent> = events.try_iter().collect();
     assert_eq!(events.len(), 6, "one event per clip");
@@ -176,9 +185,42 @@ fn uploader_retries_a_flaky_sink_until_everything_is_uploaded() {
 }
 
 #[test]
+fn uploaded_clips_wait_in_the_spool_for_their_answer_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(ClipSpool::open(dir.path().join("spool"), "pi-1", 1 << 20).unwrap());
+    let root = dir.path().join("objects");
+    let config = UploaderConfig {
+        keep_until_answered: true,
+        ..fast_retries()
+    };
+    let uploader = Uploader::start(
+        Arc::clone(&spool),
+        Arc::new(LocalDirSink::new(&root)),
+        config,
+        |_| {},
+    )
+    .unwrap();
+    let clips: Vec<_> = (0..3).map(|seq| clip("s1", seq)).collect();
+    for c in &clips {
+        spool.push(c).unwrap();
+    }
+    assert!(uploader.finish(Duration::from_secs(10)), "all uploaded");
+    let stats = spool.stats();
+    assert_eq!((stats.clips, stats.unsent, stats.awaiting), (3, 0, 3));
+    for c in &clips {
+        assert_eq!(stored(&root, &c.meta).unwrap(), c.bytes);
+        assert!(spool.complete(&c.meta.session_id, c.meta.seq).unwrap());
+    }
+    assert!(spool.is_empty());
+    assert!(walk(&dir.path().join("spool"))
+        .iter()
+        .all(|p| p.ends_with(rollcall_edge::spool::LOCK_FILE)));
+}
+
+#[test]
 fn exhausted_attempts_keep_the_clip_for_a_later_round() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(ClipSpool::open(dir.path().join("spool"), 1 << 20).unwrap());
+    let spool = Arc::new(ClipSpool::open(dir.path().join("spool"), "pi-1", 1 << 20).unwrap());
     let root = dir.path().join("objects");
     let sink = Arc::new(FlakySink {
         failures: 5,
@@ -214,7 +256,7 @@ fn exhausted_attempts_keep_the_clip_for_a_later_round() {
 #[test]
 fn permanent_errors_are_not_retried_in_a_round_but_the_clip_stays() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(ClipSpool::open(dir.path().join("spool"), 1 << 20).unwrap());
+    let spool = Arc::new(ClipSpool::open(dir.path().join("spool"), "pi-1", 1 << 20).unwrap());
     let sink = Arc::new(FlakySink {
         failures: usize::MAX,
         calls: AtomicUsize::new(0),
@@ -244,13 +286,13 @@ fn clips_left_by_a_crash_are_uploaded_on_the_next_start() {
     let root = dir.path().join("objects");
     let clips: Vec<_> = (0..4).map(|seq| clip("before-crash", seq)).collect();
     {
-        let spool = Arc::new(ClipSpool::open(&spool_dir, 1 << 20).unwrap());
+        let spool = Arc::new(ClipSpool::open(&spool_dir, "pi-1", 1 << 20).unwrap());
         for c in &clips {
             spool.push(c).unwrap();
         }
         // "Crash": the uploader never ran, the spool is dropped.
     }
-    let spool = Arc::new(ClipSpool::open(&spool_dir, 1 << 20).unwrap());
+    let spool = Arc::new(ClipSpool::open(&spool_dir, "pi-1", 1 << 20).unwrap());
     assert_eq!(spool.stats().recovered, 4);
     let (on_event, events) = collect_events();
     let config = UploaderConfig {
@@ -282,8 +324,11 @@ fn clips_left_by_a_crash_are_uploaded_on_the_next_start() {
         vec![0, 1, 2, 3]
     );
     assert!(order[..4].iter().all(|(s, _)| s == "before-crash"));
-    // Nothing left on disk in the spool.
-    let leftover: Vec<_> = walk(&spool_dir);
+    // Nothing left on disk in the spool but the device's lock.
+    let leftover: Vec<_> = walk(&spool_dir)
+        .into_iter()
+        .filter(|p| !p.ends_with(rollcall_edge::spool::LOCK_FILE))
+        .collect();
     assert!(leftover.is_empty(), "{leftover:?}");
 }
 
@@ -321,7 +366,7 @@ impl ClipSink for SlowSink {
 #[test]
 fn concurrency_is_bounded_by_the_worker_count() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(ClipSpool::open(dir.path(), 1 << 20).unwrap());
+    let spool = Arc::new(ClipSpool::open(dir.path(), "pi-1", 1 << 20).unwrap());
     for seq in 0..12 {
         spool.push(&clip("s", seq)).unwrap();
     }
@@ -349,7 +394,7 @@ fn concurrency_is_bounded_by_the_worker_count() {
 #[test]
 fn stopping_during_backoff_returns_the_clip_to_the_spool() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(ClipSpool::open(dir.path(), 1 << 20).unwrap());
+    let spool = Arc::new(ClipSpool::open(dir.path(), "pi-1", 1 << 20).unwrap());
     let sink = Arc::new(FlakySink {
         failures: usize::MAX,
         calls: AtomicUsize::new(0),

@@ -13,13 +13,66 @@ pub use aws_config::SdkConfig;
 pub use aws_sdk_s3::Client as S3Client;
 pub use aws_sdk_sqs::Client as SqsClient;
 
+use std::time::Duration;
+
+/// Connect and request timeouts of every AWS call, and how often the SDK itself tries a call.
+/// A black-holed link (packets dropped, nothing refused) then fails a call after
+/// `connect` or `attempt` instead of hanging on the operating system's TCP timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a connection (TCP + TLS).
+    pub connect: Duration,
+    /// One attempt of a call, request upload and response included.
+    pub attempt: Duration,
+    /// A whole call, the SDK's own retries included.
+    pub operation: Duration,
+    /// Attempts per call by the SDK (1: no SDK retry; the caller retries and counts).
+    pub max_attempts: u32,
+}
+
+impl Timeouts {
+    /// Processes of the function side (worker, Lambda, provisioning, log tails): connect 3 s,
+    /// attempt 30 s (an SQS long poll of 20 s fits), operation 90 s, the SDK's 3 attempts.
+    pub const SERVICE: Timeouts = Timeouts {
+        connect: Duration::from_secs(3),
+        attempt: Duration::from_secs(30),
+        operation: Duration::from_secs(90),
+        max_attempts: 3,
+    };
+
+    /// An edge device (clip uploads, short result polls): connect 3 s, attempt 10 s (a clip
+    /// of a few hundred kB on a slow uplink), one attempt per call: the uploader retries with
+    /// its own backoff for as long as it runs, and reports the outage while it lasts.
+    pub const EDGE: Timeouts = Timeouts {
+        connect: Duration::from_secs(3),
+        attempt: Duration::from_secs(10),
+        operation: Duration::from_secs(10),
+        max_attempts: 1,
+    };
+}
+
 /// Load the SDK configuration: standard credential chain, region (default `us-east-1` when none
-/// is configured), `AWS_ENDPOINT_URL`.
+/// is configured), `AWS_ENDPOINT_URL`, [`Timeouts::SERVICE`].
 pub async fn load_config() -> SdkConfig {
+    load_config_with(Timeouts::SERVICE).await
+}
+
+/// [`load_config`] with other timeouts (an edge uses [`Timeouts::EDGE`]).
+pub async fn load_config_with(timeouts: Timeouts) -> SdkConfig {
     let region = aws_config::meta::region::RegionProviderChain::default_provider()
         .or_else(aws_config::Region::new("us-east-1"));
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(region)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(timeouts.connect)
+                .operation_attempt_timeout(timeouts.attempt)
+                .operation_timeout(timeouts.operation)
+                .build(),
+        )
+        .retry_config(
+            aws_config::retry::RetryConfig::standard().with_max_attempts(timeouts.max_attempts),
+        )
         .load()
         .await
 }

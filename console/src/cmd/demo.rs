@@ -180,7 +180,7 @@ pub fn run(args: DemoArgs, config: &ConfigFile) -> Result<ExitCode> {
             },
         );
     }
-    let report = crate::headless::run(&plan, None, std::time::Duration::ZERO)?;
+    let report = crate::headless::run(&plan, None, std::time::Duration::ZERO)?.report;
     let obama_clips = report
         .people
         .iter()
@@ -196,6 +196,7 @@ pub fn run(args: DemoArgs, config: &ConfigFile) -> Result<ExitCode> {
     let session_ok = obama_clips > 0
         && wrongly_named.is_empty()
         && report.clips.lost == 0
+        && report.clips.spooled == 0
         && report.error.is_none();
     println!(
         "== session: Obama recognised in {obama_clips} clip(s) from photos other than the enrolled one; {} unknown face(s); strangers named: {}; {} of {} clips answered",

@@ -12,5 +12,6 @@ pub mod models;
 pub mod people;
 pub mod scan;
 pub mod session;
+pub mod spool;
 #[cfg(feature = "aws")]
 pub mod worker;

@@ -3,6 +3,10 @@
 //! end-to-end latency per clip. Embedded backend: the store, the autoscaling worker pool and the
 //! result queue are in this process; AWS backend: S3 and the device's SQS queue, with the
 //! function running in Lambda or `rollcall worker`.
+//!
+//! Exit status: 0 when every clip was answered; 1 when a clip was lost, is still in the spool,
+//! or capture failed; 130 / 143 / 129 when SIGINT / SIGTERM / SIGHUP ended the session (after
+//! it waited for the answers and wrote its report).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +51,9 @@ pub fn run(args: SessionArgs, config: &ConfigFile) -> Result<ExitCode> {
             },
         );
     }
-    let report = crate::headless::run(&plan, args.report.as_deref(), args.progress)?;
-    Ok(session_exit_code(&report))
+    let outcome = crate::headless::run(&plan, args.report.as_deref(), args.progress)?;
+    Ok(match outcome.interrupted {
+        Some(signal) => signal.exit_code(),
+        None => session_exit_code(&outcome.report),
+    })
 }

@@ -1,5 +1,5 @@
-//! Durations on the command line and in the config file (`90s`, `5m`, `end`), and short forms
-//! for people to read (`4m05s`, `21:00:00.123`).
+//! Durations and sizes on the command line and in the config file (`90s`, `5m`, `end`, `200M`),
+//! and short forms for people to read (`4m05s`, `21:00:00.123`).
 
 use std::time::Duration;
 
@@ -39,17 +39,21 @@ pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
 
-/// `300`, `300s`, `90s`, `5m`, `1h`, `250ms`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
+/// `"1.5GiB"` -> `(1.5, "GiB")`: the leading number and the (trimmed) unit after it.
+fn number_and_unit(text: &str) -> Option<(f64, &str)> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 90s, 5m, 1h, 250ms)"))?;
-    let seconds = match unit.trim() {
+    Some((number.parse().ok()?, unit.trim()))
+}
+
+/// `300`, `300s`, `90s`, `5m`, `1h`, `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (value, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 90s, 5m, 1h, 250ms)"))?;
+    let seconds = match unit {
         "" | "s" | "sec" => value,
         "ms" => value / 1000.0,
         "m" | "min" => value * 60.0,
@@ -64,6 +68,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is not a positive duration"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A size in bytes: `1048576`, `512k`, `200M`, `2G` (powers of 1024; `B`, `KiB`, `MB`... also
+/// accepted), at least 64 KiB.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (value, unit) = number_and_unit(text.trim())
+        .ok_or_else(|| format!("{text:?} is not a size (e.g. 200M, 2G)"))?;
+    let unit = unit.to_ascii_lowercase();
+    let scale = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 1u64,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(format!("unknown size unit in {text:?} (use k, M, G)")),
+    };
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes < 65_536.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{text:?}: a spool size is at least 64k"));
+    }
+    Ok(bytes as u64)
 }
 
 /// `4m05s`, `12s`.
@@ -102,6 +127,20 @@ mod tests {
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         for bad in ["", "x", "5 parsecs", "0", "-1s", "1e400"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("200M"), Ok(200 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size(" 64 kb "), Ok(64 << 10));
+        for bad in ["", "big", "10", "12 parsecs", "-1G", "1e400G"] {
+            let err = parse_size(bad).unwrap_err();
+            assert!(err.contains(bad.trim()) || bad.is_empty(), "{bad}: {err}");
         }
     }
 }

@@ -21,7 +21,9 @@ use crate::embedded::EmbeddedOptions;
 use crate::exit_codes::{usage, UsageError};
 use crate::service::RecognitionService;
 use crate::settings::{ClipArgs, ConfigFile, Recognition, RecognizerArgs};
-use durations::{parse_duration, parse_session_duration, SessionDuration, DEFAULT_SESSION};
+use durations::{
+    parse_duration, parse_session_duration, parse_size, SessionDuration, DEFAULT_SESSION,
+};
 
 /// How a capture session runs: the flags shared by `session` and `console`.
 #[derive(Args, Debug, Clone)]
@@ -63,8 +65,8 @@ pub struct CaptureArgs {
     pub clip_ms: u32,
     #[command(flatten)]
     pub clip: ClipArgs,
-    /// After capture, how long to wait without a new result before outstanding clips count as
-    /// lost.
+    /// After capture, how long to wait without an upload or a result before the session ends;
+    /// unanswered clips then stay in the spool (reported as spooled).
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace: Duration,
     /// Publish recognition events to an MQTT broker (mqtt://[user:pass@]host[:port]/prefix,
@@ -79,6 +81,8 @@ pub struct CaptureArgs {
         hide_env_values = true
     )]
     pub publish: Vec<String>,
+    #[command(flatten)]
+    pub spool: SpoolArgs,
     /// Keep the uploaded clips in DIR (embedded backend; default: a temporary folder).
     #[arg(long, value_name = "DIR")]
     pub objects: Option<PathBuf>,
@@ -88,6 +92,44 @@ pub struct CaptureArgs {
     pub aws: crate::settings::AwsNames,
     #[command(flatten)]
     pub recognizer: RecognizerArgs,
+}
+
+/// Where the durable clip spool is: the flags of `session`, `console` and `spool`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SpoolArgs {
+    /// The durable clip spool: every clip waits there, on disk, until its result arrives;
+    /// clips left by a crash or an outage are sent by the next run of the device or by
+    /// `rollcall spool drain`. Default: $ROLLCALL_HOME/spool.
+    #[arg(long, env = "ROLLCALL_SPOOL", value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Most bytes one device's spool keeps (e.g. 200M, 2G; default 1G). When it is full the
+    /// oldest clips are dropped and reported lost by id.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub spool_max: Option<u64>,
+}
+
+impl SpoolArgs {
+    /// The spool root: the flag or `$ROLLCALL_SPOOL`, else the config file's `spool`, else
+    /// `spool` in the rollcall data directory.
+    pub fn root(&self, config: &ConfigFile) -> Result<PathBuf> {
+        if let Some(dir) = self.spool.clone().or_else(|| config.spool.clone()) {
+            return Ok(dir);
+        }
+        let cache = rollcall_models::ModelCache::from_env()
+            .context("cannot locate the rollcall data directory")?;
+        Ok(cache.root().join("spool"))
+    }
+
+    /// A device spool's byte limit: the flag, else the config file's `spool_max`, else 1 GiB.
+    pub fn max_bytes(&self, config: &ConfigFile) -> Result<u64> {
+        match (self.spool_max, &config.spool_max) {
+            (Some(bytes), _) => Ok(bytes),
+            (None, Some(text)) => {
+                parse_size(text).map_err(|e| anyhow::anyhow!("config file `spool_max`: {e}"))
+            }
+            (None, None) => Ok(rollcall_edge::spool::DEFAULT_SPOOL_MAX_BYTES),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -129,6 +171,19 @@ fn default_device() -> String {
     }
 }
 
+/// Most embedded recognition workers: `--max-workers`, else the config file's `max_workers`,
+/// else the core count; 1 to 256.
+pub fn resolve_max_workers(flag: Option<usize>, config: &ConfigFile) -> Result<usize> {
+    let max_workers = flag
+        .or(config.max_workers)
+        .unwrap_or_else(default_max_workers);
+    anyhow::ensure!(
+        (1..=256).contains(&max_workers),
+        "--max-workers must be between 1 and 256"
+    );
+    Ok(max_workers)
+}
+
 /// `2026-11-26T21-00-00Z-1a2b`: the start time (UTC) plus a little entropy.
 fn new_session_id() -> String {
     let now = std::time::SystemTime::now();
@@ -144,6 +199,9 @@ pub struct CapturePlan {
     pub clip_ms: u32,
     pub duration: Option<Duration>,
     pub grace: Duration,
+    /// The durable spool's root and a device spool's byte limit.
+    pub spool_root: PathBuf,
+    pub spool_max: u64,
     pub recognition: Recognition,
     pub embedded: EmbeddedOptions,
     /// Timeouts and reconnection of network cameras.
@@ -154,8 +212,8 @@ pub struct CapturePlan {
     camera_credentials: Option<(String, Option<String>)>,
     #[cfg(feature = "aws")]
     pub names: rollcall_protocol::aws::Names,
-    /// Spools and (by default) the embedded object store; removed at the end.
-    scratch: tempfile::TempDir,
+    /// Holds the embedded object store by default; removed when the plan is dropped.
+    _scratch: tempfile::TempDir,
 }
 
 impl CaptureArgs {
@@ -164,13 +222,7 @@ impl CaptureArgs {
         if !(100..=10_000).contains(&self.clip_ms) {
             return usage("--clip-ms must be between 100 and 10000");
         }
-        let max_workers = self
-            .max_workers
-            .or(config.max_workers)
-            .unwrap_or_else(default_max_workers);
-        if !(1..=256).contains(&max_workers) {
-            return usage("--max-workers must be between 1 and 256");
-        }
+        let max_workers = resolve_max_workers(self.max_workers, config)?;
         let device = self
             .device
             .clone()
@@ -217,6 +269,8 @@ impl CaptureArgs {
             clip_ms: self.clip_ms,
             duration: duration.limit(),
             grace: self.grace,
+            spool_root: self.spool.root(config)?,
+            spool_max: self.spool.max_bytes(config)?,
             embedded: EmbeddedOptions {
                 max_workers,
                 sample: self.clip.sample,
@@ -236,7 +290,7 @@ impl CaptureArgs {
             publish: publish::PublishPlan::resolve(&self.publish, config.publish.as_deref())?,
             #[cfg(feature = "aws")]
             names: self.aws.names(),
-            scratch,
+            _scratch: scratch,
         })
     }
 }
@@ -258,14 +312,14 @@ impl CapturePlan {
     /// of the environment).
     pub fn session_config(&self, source: &SourceSpec) -> SessionConfig {
         let session_id = new_session_id();
-        let spool = self.scratch.path().join(format!("spool-{session_id}"));
         let source = match (source, &self.camera_credentials) {
             (SourceSpec::Network(url), Some((user, password))) => {
                 SourceSpec::Network(url.with_credentials(user, password.as_deref()))
             }
             _ => source.clone(),
         };
-        let mut session = SessionConfig::new(source, &self.device, &session_id, spool);
+        let mut session = SessionConfig::new(source, &self.device, &session_id, &self.spool_root);
+        session.spool_max_bytes = self.spool_max;
         session.source_options.pace = self.pace;
         session.source_options.network = self.network.clone();
         session.clip_ms = self.clip_ms;
@@ -367,6 +421,38 @@ mod tests {
         assert!(capture_args(&["--camera-timeout", "1ms"])
             .plan(&ConfigFile::default())
             .is_err());
+    }
+
+    #[test]
+    fn the_spool_comes_from_the_flag_the_config_file_or_the_data_directory() {
+        let config: ConfigFile =
+            toml::from_str("source = \"test\"\nspool = \"/cfg/spool\"\nspool_max = \"200M\"\n")
+                .unwrap();
+        let plan = capture_args(&[]).plan(&config).unwrap();
+        assert_eq!(plan.spool_root, PathBuf::from("/cfg/spool"));
+        assert_eq!(plan.spool_max, 200 << 20);
+        let plan = capture_args(&["--spool", "/flag/spool", "--spool-max", "1G"])
+            .plan(&config)
+            .unwrap();
+        assert_eq!(plan.spool_root, PathBuf::from("/flag/spool"));
+        assert_eq!(plan.spool_max, 1 << 30);
+        let session = plan.session_config(&SourceSpec::TestPattern);
+        assert_eq!(session.spool_root, PathBuf::from("/flag/spool"));
+        assert_eq!(session.spool_max_bytes, 1 << 30);
+        let plan = capture_args(&["--source", "test"])
+            .plan(&ConfigFile::default())
+            .unwrap();
+        assert!(plan.spool_root.ends_with("spool"), "{:?}", plan.spool_root);
+        assert_eq!(
+            plan.spool_max,
+            rollcall_edge::spool::DEFAULT_SPOOL_MAX_BYTES
+        );
+        let bad: ConfigFile = toml::from_str("spool_max = \"lots\"").unwrap();
+        let err = capture_args(&["--source", "test"])
+            .plan(&bad)
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("spool_max"), "{err:#}");
     }
 
     #[test]

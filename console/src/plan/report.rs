@@ -9,9 +9,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use rollcall_edge::latency::Stage;
+use rollcall_edge::link::LinkStatus;
 use rollcall_edge::publish::PublishStats;
 use rollcall_edge::receive::ReceivedResult;
-use rollcall_edge::session::{ClipCounters, PersonTally, SessionReport, SessionSnapshot};
+use rollcall_edge::session::{
+    ClipCounters, EarlierClips, PersonTally, SessionReport, SessionSnapshot,
+};
 use rollcall_edge::source::Outage;
 use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_recognizer::pool::PoolStats;
@@ -78,7 +81,18 @@ struct SessionReportJson {
     capture_s: f64,
     total_s: f64,
     people: Vec<PersonTally>,
+    /// `spooled`: still in the spool at the end (sent by the next run or `spool drain`);
+    /// `lost`: gone without a result, named in `lost_clip_ids`.
     clips: ClipCounters,
+    lost_clip_ids: Vec<String>,
+    /// Clips earlier runs of the device left in the spool, sent first by this session.
+    earlier: EarlierClips,
+    /// Upload attempts that failed and were tried again.
+    retries: u64,
+    /// Seconds the store or the queue was unreachable.
+    outage_s: f64,
+    /// Most clips waiting for upload at once.
+    peak_spooled: u64,
     unknown_faces: u64,
     duplicates: u64,
     /// End to end per clip: clip closed at the edge -> result received.
@@ -153,14 +167,13 @@ pub fn person_line(person: &rollcall_protocol::wire::RecognizedPerson) -> String
     )
 }
 
-/// 1 when capture failed or skipped frames, nothing was captured, a clip got no result (lost)
-/// or its result is an error (the function could not recognise it); 0 otherwise.
+/// 1 when capture failed or skipped frames, nothing was captured, a clip got no result (lost,
+/// or still in the spool) or its result is an error (the function could not recognise it); 0
+/// otherwise.
 pub fn session_exit_code(report: &SessionReport) -> ExitCode {
+    let c = &report.clips;
     failed_if(
-        report.error.is_some()
-            || report.clips.lost > 0
-            || report.clips.errors > 0
-            || report.clips.captured == 0,
+        report.error.is_some() || c.lost > 0 || c.spooled > 0 || c.errors > 0 || c.captured == 0,
     )
 }
 
@@ -177,7 +190,27 @@ pub fn session_error(report: &SessionReport) -> Option<String> {
     })
 }
 
-/// `progress: 1m30s of 5m0s, 180 clips captured, ...`
+/// `store unreachable since 10:55:20, 22 spooled, retrying` while the store or the queue is
+/// down, `None` otherwise.
+pub fn link_outage_line(link: &LinkStatus, spooled: u64) -> Option<String> {
+    let down = |what: &str, since: Option<u64>| {
+        since.map(|ns| format!("{what} unreachable since {}", &clock(ns)[..8]))
+    };
+    let mut parts: Vec<String> = [
+        down("store", link.store_down_since_ns),
+        down("queue", link.queue_down_since_ns),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    parts.push(format!("{spooled} spooled, retrying"));
+    Some(parts.join(", "))
+}
+
+/// `progress: 1m30s of 5m0s, 180 clips captured, ...`, and the outage line while there is one.
 pub fn progress_line(live: &SessionSnapshot, elapsed: Duration, limit: Option<Duration>) -> String {
     let of = limit.map_or(String::new(), |d| format!(" of {}", short_duration(d)));
     let latency = live
@@ -195,7 +228,7 @@ pub fn progress_line(live: &SessionSnapshot, elapsed: Duration, limit: Option<Du
         live.clips.errors,
         live.outstanding,
         live.spooled
-    )
+    ) + &link_outage_line(&live.link, live.spooled).map_or(String::new(), |line| format!("\n{line}"))
 }
 
 /// The JSON report of a session.
@@ -219,6 +252,11 @@ pub fn report_json(
         total_s: report.total_time.as_secs_f64(),
         people: report.people.clone(),
         clips: report.clips,
+        lost_clip_ids: report.lost_clip_ids.clone(),
+        earlier: report.earlier,
+        retries: report.link.retries,
+        outage_s: report.link.outage.as_secs_f64(),
+        peak_spooled: report.peak_spooled,
         unknown_faces: report.unknown_faces,
         duplicates: report.duplicates,
         latency_ms: latency,
@@ -258,7 +296,7 @@ fn clock_seconds(ns: u64) -> String {
 /// `camera offline since 10:31:05: the stream ended` while it lasts; `camera offline
 /// 10:31:05-10:31:40 (35.0 s, 4 failed reconnections): the stream ended` once it is over (or
 /// `...-end of capture` when the camera never came back).
-pub fn outage_line(outage: &Outage) -> String {
+pub fn camera_offline_line(outage: &Outage) -> String {
     let start = clock_seconds(outage.start_ns);
     let attempts = match outage.failed_attempts {
         0 => String::new(),
@@ -332,37 +370,78 @@ pub fn write_report(path: &Path, json: &serde_json::Value) -> Result<()> {
         .with_context(|| format!("cannot write the report to {}", path.display()))
 }
 
-/// The summary printed at the end of a headless session.
-pub fn print_summary(report: &SessionReport, pool: Option<&PoolStats>) {
+/// Writes `line` to standard output. A closed terminal (SSH dropped, SIGHUP) is no reason to
+/// stop a session halfway: the line is then lost, the session goes on.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// [`say`] on standard error.
+pub fn say_err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// The summary printed at the end of a headless session, one line per entry.
+pub fn summary_lines(report: &SessionReport, pool: Option<&PoolStats>) -> Vec<String> {
+    let mut lines = Vec::new();
     let c = &report.clips;
-    println!(
-        "clips: {} captured, {} uploaded, {} results, {} errors, {} lost ({:?} after {:.1} s)",
+    lines.push(format!(
+        "clips: {} captured, {} uploaded, {} results, {} errors, {} spooled, {} lost ({:?} after {:.1} s)",
         c.captured,
         c.uploaded,
         c.results,
         c.errors,
+        c.spooled,
         c.lost,
         report.ended,
         report.capture_time.as_secs_f64()
-    );
+    ));
+    let e = &report.earlier;
+    if e.recovered > 0 || e.lost > 0 {
+        lines.push(format!(
+            "earlier runs: {} clip(s) found in the spool, {} uploaded, {} answered ({} errors), {} still spooled, {} lost",
+            e.recovered, e.uploaded, e.results, e.errors, e.spooled, e.lost
+        ));
+    }
+    if !report.lost_clip_ids.is_empty() {
+        lines.push(format!("lost clips: {}", report.lost_clip_ids.join(" ")));
+    }
+    if c.spooled > 0 || e.spooled > 0 {
+        lines.push(format!(
+            "{} clip(s) stay in the spool: the next session of this device or `rollcall spool drain` sends them",
+            c.spooled + e.spooled
+        ));
+    }
+    let link = &report.link;
+    if link.outages > 0 || link.retries > 0 {
+        lines.push(format!(
+            "outages: {} ({:.1} s unreachable in total), {} upload retries, at most {} clip(s) waiting for upload",
+            link.outages,
+            link.outage.as_secs_f64(),
+            link.retries,
+            report.peak_spooled
+        ));
+    }
     if let Some(e) = session_error(report) {
-        println!("session failed: {}", terminal_safe(&e));
+        lines.push(format!("session failed: {}", terminal_safe(&e)));
     }
     for p in &report.people {
-        println!(
+        lines.push(format!(
             "  {} ({}): {} clip(s), best similarity {:.3}",
             terminal_safe(&p.name),
             terminal_safe(&p.person_id),
             p.clips,
             p.best_similarity
-        );
+        ));
     }
-    println!("  unknown faces: {}", report.unknown_faces);
+    lines.push(format!("  unknown faces: {}", report.unknown_faces));
     if let Some(s) = report.latency.summary(Stage::EndToEnd) {
-        println!(
+        lines.push(format!(
             "end-to-end after clip close: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, max {:.1} ({} clips)",
             s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms, s.count
-        );
+        ));
     }
     let stages: Vec<String> = report
         .latency
@@ -371,23 +450,24 @@ pub fn print_summary(report: &SessionReport, pool: Option<&PoolStats>) {
         .filter(|(stage, _)| *stage != Stage::EndToEnd)
         .map(|(stage, s)| format!("{stage} {:.1}", s.p50_ms))
         .collect();
-    println!("median per stage (ms): {}", stages.join(", "));
+    lines.push(format!("median per stage (ms): {}", stages.join(", ")));
     for outage in &report.camera_offline {
         match outage.end_ns {
-            Some(_) => println!("{}", outage_line(outage)),
-            None => println!(
+            Some(_) => lines.push(camera_offline_line(outage)),
+            None => lines.push(format!(
                 "{} (still offline at the end of capture)",
-                outage_line(outage)
-            ),
+                camera_offline_line(outage)
+            )),
         }
     }
     if let Some(pool) = pool {
-        println!(
+        lines.push(format!(
             "workers: peak {}, peak backlog {}, {} started, {} retired",
             pool.peak_workers, pool.peak_backlog, pool.started, pool.retired
-        );
+        ));
     }
-    println!("{} duplicate result(s) dropped", report.duplicates);
+    lines.push(format!("{} duplicate result(s) dropped", report.duplicates));
+    lines
 }
 
 #[cfg(test)]
@@ -405,13 +485,13 @@ mod tests {
             failed_attempts: 1,
         };
         assert_eq!(
-            outage_line(&outage),
+            camera_offline_line(&outage),
             "camera offline since 10:31:05, 1 failed reconnection: the stream ended"
         );
         outage.end_ns = Some(start + 35_000_000_000);
         outage.failed_attempts = 4;
         assert_eq!(
-            outage_line(&outage),
+            camera_offline_line(&outage),
             "camera offline 10:31:05-10:31:40 (35.0 s, 4 failed reconnections): the stream ended"
         );
     }

@@ -5,7 +5,13 @@
 //! [`state::ConsoleState`] from the running session (results, probe snapshot, pool), the log
 //! feed and the GPIO button; draw the [`panels`]; handle a key. Sessions run on their own thread
 //! ([`RecognitionService::spawn`]), so a slow frame never stalls capture.
+//!
+//! SIGTERM, SIGHUP and SIGINT (from `kill`; ctrl-c is a key here) quit like `q`: the session
+//! drains and its report is written; a second signal restores the terminal and exits at once.
+//! A terminal that goes away (SSH dropped) does the same as SIGHUP: the session finishes
+//! without a screen. The exit status is then the signal's (see [`crate::signals`]).
 
+mod input;
 mod logs;
 pub mod panels;
 pub mod state;
@@ -16,13 +22,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use rollcall_edge::source::SourceSpec;
 
 use crate::plan::publish::{publish_lines, stats_since, Events};
 use crate::plan::report::{report_json, session_exit_code, write_report};
 use crate::plan::CapturePlan;
 use crate::service::{RecognitionService, RunningSession};
+use input::TerminalInput;
 use state::{ConsoleState, InputMode};
 
 pub use logs::LogFeed;
@@ -57,14 +64,34 @@ pub fn run(plan: CapturePlan, options: ConsoleOptions) -> Result<ExitCode> {
     );
     let logs = LogFeed::for_service(&service, options.log_group.as_deref())?;
     let events = Events::start(&plan.publish, &plan.device).context("cannot publish events")?;
-    let mut console = Console::new(plan, service, options, logs, events);
+    let signals = {
+        let spool = plan.spool_root.join(&plan.device);
+        crate::signals::watch(
+            &service.runtime(),
+            |signal| tracing::info!("{}: quitting after the session drains", signal.name()),
+            move |signal| {
+                ratatui::restore();
+                crate::logs::ring::mute_stderr(false);
+                crate::plan::report::say_err(&format!(
+                    "{} again: stopping now; unanswered clips stay in the spool {}",
+                    signal.name(),
+                    spool.display()
+                ));
+                std::process::exit(i32::from(signal.exit_status()));
+            },
+        )
+        .context("cannot install the signal handlers")?
+    };
+    let mut console = Console::new(plan, service, options, logs, events, signals.clone());
+    let input = TerminalInput::open().context("cannot open the terminal")?;
     let mut terminal = ratatui::try_init().context("cannot take over the terminal")?;
     crate::logs::ring::mute_stderr(true);
-    let outcome = console.event_loop(&mut terminal);
+    let outcome = console.event_loop(&mut terminal, &input);
     ratatui::restore();
     crate::logs::ring::mute_stderr(false);
     outcome?;
-    console.finish()
+    let exit = console.finish()?;
+    Ok(signals.first().map_or(exit, |signal| signal.exit_code()))
 }
 
 struct Console {
@@ -80,6 +107,11 @@ struct Console {
     /// Quit once the running session has drained.
     quitting: bool,
     quit_now: bool,
+    /// Signals received (SIGTERM...); the first one quits like `q`.
+    signals: crate::signals::Received,
+    signal_seen: bool,
+    /// The terminal went away: no more drawing or keys, the session finishes without them.
+    terminal_lost: bool,
     exit: ExitCode,
     summaries: Vec<String>,
     /// `--publish`: every result and each session's summary; counters when the current
@@ -95,6 +127,7 @@ impl Console {
         options: ConsoleOptions,
         logs: LogFeed,
         events: Events,
+        signals: crate::signals::Received,
     ) -> Console {
         let mut state = ConsoleState::new(
             plan.source.to_string(),
@@ -135,6 +168,9 @@ impl Console {
             gpio,
             quitting: false,
             quit_now: false,
+            signals,
+            signal_seen: false,
+            terminal_lost: false,
             exit: ExitCode::SUCCESS,
             summaries: Vec::new(),
             events,
@@ -142,31 +178,55 @@ impl Console {
         }
     }
 
-    fn event_loop(&mut self, terminal: &mut ratatui::DefaultTerminal) -> Result<()> {
+    fn event_loop(
+        &mut self,
+        terminal: &mut ratatui::DefaultTerminal,
+        input: &TerminalInput,
+    ) -> Result<()> {
         if self.options.autostart {
             self.start_session();
         }
         loop {
             self.tick();
-            terminal
-                .draw(|frame| panels::draw(frame, &self.state))
-                .context("cannot draw the console")?;
+            if !self.terminal_lost {
+                if let Err(e) = terminal.draw(|frame| panels::draw(frame, &self.state)) {
+                    self.terminal_lost(&e);
+                }
+            }
             if self.quit_now {
                 return Ok(());
             }
+            if self.terminal_lost {
+                std::thread::sleep(TICK);
+                continue;
+            }
             // Resize events need nothing but the redraw above.
-            if event::poll(TICK).context("cannot read the terminal")? {
-                if let Event::Key(key) = event::read().context("cannot read the terminal")? {
-                    if key.kind == KeyEventKind::Press {
-                        self.on_key(key);
-                    }
-                }
+            match input.keys(TICK) {
+                Ok(keys) => keys.into_iter().for_each(|key| self.on_key(key)),
+                Err(e) => self.terminal_lost(&e),
             }
         }
     }
 
-    /// Bring the state up to date with the session, the logs and the button.
+    /// The terminal cannot be drawn on or read any more (SSH dropped): quit like SIGHUP.
+    fn terminal_lost(&mut self, error: &std::io::Error) {
+        tracing::warn!(%error, "the terminal is gone: finishing the session without it");
+        self.terminal_lost = true;
+        self.quit();
+    }
+
+    /// Bring the state up to date with the session, the logs, the button and the signals.
     fn tick(&mut self) {
+        if !self.signal_seen {
+            if let Some(signal) = self.signals.first() {
+                self.signal_seen = true;
+                self.quit();
+                self.state.status = format!(
+                    "{}: quitting after the session drains (again: at once)",
+                    signal.name()
+                );
+            }
+        }
         if let Some(session) = &self.session {
             while let Ok(got) = session.results.try_recv() {
                 self.state.on_result(&got);
@@ -362,17 +422,17 @@ impl Console {
             self.exit = ExitCode::FAILURE;
         }
         for line in &self.summaries {
-            println!("{line}");
+            crate::plan::report::say(line);
         }
         for person in self.state.people_by_recency() {
-            println!(
+            crate::plan::report::say(&format!(
                 "  {} ({}): seen in {} clip(s), best similarity {:.3}",
                 person.name, person.person_id, person.times_seen, person.best_similarity
-            );
+            ));
         }
         drop(self.logs);
         for line in publish_lines(&self.events.shutdown(Duration::from_secs(5))) {
-            println!("{line}");
+            crate::plan::report::say(&line);
         }
         if let Ok(service) = Arc::try_unwrap(self.service) {
             service.shutdown();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::logs::LogLine;
 use crate::plan::report::session_error;
 use rollcall_edge::latency::LatencyRecorder;
+use rollcall_edge::link::LinkStatus;
 use rollcall_edge::receive::ReceivedResult;
 use rollcall_edge::session::{ClipCounters, SessionReport, SessionSnapshot};
 use rollcall_edge::source::Outage;
@@ -130,6 +131,8 @@ pub struct ConsoleState {
     pub clips: ClipCounters,
     pub spooled: u64,
     pub outstanding: u64,
+    /// Is the store or the queue unreachable, since when.
+    pub link: LinkStatus,
     /// Embedded backend only.
     pub pool: Option<PoolStats>,
     /// By person id.
@@ -163,6 +166,7 @@ impl ConsoleState {
             clips: ClipCounters::default(),
             spooled: 0,
             outstanding: 0,
+            link: LinkStatus::default(),
             pool: None,
             people: BTreeMap::new(),
             unknown_faces: 0,
@@ -185,6 +189,7 @@ impl ConsoleState {
         self.clips = ClipCounters::default();
         self.spooled = 0;
         self.outstanding = 0;
+        self.link = LinkStatus::default();
         self.people.clear();
         self.unknown_faces = 0;
         self.latency = LatencyRecorder::new();
@@ -228,6 +233,7 @@ impl ConsoleState {
     pub fn on_snapshot(&mut self, snapshot: SessionSnapshot, elapsed: Duration) {
         self.clips = snapshot.clips;
         self.spooled = snapshot.spooled;
+        self.link = snapshot.link;
         self.outstanding = snapshot.outstanding;
         self.unknown_faces = snapshot.unknown_faces;
         self.latency = snapshot.latency;
@@ -235,7 +241,7 @@ impl ConsoleState {
         if snapshot.camera_offline != self.camera_offline {
             // The footer says when the camera drops, how reconnecting goes, and when it is back.
             if let Some(last) = snapshot.camera_offline.last() {
-                let line = crate::plan::report::outage_line(last);
+                let line = crate::plan::report::camera_offline_line(last);
                 self.status = match last.end_ns {
                     Some(_) => line,
                     None => format!("{line}; reconnecting"),
@@ -257,6 +263,7 @@ impl ConsoleState {
                 self.latency = report.latency.clone();
                 self.unknown_faces = report.unknown_faces;
                 self.outstanding = 0;
+                self.link = LinkStatus::default();
                 let verdict = match session_error(report) {
                     Some(e) => format!("failed: {}", terminal_safe(&e)),
                     None => format!("{:?}", report.ended)
@@ -273,8 +280,11 @@ impl ConsoleState {
                         .to_string(),
                 };
                 format!(
-                    "session ended ({verdict}): {} clips, {} results, {} lost",
-                    report.clips.captured, report.clips.results, report.clips.lost
+                    "session ended ({verdict}): {} clips, {} results, {} spooled, {} lost",
+                    report.clips.captured,
+                    report.clips.results,
+                    report.clips.spooled,
+                    report.clips.lost
                 )
             }
             Err(e) => format!("session failed: {e}"),

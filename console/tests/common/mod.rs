@@ -8,6 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A TCP proxy that black-holes its traffic on demand (network outages).
+pub mod proxy;
+
 /// Skip rules and the AWS endpoint, shared with the library's and the Lambda's tests.
 #[path = "../../../recognizer-lib/tests/common/mod.rs"]
 mod shared;
@@ -215,6 +218,24 @@ impl Tmux {
             .expect("run tmux")
     }
 
+    /// Starts the `console` session, `width` x `height`, running `script` (sh); panics with
+    /// tmux's message when it cannot.
+    pub fn start(&self, width: u16, height: u16, script: &str) {
+        let (width, height) = (width.to_string(), height.to_string());
+        let out = self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "console",
+            "-x",
+            &width,
+            "-y",
+            &height,
+            script,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
     /// The visible screen of the `console` session.
     pub fn screen(&self) -> String {
         String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "console"]).stdout)
@@ -280,4 +301,101 @@ pub fn one_complete_camera_step(report: &serde_json::Value) -> &serde_json::Valu
         );
     }
     step
+}
+
+/// Every clip metadata file (`<device>/<session>/<seq>.json`) in the spool under `root`.
+pub fn spooled_clips(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(devices) = std::fs::read_dir(root) else {
+        return found;
+    };
+    for device in devices.flatten() {
+        for session in std::fs::read_dir(device.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for file in std::fs::read_dir(session.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".json") && !name.starts_with('.') {
+                    found.push(file.path());
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Sends `signal` (`TERM`, `INT`, `KILL`...) to process `pid` with kill(1).
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Waits up to `timeout` for `child` to exit; kills it and panics if it does not.
+pub fn wait_with_timeout(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for rollcall") {
+            return status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rollcall did not exit within {timeout:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A child process killed (and reaped) when the test ends, passed or not.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `rollcall worker` for the deployment `prefix` (moto), long polls of 1 s, exiting after
+/// `idle_exit` without work; output discarded.
+pub fn start_worker(prefix: &str, idle_exit: &str) -> KillOnDrop {
+    KillOnDrop(
+        rollcall_command()
+            .args([
+                "worker",
+                "--prefix",
+                prefix,
+                "--wait",
+                "1s",
+                "--idle-exit",
+                idle_exit,
+            ])
+            .env("ROLLCALL_AWS_PREFIX", prefix)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start rollcall worker"),
+    )
+}
+
+/// `rollcall aws provision` of `prefix` with `device`'s result queue (moto); asserts success.
+pub fn provision(prefix: &str, device: &str) {
+    let out = rollcall_aws(
+        &["aws", "provision", "--prefix", prefix, "--device", device],
+        prefix,
+    );
+    assert!(out.status.success(), "{}", text(&out));
 }

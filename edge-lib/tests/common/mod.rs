@@ -128,3 +128,12 @@ pub fn data_dir() -> Option<PathBuf> {
     println!("SKIP: {msg}");
     None
 }
+
+/// A multi-thread Tokio runtime with one worker for the queues' futures.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}

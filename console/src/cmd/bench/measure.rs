@@ -270,7 +270,8 @@ impl Camera {
                     outcome.captured += report.clips.captured;
                     outcome.results += report.clips.results;
                     outcome.errors += report.clips.errors;
-                    outcome.lost += report.clips.lost;
+                    // Unanswered when the pass ended, whether still spooled or gone.
+                    outcome.lost += report.clips.lost + report.clips.spooled;
                     latency
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

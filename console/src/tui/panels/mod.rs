@@ -163,6 +163,7 @@ mod tests {
                 results: 40,
                 errors: 1,
                 lost: 0,
+                spooled: 0,
             },
             spooled: 1,
             outstanding: 2,
@@ -290,6 +291,21 @@ mod tests {
         state.mode = InputMode::Help;
         let screen = render(&state, 80, 24);
         assert!(screen.contains("choose the source"), "{screen}");
+    }
+
+    #[test]
+    fn an_outage_shows_in_the_session_panel_while_it_lasts() {
+        let mut state = busy_state();
+        assert!(render(&state, 80, 24).contains("gpio"));
+        // 10:55:20 UTC on some day.
+        state.link.store_down_since_ns = Some((10 * 3600 + 55 * 60 + 20) * 1_000_000_000);
+        let screen = render(&state, 80, 24);
+        assert!(
+            screen.contains("store down since 10:55:20, retrying"),
+            "{screen}"
+        );
+        state.link = rollcall_edge::link::LinkStatus::default();
+        assert!(!render(&state, 80, 24).contains("down since"));
     }
 
     #[test]

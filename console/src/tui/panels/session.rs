@@ -7,6 +7,7 @@ use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
 use super::short_duration;
+use crate::plan::durations::clock;
 use crate::tui::state::{ConsoleState, Phase};
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &ConsoleState) {
@@ -74,10 +75,36 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &ConsoleState) {
             Span::raw(format!(" pending {}", state.outstanding)),
         ]),
         Line::from(vec![label("workers "), Span::raw(pool)]),
-        Line::from(vec![label("gpio    "), Span::raw(state.gpio.clone())]),
+        // An outage matters more than the GPIO line while it lasts.
+        match link_down(state) {
+            Some(down) => Line::from(vec![
+                label("link    "),
+                Span::styled(
+                    down,
+                    Style::default()
+                        .fg(Color::Yellow)
+                        .add_modifier(Modifier::BOLD),
+                ),
+            ]),
+            None => Line::from(vec![label("gpio    "), Span::raw(state.gpio.clone())]),
+        },
     ];
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" Session ")),
         area,
     );
+}
+
+/// `store down since 10:55:20, retrying` while the store or the queue is unreachable.
+fn link_down(state: &ConsoleState) -> Option<String> {
+    let link = &state.link;
+    let (what, since) = match (link.store_down_since_ns, link.queue_down_since_ns) {
+        (Some(ns), _) => ("store", ns),
+        (None, Some(ns)) => ("queue", ns),
+        (None, None) => return None,
+    };
+    Some(format!(
+        "{what} down since {}, retrying",
+        &clock(since)[..8]
+    ))
 }
