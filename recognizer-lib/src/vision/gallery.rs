@@ -36,8 +36,11 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| x * y)
         .sum();
     for (x, y) in a_blocks.zip(b_blocks) {
-        for lane in 0..LANES {
-            acc[lane] += x[lane] * y[lane];
+        // Fixed-size blocks: the loop is unrolled into vector multiply-adds.
+        if let (Ok(x), Ok(y)) = (<&[f32; LANES]>::try_from(x), <&[f32; LANES]>::try_from(y)) {
+            for ((sum, x), y) in acc.iter_mut().zip(x).zip(y) {
+                *sum += x * y;
+            }
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -271,11 +274,7 @@ impl Gallery {
             .filter(|i| !out[*i].is_empty())
             .collect();
         for batch in valid.chunks(QUERY_BATCH) {
-            for (block_index, block) in self
-                .matrix
-                .chunks(ROW_BLOCK * self.dimension)
-                .enumerate()
-            {
+            for (block_index, block) in self.matrix.chunks(ROW_BLOCK * self.dimension).enumerate() {
                 let first_row = block_index * ROW_BLOCK;
                 for &query in batch {
                     let q = embeddings[query];
@@ -296,6 +295,24 @@ impl Gallery {
 
     /// The `k` best of one face's [`scores`](Self::scores), most similar first.
     fn top_k_of(&self, scores: &[f32], k: usize) -> Vec<Candidate> {
+        if k == 1 {
+            // The common case (identify): one pass, no index array.
+            let best =
+                scores
+                    .iter()
+                    .enumerate()
+                    .fold(None, |best: Option<(usize, f32)>, (i, &s)| match best {
+                        Some((_, b)) if b >= s => best,
+                        _ => Some((i, s)),
+                    });
+            return best
+                .map(|(i, similarity)| Candidate {
+                    person_id: self.person_ids[i].clone(),
+                    similarity,
+                })
+                .into_iter()
+                .collect();
+        }
         let mut best: Vec<usize> = (0..scores.len()).collect();
         let k = k.min(best.len());
         if k == 0 {
@@ -458,8 +475,11 @@ fn closest_other_scores(means: &[(&str, Vec<f32>)], probes: &[(&str, &[f32])]) -
         // Mixed dimensions: nothing sensible to compare.
         return Vec::new();
     }
-    let index: std::collections::HashMap<&str, usize> =
-        means.iter().enumerate().map(|(i, (p, _))| (*p, i)).collect();
+    let index: std::collections::HashMap<&str, usize> = means
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (*p, i))
+        .collect();
     let closest = |chunk: &[(&str, &[f32])]| -> Vec<f32> {
         let mut out = Vec::with_capacity(chunk.len());
         for batch in chunk.chunks(QUERY_BATCH) {
@@ -687,7 +707,11 @@ mod tests {
             let centre = pseudo_random_unit(i, dimension);
             for k in 0..3u64 {
                 let noise = pseudo_random_unit(10_000 + i * 10 + k, dimension);
-                let v: Vec<f32> = centre.iter().zip(&noise).map(|(c, n)| c + 0.3 * n).collect();
+                let v: Vec<f32> = centre
+                    .iter()
+                    .zip(&noise)
+                    .map(|(c, n)| c + 0.3 * n)
+                    .collect();
                 samples.push((format!("p{i:02}"), unit(&v)));
             }
         }
