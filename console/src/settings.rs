@@ -269,10 +269,21 @@ impl Recognition {
                     .ok()
                     .filter(|p| !p.is_empty())
                     .unwrap_or_else(|| "rollcall".to_string());
-                let table = rollcall_protocol::aws::Names::new(&prefix).table();
+                let mut names = rollcall_protocol::aws::Names::new(&prefix);
+                if let Some(bucket) = std::env::var("ROLLCALL_BUCKET")
+                    .ok()
+                    .filter(|b| !b.is_empty())
+                {
+                    names.bucket = bucket;
+                }
+                let table = names.table();
+                // The gallery snapshot sits in the clips bucket (see directory/dynamodb.rs).
                 let directory =
-                    rollcall_recognizer::directory::dynamodb::DynamoDirectory::connect(&table)
-                        .with_context(|| format!("cannot open the DynamoDB table {table}"))?;
+                    rollcall_recognizer::directory::dynamodb::DynamoDirectory::connect_with(
+                        &table,
+                        Some(&names.bucket),
+                    )
+                    .with_context(|| format!("cannot open the DynamoDB table {table}"))?;
                 return Ok((Arc::new(directory), format!("dynamodb:{table}")));
             }
             #[cfg(not(feature = "aws"))]

@@ -52,7 +52,11 @@ pub fn aws_handler(
     pipeline: Arc<FacePipeline>,
     config: &AwsHandlerConfig,
 ) -> Result<AwsHandler, DirectoryError> {
-    let directory = Arc::new(DynamoDirectory::new(sdk, &config.table)?);
+    // The gallery comes from the snapshot enrolment writes next to the clips: one read at a
+    // cold start instead of a scan of every person.
+    let directory = Arc::new(
+        DynamoDirectory::new(sdk, &config.table)?.with_gallery_snapshot(sdk, &config.names.bucket),
+    );
     Ok(RecognitionHandler::new(
         S3ClipStore::from_config(sdk, &config.names.bucket),
         directory,

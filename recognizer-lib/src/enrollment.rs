@@ -1,13 +1,25 @@
 //! Enrolment: photos of people in `DIR/<person>/<images>` -> mean templates in the people directory,
 //! and the match threshold recalibrated from every stored photo embedding.
+//!
+//! [`enroll_people`] does it at scale: photos embedded on several threads, templates stored in
+//! batches, and people whose photos did not change since their last enrolment skipped (a
+//! [`photos_digest`] is stored with every template), so an interrupted run of a whole
+//! university's photos picks up where it stopped.
 
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
 
 use rollcall_protocol::input_files::{entry_metadata, regular_file_metadata};
 
 use crate::directory::{
-    validate_person_id, EnrollmentSample, PeopleDirectory, SETTING_EMBEDDING_MODEL,
-    SETTING_MATCH_THRESHOLD,
+    validate_person_id, DirectoryError, EnrollmentSample, NewEnrollment, PeopleDirectory,
+    SETTING_EMBEDDING_MODEL, SETTING_MATCH_THRESHOLD,
 };
 use crate::error::RecognizerError;
 use crate::vision::{
@@ -203,31 +215,331 @@ pub fn store_enrollment(
     directory: &dyn PeopleDirectory,
     enrollment: &PersonEnrollment,
 ) -> Result<StoredEnrollment, RecognizerError> {
+    let Some((new, left_out)) = new_enrollment(enrollment, None) else {
+        return Ok(StoredEnrollment::default());
+    };
+    check_embedding_model(directory, || Ok(directory.gallery()?.is_empty()))?;
+    directory.enroll_many(std::slice::from_ref(&new))?;
+    directory.set_setting(SETTING_EMBEDDING_MODEL, EMBEDDING_MODEL_ID)?;
+    Ok(StoredEnrollment {
+        stored: true,
+        left_out,
+    })
+}
+
+/// Fingerprint of one person's photos as enrolment sees them: the embedding model and, for every
+/// file in name order, its name and the sha256 of its content. Equal digests mean the same
+/// photos give the same template, so the person need not be embedded again.
+pub fn photos_digest(photos: &[PathBuf]) -> Result<String, RecognizerError> {
+    let mut sorted: Vec<&PathBuf> = photos.iter().collect();
+    sorted.sort();
+    let mut digest = Sha256::new();
+    digest.update(EMBEDDING_MODEL_ID.as_bytes());
+    let mut buffer = vec![0u8; 1 << 16];
+    for path in sorted {
+        let read_error = |e: std::io::Error| RecognizerError::Read {
+            input: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let mut file_hash = Sha256::new();
+        let mut file = std::fs::File::open(path).map_err(read_error)?;
+        loop {
+            let n = file.read(&mut buffer).map_err(read_error)?;
+            if n == 0 {
+                break;
+            }
+            file_hash.update(&buffer[..n]);
+        }
+        digest.update([0]);
+        digest.update(path.file_name().unwrap_or_default().as_encoded_bytes());
+        digest.update([0]);
+        digest.update(file_hash.finalize());
+    }
+    Ok(hex::encode(digest.finalize()))
+}
+
+/// How [`enroll_people`] runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BulkOptions {
+    /// Threads embedding photos at once (the pipeline needs as many sessions per model to
+    /// run them truly in parallel: `RuntimeOptions::sessions_per_model`).
+    pub workers: usize,
+    /// Embed everyone again, even people whose photos did not change.
+    pub force: bool,
+    /// Templates stored per directory write (one transaction / batched writes).
+    pub store_batch: usize,
+}
+
+impl Default for BulkOptions {
+    fn default() -> Self {
+        BulkOptions {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            force: false,
+            store_batch: 64,
+        }
+    }
+}
+
+/// What happened to one person of an [`enroll_people`] run.
+#[derive(Clone, Debug)]
+pub enum PersonOutcome {
+    /// Enrolled before from the same photos (same [`photos_digest`]): not embedded again.
+    Unchanged,
+    /// A template was stored; `left_out` photos did not match the person's other photos.
+    Enrolled {
+        /// Images (file names) left out of the template.
+        left_out: Vec<String>,
+    },
+    /// No template stored (no usable photo, or the directory refused it); any earlier
+    /// enrolment is kept.
+    NotEnrolled {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One person's report, as [`enroll_people`] hands it to its caller.
+#[derive(Clone, Debug)]
+pub struct PersonReport {
+    /// The person.
+    pub person_id: String,
+    /// What became of each photo (empty when [`PersonOutcome::Unchanged`]).
+    pub photos: Vec<(PathBuf, PhotoOutcome)>,
+    /// Notes on photos that were read (the frame of an animated GIF, a truncated JPEG...).
+    pub notes: Vec<(PathBuf, String)>,
+    /// The outcome.
+    pub outcome: PersonOutcome,
+}
+
+/// Counts of an [`enroll_people`] run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BulkSummary {
+    /// People whose template was stored.
+    pub enrolled: usize,
+    /// People skipped because their photos did not change.
+    pub unchanged: usize,
+    /// People without a template stored.
+    pub not_enrolled: usize,
+    /// Photos read and embedded.
+    pub photos: usize,
+}
+
+/// A person embedded by a worker, waiting to be stored.
+struct Embedded {
+    enrollment: PersonEnrollment,
+    digest: Option<String>,
+}
+
+/// Enrol `people` (person id, photos) into `directory`: photos embedded on `options.workers`
+/// threads, templates stored [`BulkOptions::store_batch`] at a time, people whose stored
+/// [`photos_digest`] matches their photos skipped (unless `options.force`). `report` is called
+/// on the calling thread once per person, in completion order. Does not recalibrate: call
+/// [`recalibrate`] (and [`PeopleDirectory::publish_gallery`]) after it.
+///
+/// Fails only when the directory cannot be read or written at all; a person who cannot be
+/// enrolled is a [`PersonOutcome::NotEnrolled`] report.
+pub fn enroll_people(
+    pipeline: &FacePipeline,
+    directory: &dyn PeopleDirectory,
+    people: &[(String, Vec<PathBuf>)],
+    options: &BulkOptions,
+    mut report: impl FnMut(&PersonReport),
+) -> Result<BulkSummary, RecognizerError> {
+    let stored_digests = if options.force {
+        BTreeMap::new()
+    } else {
+        directory.photos_digests()?
+    };
+    if !people.is_empty() {
+        check_embedding_model(directory, || Ok(directory.gallery()?.is_empty()))?;
+    }
+    let mut summary = BulkSummary::default();
+    let next = AtomicUsize::new(0);
+    let workers = options.workers.clamp(1, 64).min(people.len().max(1));
+    let (tx, rx) = mpsc::sync_channel::<(usize, Option<Embedded>)>(workers * 4);
+    std::thread::scope(|scope| -> Result<(), RecognizerError> {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, stored_digests) = (&next, &stored_digests);
+            scope.spawn(move || loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some((person_id, photos)) = people.get(index) else {
+                    break;
+                };
+                // An unreadable photo gets no digest: the person is embedded (and the photo
+                // reported) every time until it is fixed.
+                let digest = photos_digest(photos).ok();
+                let embedded =
+                    if digest.is_some() && digest.as_ref() == stored_digests.get(person_id) {
+                        None
+                    } else {
+                        Some(Embedded {
+                            enrollment: embed_person_photos(pipeline, person_id, photos),
+                            digest,
+                        })
+                    };
+                if tx.send((index, embedded)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: Vec<Embedded> = Vec::new();
+        let mut last_store = Instant::now();
+        let mut outcome = Ok(());
+        for (index, embedded) in rx.iter() {
+            match embedded {
+                None => {
+                    summary.unchanged += 1;
+                    report(&PersonReport {
+                        person_id: people[index].0.clone(),
+                        photos: Vec::new(),
+                        notes: Vec::new(),
+                        outcome: PersonOutcome::Unchanged,
+                    });
+                }
+                Some(e) => {
+                    summary.photos += e.enrollment.photos.len();
+                    pending.push(e);
+                }
+            }
+            // Store in batches, and at least every few seconds so a slow run shows progress
+            // in the directory too (and loses little when interrupted).
+            if pending.len() >= options.store_batch.max(1)
+                || (!pending.is_empty() && last_store.elapsed() > Duration::from_secs(5))
+            {
+                if let Err(e) = store_batch(directory, &mut pending, &mut summary, &mut report) {
+                    // Stop the workers: nothing more can be stored.
+                    next.store(people.len(), Ordering::Relaxed);
+                    outcome = Err(e);
+                    break;
+                }
+                last_store = Instant::now();
+            }
+        }
+        outcome?;
+        store_batch(directory, &mut pending, &mut summary, &mut report)
+    })?;
+    if summary.enrolled > 0 {
+        directory.set_setting(SETTING_EMBEDDING_MODEL, EMBEDDING_MODEL_ID)?;
+    }
+    Ok(summary)
+}
+
+/// Store the templates of `pending` (emptying it) with one `enroll_many`; reports every person.
+/// A batch the directory refuses is stored person by person, so one bad enrolment does not
+/// cost the others theirs.
+fn store_batch(
+    directory: &dyn PeopleDirectory,
+    pending: &mut Vec<Embedded>,
+    summary: &mut BulkSummary,
+    report: &mut impl FnMut(&PersonReport),
+) -> Result<(), RecognizerError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut batch = Vec::new();
+    let mut prepared = Vec::new();
+    for e in pending.drain(..) {
+        match new_enrollment(&e.enrollment, e.digest.clone()) {
+            Some((new, left_out)) => {
+                batch.push(new);
+                prepared.push((e, left_out));
+            }
+            None => {
+                summary.not_enrolled += 1;
+                let reason = if e.enrollment.photos.is_empty() {
+                    "folder is empty"
+                } else {
+                    "no usable image"
+                };
+                report(&PersonReport {
+                    person_id: e.enrollment.person_id.clone(),
+                    photos: e.enrollment.photos,
+                    notes: e.enrollment.notes,
+                    outcome: PersonOutcome::NotEnrolled {
+                        reason: reason.to_string(),
+                    },
+                });
+            }
+        }
+    }
+    let results: Vec<Result<(), String>> = match directory.enroll_many(&batch) {
+        Ok(()) => vec![Ok(()); batch.len()],
+        Err(_) => {
+            // Tell who fails: one refused enrolment must not cost the others theirs.
+            let one_by_one: Vec<Result<(), DirectoryError>> = batch
+                .iter()
+                .map(|b| directory.enroll_many(std::slice::from_ref(b)))
+                .collect();
+            // The directory itself is failing (unreachable, read-only): stop the run.
+            if one_by_one
+                .iter()
+                .all(|r| matches!(r, Err(DirectoryError::Backend { .. })))
+            {
+                if let Some(Err(e)) = one_by_one.into_iter().next() {
+                    return Err(e.into());
+                }
+                return Ok(());
+            }
+            one_by_one
+                .into_iter()
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect()
+        }
+    };
+    for ((e, left_out), result) in prepared.into_iter().zip(results) {
+        let outcome = match result {
+            Ok(()) => {
+                summary.enrolled += 1;
+                PersonOutcome::Enrolled { left_out }
+            }
+            Err(reason) => {
+                summary.not_enrolled += 1;
+                PersonOutcome::NotEnrolled { reason }
+            }
+        };
+        report(&PersonReport {
+            person_id: e.enrollment.person_id,
+            photos: e.enrollment.photos,
+            notes: e.enrollment.notes,
+            outcome,
+        });
+    }
+    Ok(())
+}
+
+/// The template to store for one person (robust mean, outliers left out) and the left-out
+/// images; `None` when no photo was usable.
+fn new_enrollment(
+    enrollment: &PersonEnrollment,
+    photos_digest: Option<String>,
+) -> Option<(NewEnrollment, Vec<String>)> {
     let embeddings: Vec<&[f32]> = enrollment
         .samples
         .iter()
         .map(|s| s.embedding.as_slice())
         .collect();
-    let Some((mean, left_out)) = robust_mean_embedding(&embeddings) else {
-        return Ok(StoredEnrollment::default());
-    };
-    check_embedding_model(directory, || Ok(directory.gallery()?.is_empty()))?;
-    let kept: Vec<EnrollmentSample> = enrollment
+    let (mean, left_out) = robust_mean_embedding(&embeddings)?;
+    let samples = enrollment
         .samples
         .iter()
         .enumerate()
         .filter(|(i, _)| !left_out.contains(i))
         .map(|(_, s)| s.clone())
         .collect();
-    directory.enroll(&enrollment.person_id, &mean, &kept)?;
-    directory.set_setting(SETTING_EMBEDDING_MODEL, EMBEDDING_MODEL_ID)?;
-    Ok(StoredEnrollment {
-        stored: true,
-        left_out: left_out
+    Some((
+        NewEnrollment {
+            person_id: enrollment.person_id.clone(),
+            mean,
+            samples,
+            photos_digest,
+        },
+        left_out
             .iter()
             .map(|i| enrollment.samples[*i].image.clone())
             .collect(),
-    })
+    ))
 }
 
 /// Recompute the match threshold from every stored photo embedding and save it.

@@ -372,3 +372,132 @@ fn dynamodb_one_person_template_and_samples() {
     assert!(dir.person_samples("ann").unwrap().is_empty());
     assert_eq!(dir.person_samples("bob").unwrap().len(), 1);
 }
+
+#[test]
+fn dynamodb_gallery_snapshot_batched_enrolment_and_digests() {
+    use rollcall_recognizer::directory::dynamodb::snapshot_key;
+    use rollcall_recognizer::directory::snapshot;
+    use rollcall_recognizer::directory::synthetic::synthetic_enrollment;
+    use rollcall_recognizer::directory::DirectoryError;
+    if aws_endpoint().is_none() {
+        return;
+    }
+    let rt = runtime();
+    let prefix = unique("rc-ddb-snap");
+    let (config, names, _) = rt.block_on(provisioned(&prefix, &[]));
+    let dir = DynamoDirectory::new(&config, &names.table())
+        .unwrap()
+        .with_gallery_snapshot(&config, &names.bucket);
+    let key = snapshot_key(&names.table());
+    assert_eq!(
+        dir.snapshot_location().unwrap(),
+        format!("s3://{}/{key}", names.bucket)
+    );
+    let s3 = aws::s3_client(&config);
+    let get = || {
+        rt.block_on(async {
+            let out = s3
+                .get_object()
+                .bucket(&names.bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            out.body.collect().await.unwrap().into_bytes().to_vec()
+        })
+    };
+
+    // 60 people in one call: more than one BatchWriteItem (25), names kept for those with records.
+    let mut ann = PersonRecord::new("student-000001").unwrap();
+    ann.name = "Ann Example".into();
+    dir.upsert_records(&[ann]).unwrap();
+    let mut batch: Vec<_> = (0..60).map(|i| synthetic_enrollment(i, 2, 16)).collect();
+    batch[1].photos_digest = Some("digest-1".into());
+    let v0 = dir.gallery_version().unwrap();
+    dir.enroll_many(&batch).unwrap();
+    assert_eq!(dir.gallery_version().unwrap(), v0 + 1, "one version change");
+    assert_eq!(
+        dir.person("student-000001").unwrap().unwrap().name,
+        "Ann Example"
+    );
+    assert_eq!(dir.samples().unwrap().len(), 120);
+    assert_eq!(
+        dir.photos_digests()
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [("student-000001".to_string(), "digest-1".to_string())]
+    );
+    // A batch is checked whole: a person twice, or of another dimension, writes nothing.
+    let twice = [
+        synthetic_enrollment(70, 1, 16),
+        synthetic_enrollment(70, 1, 16),
+    ];
+    assert!(matches!(
+        dir.enroll_many(&twice),
+        Err(DirectoryError::InvalidEnrollment { .. })
+    ));
+    assert!(matches!(
+        dir.enroll_many(&[synthetic_enrollment(71, 1, 8)]),
+        Err(DirectoryError::DimensionMismatch {
+            expected: 16,
+            actual: 8,
+            ..
+        })
+    ));
+    assert!(dir.person("student-000070").unwrap().is_none());
+
+    // No snapshot yet: the gallery comes from the scan, which writes one.
+    let scanned = dir.gallery().unwrap();
+    assert_eq!(scanned.len(), 60);
+    let written = snapshot::decode(&get()).unwrap();
+    assert_eq!(written.gallery_version, v0 + 1);
+    assert_eq!(written.entries, scanned);
+
+    // A current snapshot is what the gallery is read from: prove it with a marked copy.
+    let mut marked = scanned.clone();
+    marked[0].embedding[0] = 0.5;
+    let body = snapshot::encode(v0 + 1, &marked).unwrap();
+    rt.block_on(async {
+        s3.put_object()
+            .bucket(&names.bucket)
+            .key(&key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    });
+    assert_eq!(dir.gallery().unwrap(), marked);
+
+    // After a change the snapshot is stale: the scan again, and the snapshot rewritten.
+    dir.enroll_many(&[synthetic_enrollment(60, 2, 16)]).unwrap();
+    let fresh = dir.gallery().unwrap();
+    assert_eq!(fresh.len(), 61);
+    assert_ne!(fresh[0], marked[0]);
+    assert_eq!(
+        snapshot::decode(&get()).unwrap().gallery_version,
+        dir.gallery_version().unwrap()
+    );
+    // publish_gallery writes it explicitly; a damaged one is not used.
+    dir.remove("student-000060").unwrap();
+    dir.publish_gallery().unwrap();
+    assert_eq!(snapshot::decode(&get()).unwrap().entries.len(), 60);
+    rt.block_on(async {
+        s3.put_object()
+            .bucket(&names.bucket)
+            .key(&key)
+            .body(b"not a snapshot".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    });
+    assert_eq!(dir.gallery().unwrap().len(), 60);
+    // Removing everyone of a dimension frees it for another model's templates.
+    let other = unique("rc-ddb-dim");
+    let (config2, names2, _) = rt.block_on(provisioned(&other, &[]));
+    let dir2 = DynamoDirectory::new(&config2, &names2.table()).unwrap();
+    dir2.enroll_many(&[synthetic_enrollment(0, 1, 4)]).unwrap();
+    dir2.remove("student-000000").unwrap();
+    dir2.enroll_many(&[synthetic_enrollment(1, 1, 6)]).unwrap();
+    assert_eq!(dir2.gallery().unwrap()[0].embedding.len(), 6);
+}

@@ -68,7 +68,7 @@ pub fn run(args: EvalArgs, config: &ConfigFile) -> Result<ExitCode> {
     }
     let pipeline = settings.pipeline()?;
     let total: usize = tree.people.iter().map(|(_, files)| files.len()).sum();
-    let enrolled = |person: &str| gallery.templates().iter().any(|t| t.person_id == person);
+    let enrolled = |person: &str| gallery.contains(person);
 
     let mut results = Vec::with_capacity(total);
     let mut done = 0usize;

@@ -4,13 +4,24 @@
 //!
 //! | `pk` | attributes |
 //! |---|---|
-//! | `person#<person_id>` | `person_id` S, `name` S, `details` M (S values), and when enrolled: `enrolled_at` S, `image_count` N, `dim` N, `embedding` B (little-endian f32), `samples` L of M {`image` S, `embedding` B} |
+//! | `person#<person_id>` | `person_id` S, `name` S, `details` M (S values), and when enrolled: `enrolled_at` S, `image_count` N, `dim` N, `embedding` B (little-endian f32), `samples` L of M {`image` S, `embedding` B}, `photos_digest` S (optional) |
 //! | `setting#<key>` | `value` S |
-//! | `meta#gallery_version` | `version` N (atomic counter, +1 on every enrol / remove) |
+//! | `meta#gallery_version` | `version` N (atomic counter, +1 on every enrol / remove), `dim` N (dimension of the last enrolment) |
 //!
 //! A person's samples live in their item, so an enrolment is one `PutItem` (atomic: no partial
 //! enrolment is ever visible); DynamoDB's 400 KB item limit bounds the samples to about 150 per
-//! person at 512-d (more are refused). Lists (`people`, `gallery`, `samples`) scan the table.
+//! person at 512-d (more are refused). [`enroll_many`](PeopleDirectory::enroll_many) writes 25
+//! people per `BatchWriteItem` (each person still atomic). Lists (`people`, `samples`) scan the
+//! table; the gallery scan reads only the template attributes, never the samples.
+//!
+//! **Gallery snapshot** ([`DynamoDirectory::with_gallery_snapshot`]): with a bucket configured,
+//! [`publish_gallery`](PeopleDirectory::publish_gallery) writes every template as one S3 object,
+//! `gallery/<table>.snapshot` ([`snapshot`](super::snapshot) format, tagged with the gallery
+//! version), and [`gallery`](PeopleDirectory::gallery) reads it with one `GetObject` when its
+//! version is current -- for 30,000 people one 61 MB read instead of a scan of every item. A
+//! stale or missing snapshot falls back to the scan and is rewritten (best effort: a reader
+//! without `s3:PutObject` on `gallery/*` only logs it). The object is outside `clips/`, so it
+//! triggers no recognition.
 //!
 //! [`PeopleDirectory`] is synchronous while the SDK is async and the handler runs inside Tokio:
 //! every call is spawned on the directory's own private runtime (one worker thread) and the
@@ -18,7 +29,7 @@
 //! plain threads, from `spawn_blocking` and even from inside an async task (where they block that
 //! worker thread, as the SQLite backend does) without panicking or deadlocking.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::SystemTime;
 
@@ -29,9 +40,10 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
+use super::snapshot;
 use super::{
-    check_enrollment, default_display_name, rfc3339_utc, validate_person_id, DirectoryError,
-    EnrollmentSample, GalleryEntry, PeopleDirectory, PersonRecord,
+    check_enrollment, check_enrollments, default_display_name, rfc3339_utc, validate_person_id,
+    DirectoryError, EnrollmentSample, GalleryEntry, NewEnrollment, PeopleDirectory, PersonRecord,
 };
 use rollcall_protocol::aws::sdk_message;
 
@@ -41,6 +53,17 @@ const SETTING: &str = "setting#";
 const VERSION_PK: &str = "meta#gallery_version";
 /// Most samples stored with one person (item size limit).
 pub const MAX_SAMPLES: usize = 150;
+/// Key prefix of gallery snapshots in the bucket (outside `clips/`: no recognition is triggered).
+pub const GALLERY_SNAPSHOT_PREFIX: &str = "gallery/";
+/// Items per `BatchWriteItem` (the API's limit).
+const WRITE_BATCH: usize = 25;
+/// Keys per `BatchGetItem` (the API's limit).
+const GET_BATCH: usize = 100;
+
+/// The S3 object key of `table`'s gallery snapshot.
+pub fn snapshot_key(table: &str) -> String {
+    format!("{GALLERY_SNAPSHOT_PREFIX}{table}.snapshot")
+}
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -99,7 +122,16 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), DirectoryE
 pub struct DynamoDirectory {
     client: Client,
     table: String,
+    snapshot: Option<SnapshotObject>,
     runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// Where the gallery snapshot lives.
+#[derive(Clone)]
+struct SnapshotObject {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
 }
 
 impl std::fmt::Debug for DynamoDirectory {
@@ -143,12 +175,43 @@ impl DynamoDirectory {
         Ok(DynamoDirectory {
             client: Client::new(config),
             table: table.to_string(),
+            snapshot: None,
             runtime: Some(runtime),
         })
     }
 
+    /// Keep the gallery snapshot in `bucket` (see the [module docs](self)): `gallery` reads it
+    /// when current, `publish_gallery` writes it.
+    pub fn with_gallery_snapshot(
+        mut self,
+        config: &rollcall_protocol::aws::SdkConfig,
+        bucket: &str,
+    ) -> DynamoDirectory {
+        self.snapshot = Some(SnapshotObject {
+            s3: rollcall_protocol::aws::s3_client(config),
+            bucket: bucket.to_string(),
+            key: snapshot_key(&self.table),
+        });
+        self
+    }
+
+    /// `s3://bucket/key` of the gallery snapshot, when one is configured.
+    pub fn snapshot_location(&self) -> Option<String> {
+        self.snapshot
+            .as_ref()
+            .map(|s| format!("s3://{}/{}", s.bucket, s.key))
+    }
+
     /// Load the SDK configuration (standard chain, `AWS_ENDPOINT_URL`) and open `table`.
     pub fn connect(table: &str) -> Result<DynamoDirectory, DirectoryError> {
+        Self::connect_with(table, None)
+    }
+
+    /// [`connect`](Self::connect), keeping the gallery snapshot in `snapshot_bucket` when given.
+    pub fn connect_with(
+        table: &str,
+        snapshot_bucket: Option<&str>,
+    ) -> Result<DynamoDirectory, DirectoryError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -162,7 +225,47 @@ impl DynamoDirectory {
                 .join()
                 .expect("loading the AWS configuration panicked")
         });
-        DynamoDirectory::new(&config, table)
+        let directory = DynamoDirectory::new(&config, table)?;
+        Ok(match snapshot_bucket {
+            Some(bucket) => directory.with_gallery_snapshot(&config, bucket),
+            None => directory,
+        })
+    }
+
+    /// Create this directory's table unless it exists (see [`create_table`]).
+    pub fn ensure_table(&self) -> Result<(), DirectoryError> {
+        self.run(|client, table| async move {
+            create_table(&client, &table)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// Delete the table and, when one is configured, the gallery snapshot (benchmarks and tests
+    /// clean up with it).
+    pub fn delete_table(&self) -> Result<(), DirectoryError> {
+        if let Some(object) = self.snapshot.clone() {
+            self.run(|_, _| async move {
+                object
+                    .s3
+                    .delete_object()
+                    .bucket(&object.bucket)
+                    .key(&object.key)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_message(&e))?;
+                Ok(())
+            })?;
+        }
+        self.run(|client, table| async move {
+            client
+                .delete_table()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| sdk_message(&e))?;
+            Ok(())
+        })
     }
 
     /// The table name.
@@ -207,6 +310,28 @@ impl DynamoDirectory {
 
     /// Every item of the table (paginated scan).
     fn scan(&self) -> Result<Vec<Item>, DirectoryError> {
+        self.scan_attributes(&[])
+    }
+
+    /// Every item of the table with only `attributes` (all when empty): a gallery scan reads
+    /// templates without the samples beside them.
+    fn scan_attributes(&self, attributes: &[&str]) -> Result<Vec<Item>, DirectoryError> {
+        let (projection, names): (Option<String>, Option<HashMap<String, String>>) =
+            if attributes.is_empty() {
+                (None, None)
+            } else {
+                // Placeholders: some attribute names (`name`...) are reserved words.
+                let names: HashMap<String, String> = attributes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (format!("#a{i}"), a.to_string()))
+                    .collect();
+                let projection = (0..attributes.len())
+                    .map(|i| format!("#a{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (Some(projection), Some(names))
+            };
         self.run(|client, table| async move {
             let mut items = Vec::new();
             let mut start: Option<Item> = None;
@@ -215,6 +340,8 @@ impl DynamoDirectory {
                     .scan()
                     .table_name(&table)
                     .consistent_read(true)
+                    .set_projection_expression(projection.clone())
+                    .set_expression_attribute_names(names.clone())
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
@@ -226,6 +353,86 @@ impl DynamoDirectory {
                 }
             }
         })
+    }
+
+    /// The items of `pks` that exist (`BatchGetItem`, unprocessed keys retried).
+    fn get_many(&self, pks: Vec<String>) -> Result<Vec<Item>, DirectoryError> {
+        let mut found = Vec::new();
+        for chunk in pks.chunks(GET_BATCH) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|pk| HashMap::from([(PK.to_string(), AttributeValue::S(pk.clone()))]))
+                .collect();
+            found.extend(self.run(|client, table| async move {
+                let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let mut request = Some(HashMap::from([(table.clone(), keys)]));
+                let mut items = Vec::new();
+                let mut delay = std::time::Duration::from_millis(50);
+                while let Some(wanted) = request.take().filter(|r| !r.is_empty()) {
+                    let out = client
+                        .batch_get_item()
+                        .set_request_items(Some(wanted))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_message(&e))?;
+                    if let Some(mut responses) = out.responses {
+                        items.extend(responses.remove(&table).unwrap_or_default());
+                    }
+                    request = out.unprocessed_keys;
+                    if request.as_ref().is_some_and(|r| !r.is_empty()) {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                    }
+                }
+                Ok(items)
+            })?);
+        }
+        Ok(found)
+    }
+
+    /// Write `items` with `BatchWriteItem`, 25 at a time, retrying unprocessed ones.
+    fn put_many(&self, items: Vec<Item>) -> Result<(), DirectoryError> {
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let batch: Vec<aws_sdk_dynamodb::types::WriteRequest> = items
+                .by_ref()
+                .take(WRITE_BATCH)
+                .map(|item| {
+                    aws_sdk_dynamodb::types::PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .map(|put| {
+                            aws_sdk_dynamodb::types::WriteRequest::builder()
+                                .put_request(put)
+                                .build()
+                        })
+                        .map_err(|e| self.backend(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            self.run(|client, table| async move {
+                let mut request = Some(HashMap::from([(table.clone(), batch)]));
+                let mut delay = std::time::Duration::from_millis(50);
+                while let Some(pending) = request.take().filter(|r| !r.is_empty()) {
+                    let out = client
+                        .batch_write_item()
+                        .set_request_items(Some(pending))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_message(&e))?;
+                    request = out.unprocessed_items;
+                    if request.as_ref().is_some_and(|r| !r.is_empty()) {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     fn get(&self, pk: String) -> Result<Option<Item>, DirectoryError> {
@@ -242,17 +449,212 @@ impl DynamoDirectory {
         })
     }
 
-    fn bump_version(&self) -> Result<(), DirectoryError> {
-        self.run(|client, table| async move {
-            client
+    /// +1 on the gallery version; with `dimension`, also record the templates' dimension there
+    /// (what the next enrolment checks against without a scan).
+    fn bump_version(&self, dimension: Option<usize>) -> Result<(), DirectoryError> {
+        self.run(move |client, table| async move {
+            let mut update = client
                 .update_item()
                 .table_name(table)
                 .key(PK, AttributeValue::S(VERSION_PK.into()))
-                .update_expression("ADD version :one")
-                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()));
+            update = match dimension {
+                Some(d) => update
+                    .update_expression("ADD version :one SET dim = :dim")
+                    .expression_attribute_values(":dim", AttributeValue::N(d.to_string())),
+                None => update.update_expression("ADD version :one"),
+            };
+            update.send().await.map_err(|e| sdk_message(&e))?;
+            Ok(())
+        })
+    }
+
+    /// Refuse enrolments of `dimension` when other people's templates differ. Fast path: the
+    /// dimension recorded with the gallery version; otherwise (none recorded, or it differs and
+    /// everybody of that size may have been removed since) the `dim` of every person, scanned.
+    fn check_dimension(&self, incoming: &[&str], dimension: usize) -> Result<(), DirectoryError> {
+        let recorded = self
+            .get(VERSION_PK.to_string())?
+            .and_then(|item| item.get("dim").and_then(|v| v.as_n().ok()).cloned())
+            .and_then(|n| n.parse::<usize>().ok());
+        if recorded == Some(dimension) {
+            return Ok(());
+        }
+        for item in self.scan_attributes(&[PK, "person_id", "dim"])? {
+            let Some(other) = item.get("person_id").and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            if incoming.contains(&other.as_str()) {
+                continue;
+            }
+            let other_dim = item
+                .get("dim")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<usize>().ok());
+            if let Some(expected) = other_dim.filter(|d| *d != dimension) {
+                return Err(DirectoryError::DimensionMismatch {
+                    person_id: incoming.first().map_or_else(String::new, |p| p.to_string()),
+                    expected,
+                    actual: dimension,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The person item of one enrolment: `existing` (name, details) kept, the rest replaced.
+    fn enrollment_item(existing: Option<Item>, e: &NewEnrollment, now: &str) -> Item {
+        let person_id = e.person_id.as_str();
+        let mut item: Item = existing.unwrap_or_default();
+        item.insert(PK.into(), AttributeValue::S(format!("{PERSON}{person_id}")));
+        item.insert("person_id".into(), AttributeValue::S(person_id.into()));
+        item.entry("name".into())
+            .or_insert_with(|| AttributeValue::S(default_display_name(person_id)));
+        item.insert("enrolled_at".into(), AttributeValue::S(now.to_string()));
+        item.insert(
+            "image_count".into(),
+            AttributeValue::N(e.samples.len().to_string()),
+        );
+        item.insert("dim".into(), AttributeValue::N(e.mean.len().to_string()));
+        item.insert(
+            "embedding".into(),
+            AttributeValue::B(Blob::new(le_bytes(&e.mean))),
+        );
+        item.insert(
+            "samples".into(),
+            AttributeValue::L(
+                e.samples
+                    .iter()
+                    .map(|s| {
+                        AttributeValue::M(HashMap::from([
+                            ("image".to_string(), AttributeValue::S(s.image.clone())),
+                            (
+                                "embedding".to_string(),
+                                AttributeValue::B(Blob::new(le_bytes(&s.embedding))),
+                            ),
+                        ]))
+                    })
+                    .collect(),
+            ),
+        );
+        match &e.photos_digest {
+            Some(digest) => {
+                item.insert("photos_digest".into(), AttributeValue::S(digest.clone()));
+            }
+            None => {
+                item.remove("photos_digest");
+            }
+        }
+        item
+    }
+
+    /// The templates by scanning the table (template attributes only), with the gallery version
+    /// read first.
+    fn scan_gallery(&self) -> Result<(u64, Vec<GalleryEntry>), DirectoryError> {
+        let version = self.gallery_version()?;
+        let mut items = self.scan_attributes(&[PK, "person_id", "image_count", "embedding"])?;
+        items.retain(|i| {
+            i.get(PK)
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with(PERSON))
+                && i.contains_key("embedding")
+        });
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let person_id = item
+                .get("person_id")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .ok_or_else(|| self.corrupt("person item without person_id".into()))?;
+            let embedding = self.floats(&person_id, item.get("embedding"))?;
+            if let Some(first) = out.first().map(|e: &GalleryEntry| e.embedding.len()) {
+                if first != embedding.len() {
+                    return Err(self.corrupt(format!(
+                        "mean embedding of {person_id:?} has {} values, the others {first}",
+                        embedding.len()
+                    )));
+                }
+            }
+            out.push(GalleryEntry {
+                image_count: item
+                    .get("image_count")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+                person_id,
+                embedding,
+            });
+        }
+        out.sort_by(|a, b| a.person_id.cmp(&b.person_id));
+        Ok((version, out))
+    }
+
+    /// The snapshot's templates if it exists and belongs to `version`.
+    fn read_snapshot(
+        &self,
+        object: &SnapshotObject,
+        version: u64,
+    ) -> Result<Option<Vec<GalleryEntry>>, DirectoryError> {
+        let object = object.clone();
+        let bytes = self.run(|_, _| async move {
+            match object
+                .s3
+                .get_object()
+                .bucket(&object.bucket)
+                .key(&object.key)
                 .send()
                 .await
-                .map_err(|e| sdk_message(&e))?;
+            {
+                Ok(out) => out
+                    .body
+                    .collect()
+                    .await
+                    .map(|b| Some(b.into_bytes()))
+                    .map_err(|e| format!("reading s3://{}/{}: {e}", object.bucket, object.key)),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+                Err(e) => Err(format!(
+                    "s3://{}/{}: {}",
+                    object.bucket,
+                    object.key,
+                    sdk_message(&e)
+                )),
+            }
+        })?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let decoded = snapshot::decode(&bytes)
+            .map_err(|reason| self.corrupt(format!("gallery snapshot: {reason}")))?;
+        Ok((decoded.gallery_version == version).then_some(decoded.entries))
+    }
+
+    /// Write the snapshot of `entries` at `version`.
+    fn write_snapshot(
+        &self,
+        object: &SnapshotObject,
+        version: u64,
+        entries: &[GalleryEntry],
+    ) -> Result<(), DirectoryError> {
+        let body = snapshot::encode(version, entries).map_err(|reason| self.corrupt(reason))?;
+        let object = object.clone();
+        self.run(|_, _| async move {
+            object
+                .s3
+                .put_object()
+                .bucket(&object.bucket)
+                .key(&object.key)
+                .content_type("application/octet-stream")
+                .body(body.into())
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "writing s3://{}/{}: {}",
+                        object.bucket,
+                        object.key,
+                        sdk_message(&e)
+                    )
+                })?;
             Ok(())
         })
     }
@@ -388,82 +790,77 @@ impl PeopleDirectory for DynamoDirectory {
         samples: &[EnrollmentSample],
     ) -> Result<(), DirectoryError> {
         check_enrollment(person_id, mean, samples)?;
-        let invalid = |reason: String| DirectoryError::InvalidEnrollment {
+        self.enroll_many(&[NewEnrollment {
             person_id: person_id.to_owned(),
-            reason,
+            mean: mean.to_vec(),
+            samples: samples.to_vec(),
+            photos_digest: None,
+        }])
+    }
+
+    fn enroll_many(&self, enrollments: &[NewEnrollment]) -> Result<(), DirectoryError> {
+        let Some(dimension) = check_enrollments(enrollments)? else {
+            return Ok(());
         };
         // One DynamoDB item holds the person and their samples (item size limit).
-        if samples.len() > MAX_SAMPLES {
-            return Err(invalid(format!(
-                "{} samples: the DynamoDB directory keeps at most {MAX_SAMPLES} per person",
-                samples.len()
-            )));
+        if let Some(e) = enrollments.iter().find(|e| e.samples.len() > MAX_SAMPLES) {
+            return Err(DirectoryError::InvalidEnrollment {
+                person_id: e.person_id.clone(),
+                reason: format!(
+                    "{} samples: the DynamoDB directory keeps at most {MAX_SAMPLES} per person",
+                    e.samples.len()
+                ),
+            });
         }
-        // Dimension of the other people's embeddings.
-        for item in self.person_items()? {
-            let other = item.get("person_id").and_then(|v| v.as_s().ok());
-            if other.map(String::as_str) == Some(person_id) {
-                continue;
-            }
-            if let Some(AttributeValue::B(b)) = item.get("embedding") {
-                let expected = b.as_ref().len() / 4;
-                if expected != mean.len() {
-                    return Err(DirectoryError::DimensionMismatch {
-                        person_id: person_id.to_owned(),
-                        expected,
-                        actual: mean.len(),
-                    });
-                }
-                break;
-            }
-        }
-        let existing = self.get(format!("{PERSON}{person_id}"))?;
-        let mut item: Item = existing.unwrap_or_default();
-        item.insert(PK.into(), AttributeValue::S(format!("{PERSON}{person_id}")));
-        item.insert("person_id".into(), AttributeValue::S(person_id.into()));
-        item.entry("name".into())
-            .or_insert_with(|| AttributeValue::S(default_display_name(person_id)));
-        item.insert(
-            "enrolled_at".into(),
-            AttributeValue::S(rfc3339_utc(SystemTime::now())),
+        let ids: Vec<&str> = enrollments.iter().map(|e| e.person_id.as_str()).collect();
+        self.check_dimension(&ids, dimension)?;
+        // Names and details already stored are kept.
+        let mut existing: HashMap<String, Item> = self
+            .get_many(ids.iter().map(|id| format!("{PERSON}{id}")).collect())?
+            .into_iter()
+            .filter_map(|item| {
+                let id = item.get("person_id").and_then(|v| v.as_s().ok()).cloned()?;
+                Some((id, item))
+            })
+            .collect();
+        let now = rfc3339_utc(SystemTime::now());
+        let items: Vec<Item> = enrollments
+            .iter()
+            .map(|e| Self::enrollment_item(existing.remove(&e.person_id), e, &now))
+            .collect();
+        self.put_many(items)?;
+        self.bump_version(Some(dimension))
+    }
+
+    fn photos_digests(&self) -> Result<BTreeMap<String, String>, DirectoryError> {
+        Ok(self
+            .scan_attributes(&[PK, "person_id", "photos_digest", "enrolled_at"])?
+            .into_iter()
+            .filter(|i| i.contains_key("enrolled_at"))
+            .filter_map(|i| {
+                let id = i.get("person_id").and_then(|v| v.as_s().ok()).cloned()?;
+                let digest = i
+                    .get("photos_digest")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()?;
+                Some((id, digest))
+            })
+            .collect())
+    }
+
+    fn publish_gallery(&self) -> Result<(), DirectoryError> {
+        let Some(object) = &self.snapshot else {
+            return Ok(());
+        };
+        let (version, entries) = self.scan_gallery()?;
+        self.write_snapshot(object, version, &entries)?;
+        tracing::info!(
+            people = entries.len(),
+            version,
+            snapshot = %format!("s3://{}/{}", object.bucket, object.key),
+            "gallery snapshot written"
         );
-        item.insert(
-            "image_count".into(),
-            AttributeValue::N(samples.len().to_string()),
-        );
-        item.insert("dim".into(), AttributeValue::N(mean.len().to_string()));
-        item.insert(
-            "embedding".into(),
-            AttributeValue::B(Blob::new(le_bytes(mean))),
-        );
-        item.insert(
-            "samples".into(),
-            AttributeValue::L(
-                samples
-                    .iter()
-                    .map(|s| {
-                        AttributeValue::M(HashMap::from([
-                            ("image".to_string(), AttributeValue::S(s.image.clone())),
-                            (
-                                "embedding".to_string(),
-                                AttributeValue::B(Blob::new(le_bytes(&s.embedding))),
-                            ),
-                        ]))
-                    })
-                    .collect(),
-            ),
-        );
-        self.run(|client, table| async move {
-            client
-                .put_item()
-                .table_name(table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(|e| sdk_message(&e))?;
-            Ok(())
-        })?;
-        self.bump_version()
+        Ok(())
     }
 
     fn person(&self, person_id: &str) -> Result<Option<PersonRecord>, DirectoryError> {
@@ -496,26 +893,30 @@ impl PeopleDirectory for DynamoDirectory {
             Ok(out.attributes.is_some_and(|a| !a.is_empty()))
         })?;
         if existed {
-            self.bump_version()?;
+            self.bump_version(None)?;
         }
         Ok(existed)
     }
 
     fn gallery(&self) -> Result<Vec<GalleryEntry>, DirectoryError> {
-        let mut out = Vec::new();
-        for item in self.person_items()? {
-            if !item.contains_key("embedding") {
-                continue;
-            }
-            let record = self.record_of(&item)?;
-            let embedding = self.floats(&record.person_id, item.get("embedding"))?;
-            out.push(GalleryEntry {
-                person_id: record.person_id,
-                embedding,
-                image_count: record.image_count,
-            });
+        let Some(object) = &self.snapshot else {
+            return Ok(self.scan_gallery()?.1);
+        };
+        let version = self.gallery_version()?;
+        match self.read_snapshot(object, version) {
+            Ok(Some(entries)) => return Ok(entries),
+            Ok(None) => tracing::info!(
+                snapshot = %format!("s3://{}/{}", object.bucket, object.key),
+                "gallery snapshot missing or stale: scanning the table"
+            ),
+            Err(e) => tracing::warn!(error = %e, "gallery snapshot unusable: scanning the table"),
         }
-        Ok(out)
+        let (version, entries) = self.scan_gallery()?;
+        // So the next load is one read again; a reader that may not write only loses speed.
+        if let Err(e) = self.write_snapshot(object, version, &entries) {
+            tracing::warn!(error = %e, "gallery snapshot not rewritten");
+        }
+        Ok(entries)
     }
 
     fn gallery_entry(&self, person_id: &str) -> Result<Option<GalleryEntry>, DirectoryError> {

@@ -39,7 +39,9 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod records_csv;
+pub mod snapshot;
 pub mod sqlite;
+pub mod synthetic;
 
 /// Maximum length of a person id, in bytes.
 pub const MAX_PERSON_ID_LEN: usize = 128;
@@ -106,6 +108,21 @@ pub struct EnrollmentSample {
     pub image: String,
     /// The embedding of that one image.
     pub embedding: Vec<f32>,
+}
+
+/// One person's enrolment, for [`PeopleDirectory::enroll_many`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEnrollment {
+    /// Who is enrolled.
+    pub person_id: String,
+    /// Their mean embedding (the template).
+    pub mean: Vec<f32>,
+    /// The per-image embeddings it was made from.
+    pub samples: Vec<EnrollmentSample>,
+    /// Fingerprint of the photos the enrolment was made from (every photo of the person's
+    /// folder, used or not; see `enrollment::photos_digest`), so a later run can skip a person
+    /// whose photos did not change. `None` clears it.
+    pub photos_digest: Option<String>,
 }
 
 /// Errors of the people directory and of record import.
@@ -317,6 +334,22 @@ pub trait PeopleDirectory: Send + Sync {
         samples: &[EnrollmentSample],
     ) -> Result<(), DirectoryError>;
 
+    /// Store several enrolments as [`enroll`](Self::enroll) does, plus each one's photos digest,
+    /// in as few writes as the backend allows (one transaction, batched writes) and with one
+    /// gallery-version change. All are checked before anything is written.
+    fn enroll_many(&self, enrollments: &[NewEnrollment]) -> Result<(), DirectoryError>;
+
+    /// The photos digest stored with each enrolled person that has one (see
+    /// [`NewEnrollment::photos_digest`]), by person id.
+    fn photos_digests(&self) -> Result<BTreeMap<String, String>, DirectoryError>;
+
+    /// Make the next [`gallery`](Self::gallery) load fast after a batch of changes, e.g. by
+    /// writing a snapshot of every template (DynamoDB: one S3 object instead of a table scan).
+    /// Backends whose `gallery` reads the templates directly have nothing to do.
+    fn publish_gallery(&self) -> Result<(), DirectoryError> {
+        Ok(())
+    }
+
     /// One person's record, or `None` if unknown.
     fn person(&self, person_id: &str) -> Result<Option<PersonRecord>, DirectoryError>;
 
@@ -410,6 +443,36 @@ pub(crate) fn check_enrollment(
         }
     }
     Ok(())
+}
+
+/// Check a batch offered to [`PeopleDirectory::enroll_many`]: every enrolment valid, one
+/// dimension throughout, nobody twice. Returns the dimension (`None` for an empty batch).
+pub(crate) fn check_enrollments(
+    enrollments: &[NewEnrollment],
+) -> Result<Option<usize>, DirectoryError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut dimension: Option<(usize, &str)> = None;
+    for e in enrollments {
+        check_enrollment(&e.person_id, &e.mean, &e.samples)?;
+        if !seen.insert(e.person_id.as_str()) {
+            return Err(DirectoryError::InvalidEnrollment {
+                person_id: e.person_id.clone(),
+                reason: "enrolled twice in one batch".to_string(),
+            });
+        }
+        match dimension {
+            Some((expected, _)) if expected != e.mean.len() => {
+                return Err(DirectoryError::DimensionMismatch {
+                    person_id: e.person_id.clone(),
+                    expected,
+                    actual: e.mean.len(),
+                })
+            }
+            Some(_) => {}
+            None => dimension = Some((e.mean.len(), &e.person_id)),
+        }
+    }
+    Ok(dimension.map(|(d, _)| d))
 }
 
 #[cfg(test)]

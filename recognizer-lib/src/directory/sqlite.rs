@@ -8,9 +8,12 @@
 //!
 //! - `meta(key, value)`: `format` = [`FORMAT_TAG`], `schema_version`, `gallery_version`;
 //! - `settings(key, value)`: user-visible settings ([`PeopleDirectory::setting`]);
-//! - `people(person_id, name, details JSON, enrolled_at, image_count, embedding BLOB)`;
+//! - `people(person_id, name, details JSON, enrolled_at, image_count, embedding BLOB,
+//!   photos_digest)` (`photos_digest` is added to older files on their first enrolment: readers
+//!   of schema version 1 ignore it);
 //! - `samples(person_id, seq, image, embedding BLOB)`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,8 +24,8 @@ use rusqlite::{
 };
 
 use super::{
-    check_enrollment, default_display_name, rfc3339_utc, validate_person_id, DirectoryError,
-    EnrollmentSample, GalleryEntry, PeopleDirectory, PersonRecord,
+    check_enrollment, check_enrollments, default_display_name, rfc3339_utc, validate_person_id,
+    DirectoryError, EnrollmentSample, GalleryEntry, NewEnrollment, PeopleDirectory, PersonRecord,
 };
 
 /// Version of the schema this code writes and reads.
@@ -43,12 +46,13 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 );
 CREATE TABLE people (
-    person_id   TEXT PRIMARY KEY NOT NULL,
-    name        TEXT NOT NULL,
-    details     TEXT NOT NULL DEFAULT '{}',
-    enrolled_at TEXT,
-    image_count INTEGER NOT NULL DEFAULT 0,
-    embedding   BLOB
+    person_id     TEXT PRIMARY KEY NOT NULL,
+    name          TEXT NOT NULL,
+    details       TEXT NOT NULL DEFAULT '{}',
+    enrolled_at   TEXT,
+    image_count   INTEGER NOT NULL DEFAULT 0,
+    embedding     BLOB,
+    photos_digest TEXT
 );
 CREATE TABLE samples (
     person_id TEXT NOT NULL REFERENCES people(person_id) ON DELETE CASCADE,
@@ -267,6 +271,43 @@ impl SqliteDirectory {
         })
     }
 
+    /// Refuse a batch whose embeddings differ in dimension from those of the people already
+    /// enrolled (other than the batch's own people, whose templates it replaces).
+    fn check_dimension(
+        &self,
+        tx: &Transaction<'_>,
+        enrollments: &[NewEnrollment],
+        dimension: usize,
+    ) -> Result<(), DirectoryError> {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT person_id, length(embedding) FROM people
+                 WHERE embedding IS NOT NULL AND length(embedding) <> ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query([(dimension * 4) as i64])
+            .map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let other: String = row.get(0).map_err(|e| self.err(e))?;
+            let bytes: i64 = row.get(1).map_err(|e| self.err(e))?;
+            if enrollments.iter().any(|e| e.person_id == other) {
+                continue;
+            }
+            if bytes % 4 != 0 {
+                return Err(self.corrupt(format!(
+                    "mean embedding of {other:?}: embedding BLOB is {bytes} bytes, not a whole number of 4-byte floats"
+                )));
+            }
+            return Err(DirectoryError::DimensionMismatch {
+                person_id: enrollments[0].person_id.clone(),
+                expected: (bytes / 4) as usize,
+                actual: dimension,
+            });
+        }
+        Ok(())
+    }
+
     fn decode(&self, person_id: &str, what: &str, blob: &[u8]) -> Result<Vec<f32>, DirectoryError> {
         decode_embedding(blob)
             .map_err(|reason| self.corrupt(format!("{what} of {person_id:?}: {reason}")))
@@ -357,6 +398,26 @@ fn check_schema(tx: &Connection, tables: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the `people` table has the `photos_digest` column (files written before it existed
+/// do not).
+fn has_digest_column(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('people') WHERE name = 'photos_digest'",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+/// Add the `photos_digest` column to a file written before it existed (inside a write
+/// transaction, so two writers cannot both add it).
+fn ensure_digest_column(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    if !has_digest_column(tx)? {
+        tx.execute_batch("ALTER TABLE people ADD COLUMN photos_digest TEXT")?;
+    }
+    Ok(())
+}
+
 /// Encode an embedding as little-endian `f32`s.
 fn encode_embedding(embedding: &[f32]) -> Vec<u8> {
     embedding.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -424,80 +485,96 @@ impl PeopleDirectory for SqliteDirectory {
         samples: &[EnrollmentSample],
     ) -> Result<(), DirectoryError> {
         check_enrollment(person_id, mean, samples)?;
-        let image_count =
-            u32::try_from(samples.len()).map_err(|_| DirectoryError::InvalidEnrollment {
-                person_id: person_id.to_owned(),
-                reason: format!("too many samples ({})", samples.len()),
-            })?;
+        self.enroll_many(&[NewEnrollment {
+            person_id: person_id.to_owned(),
+            mean: mean.to_vec(),
+            samples: samples.to_vec(),
+            photos_digest: None,
+        }])
+    }
+
+    fn enroll_many(&self, enrollments: &[NewEnrollment]) -> Result<(), DirectoryError> {
+        let Some(dimension) = check_enrollments(enrollments)? else {
+            return Ok(());
+        };
+        let mut counts = Vec::with_capacity(enrollments.len());
+        for e in enrollments {
+            counts.push(u32::try_from(e.samples.len()).map_err(|_| {
+                DirectoryError::InvalidEnrollment {
+                    person_id: e.person_id.clone(),
+                    reason: format!("too many samples ({})", e.samples.len()),
+                }
+            })?);
+        }
 
         let mut conn = self.lock();
         let tx = self.write_tx(&mut conn)?;
-        let other: Option<(String, i64)> = tx
-            .query_row(
-                "SELECT person_id, length(embedding) FROM people
-                 WHERE embedding IS NOT NULL AND person_id <> ?1 LIMIT 1",
-                [person_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        if let Some((other_id, bytes)) = other {
-            if bytes % 4 != 0 {
-                return Err(self.corrupt(format!(
-                    "mean embedding of {other_id:?}: embedding BLOB is {bytes} bytes, not a whole number of 4-byte floats"
-                )));
-            }
-            let expected = (bytes / 4) as usize;
-            if expected != mean.len() {
-                return Err(DirectoryError::DimensionMismatch {
-                    person_id: person_id.to_owned(),
-                    expected,
-                    actual: mean.len(),
-                });
-            }
-        }
+        self.check_dimension(&tx, enrollments, dimension)?;
+        ensure_digest_column(&tx).map_err(|e| self.err(e))?;
         let now = rfc3339_utc(SystemTime::now());
-        tx.execute(
-            "INSERT INTO people (person_id, name, details, enrolled_at, image_count, embedding)
-             VALUES (?1, ?2, '{}', ?3, ?4, ?5)
-             ON CONFLICT (person_id) DO UPDATE SET
-                 enrolled_at = excluded.enrolled_at,
-                 image_count = excluded.image_count,
-                 embedding = excluded.embedding",
-            params![
-                person_id,
-                default_display_name(person_id),
-                now,
-                image_count,
-                encode_embedding(mean)
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        tx.execute("DELETE FROM samples WHERE person_id = ?1", [person_id])
-            .map_err(|e| self.err(e))?;
         {
-            let mut stmt = tx
-                .prepare("INSERT INTO samples (person_id, seq, image, embedding) VALUES (?1, ?2, ?3, ?4)")
+            let mut person = tx
+                .prepare_cached(
+                    "INSERT INTO people (person_id, name, details, enrolled_at, image_count, embedding, photos_digest)
+                     VALUES (?1, ?2, '{}', ?3, ?4, ?5, ?6)
+                     ON CONFLICT (person_id) DO UPDATE SET
+                         enrolled_at = excluded.enrolled_at,
+                         image_count = excluded.image_count,
+                         embedding = excluded.embedding,
+                         photos_digest = excluded.photos_digest",
+                )
                 .map_err(|e| self.err(e))?;
-            for (seq, sample) in samples.iter().enumerate() {
-                stmt.execute(params![
-                    person_id,
-                    seq as i64,
-                    sample.image,
-                    encode_embedding(&sample.embedding)
-                ])
+            let mut clear = tx
+                .prepare_cached("DELETE FROM samples WHERE person_id = ?1")
                 .map_err(|e| self.err(e))?;
+            let mut sample = tx
+                .prepare_cached("INSERT INTO samples (person_id, seq, image, embedding) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(|e| self.err(e))?;
+            for (e, image_count) in enrollments.iter().zip(counts) {
+                person
+                    .execute(params![
+                        e.person_id,
+                        default_display_name(&e.person_id),
+                        now,
+                        image_count,
+                        encode_embedding(&e.mean),
+                        e.photos_digest
+                    ])
+                    .map_err(|err| self.err(err))?;
+                clear.execute([&e.person_id]).map_err(|err| self.err(err))?;
+                for (seq, s) in e.samples.iter().enumerate() {
+                    sample
+                        .execute(params![
+                            e.person_id,
+                            seq as i64,
+                            s.image,
+                            encode_embedding(&s.embedding)
+                        ])
+                        .map_err(|err| self.err(err))?;
+                }
             }
         }
         self.bump_gallery_version(&tx)?;
         tx.commit().map_err(|e| self.err(e))?;
-        tracing::debug!(
-            person_id,
-            images = samples.len(),
-            dim = mean.len(),
-            "enrolled"
-        );
+        tracing::debug!(people = enrollments.len(), dim = dimension, "enrolled");
         Ok(())
+    }
+
+    fn photos_digests(&self) -> Result<BTreeMap<String, String>, DirectoryError> {
+        let conn = self.lock();
+        if !has_digest_column(&conn).map_err(|e| self.err(e))? {
+            return Ok(BTreeMap::new());
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT person_id, photos_digest FROM people
+                 WHERE embedding IS NOT NULL AND photos_digest IS NOT NULL",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     fn person(&self, person_id: &str) -> Result<Option<PersonRecord>, DirectoryError> {
@@ -1112,5 +1189,92 @@ mod tests {
         }
         assert_eq!(dir.gallery().unwrap().len(), 40);
         assert_eq!(dir.people().unwrap().len(), 40);
+    }
+
+    #[test]
+    fn enroll_many_in_one_transaction_with_photo_digests() {
+        use crate::directory::synthetic::synthetic_enrollment;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("people.db");
+        let dir = SqliteDirectory::open(&path).unwrap();
+        dir.upsert_records(&[record("student-000002", "Bea Example", &[("year", "1")])])
+            .unwrap();
+        let v0 = dir.gallery_version().unwrap();
+        let mut batch: Vec<NewEnrollment> = (0..5).map(|i| synthetic_enrollment(i, 3, 8)).collect();
+        batch[2].photos_digest = Some("abc".into());
+        batch[4].photos_digest = Some("def".into());
+        dir.enroll_many(&batch).unwrap();
+        assert_eq!(dir.gallery_version().unwrap(), v0.wrapping_add(1));
+        assert_eq!(dir.gallery().unwrap().len(), 5);
+        assert_eq!(dir.samples().unwrap().len(), 15);
+        let kept = dir.person("student-000002").unwrap().unwrap();
+        assert_eq!((kept.name.as_str(), kept.image_count), ("Bea Example", 3));
+        let digests = dir.photos_digests().unwrap();
+        assert_eq!(digests.len(), 2);
+        assert_eq!(digests["student-000002"], "abc");
+        // Re-enrolled without a digest (e.g. by `enroll`): the old digest no longer applies.
+        dir.enroll("student-000004", &batch[4].mean, &batch[4].samples)
+            .unwrap();
+        assert!(!dir.photos_digests().unwrap().contains_key("student-000004"));
+        // Checked whole before anything is written.
+        let v1 = dir.gallery_version().unwrap();
+        let mut bad = vec![
+            synthetic_enrollment(10, 1, 8),
+            synthetic_enrollment(11, 1, 4),
+        ];
+        assert!(matches!(
+            dir.enroll_many(&bad),
+            Err(DirectoryError::DimensionMismatch {
+                expected: 8,
+                actual: 4,
+                ..
+            })
+        ));
+        bad[1] = synthetic_enrollment(10, 1, 8);
+        assert!(matches!(
+            dir.enroll_many(&bad),
+            Err(DirectoryError::InvalidEnrollment { .. })
+        ));
+        assert!(matches!(
+            dir.enroll_many(&[synthetic_enrollment(12, 1, 4)]),
+            Err(DirectoryError::DimensionMismatch {
+                expected: 8,
+                actual: 4,
+                ..
+            })
+        ));
+        assert_eq!(dir.gallery_version().unwrap(), v1);
+        assert!(dir.person("student-000010").unwrap().is_none());
+        dir.enroll_many(&[]).unwrap();
+        // A whole re-enrolment with another dimension replaces everyone at once.
+        let everyone: Vec<NewEnrollment> = (0..5).map(|i| synthetic_enrollment(i, 1, 4)).collect();
+        dir.enroll_many(&everyone).unwrap();
+        assert!(dir
+            .gallery()
+            .unwrap()
+            .iter()
+            .all(|e| e.embedding.len() == 4));
+    }
+
+    #[test]
+    fn files_without_the_digest_column_gain_it_at_their_first_enrolment() {
+        use crate::directory::synthetic::synthetic_enrollment;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("old.db");
+        {
+            let dir = SqliteDirectory::open(&path).unwrap();
+            dir.enroll_many(&[synthetic_enrollment(0, 1, 4)]).unwrap();
+            // As written before the column existed.
+            dir.lock()
+                .execute_batch("ALTER TABLE people DROP COLUMN photos_digest")
+                .unwrap();
+        }
+        let dir = SqliteDirectory::open(&path).unwrap();
+        assert!(dir.photos_digests().unwrap().is_empty());
+        assert_eq!(dir.gallery().unwrap().len(), 1);
+        let mut again = synthetic_enrollment(1, 1, 4);
+        again.photos_digest = Some("d1".into());
+        dir.enroll_many(&[again]).unwrap();
+        assert_eq!(dir.photos_digests().unwrap()["student-000001"], "d1");
     }
 }
