@@ -14,7 +14,7 @@ mod shared;
 
 // Each test binary uses a different subset.
 #[allow(unused_imports)]
-pub use shared::{aws_endpoint, env_is, unique};
+pub use shared::{aws_endpoint, env_is, skip_aws, unique};
 
 /// The people of the real videos with their reference photo in `examples/`; Obama and Biden
 /// are in, so the Hamilton video must name neither (and the Obama video never Biden).

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `person#<person_id>` | `person_id` S, `name` S, `details` M (S values), and when enrolled: `enrolled_at` S, `image_count` N, `dim` N, `embedding` B (little-endian f32), `samples` L of M {`image` S, `embedding` B} |
 //! | `setting#<key>` | `value` S |
-//! | `meta#gallery_version` | `version` N (atomic counter, +1 on every enrol / remove) |
+//! | `meta#gallery_version` | `version` N (atomic counter, +1 on every enrol, remove, records write and setting change) |
 //!
 //! A person's samples live in their item, so an enrolment is one `PutItem` (atomic: no partial
 //! enrolment is ever visible); DynamoDB's 400 KB item limit bounds the samples to about 150 per
@@ -378,6 +378,10 @@ impl PeopleDirectory for DynamoDirectory {
                 Ok(())
             })?;
         }
+        // Running functions cache records until the version changes.
+        if !records.is_empty() {
+            self.bump_version()?;
+        }
         Ok(records.len())
     }
 
@@ -557,6 +561,11 @@ impl PeopleDirectory for DynamoDirectory {
     }
 
     fn set_setting(&self, key: &str, value: &str) -> Result<(), DirectoryError> {
+        // Running functions cache settings (the match threshold) until the version changes:
+        // bump it when the value changes.
+        if self.setting(key)?.as_deref() == Some(value) {
+            return Ok(());
+        }
         let (pk, value) = (format!("{SETTING}{key}"), value.to_string());
         self.run(|client, table| async move {
             client
@@ -568,7 +577,8 @@ impl PeopleDirectory for DynamoDirectory {
                 .await
                 .map_err(|e| sdk_message(&e))?;
             Ok(())
-        })
+        })?;
+        self.bump_version()
     }
 
     fn gallery_version(&self) -> Result<u64, DirectoryError> {
