@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use rollcall_protocol::aws::{sdk_message, AwsError};
 use rollcall_protocol::events::{self, EventParseError};
 use rollcall_protocol::results::ResultQueue;
@@ -228,6 +228,29 @@ where
     }
     while tasks.join_next().await.is_some() {}
     Ok(stats.snapshot())
+}
+
+/// The queue's own visibility timeout (what `rollcall aws provision --visibility-timeout` set),
+/// for [`WorkerConfig::visibility`] when none is given.
+pub async fn queue_visibility(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<Duration, AwsError> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .map_err(|e| err(format!("visibility timeout of {queue_url}"))(sdk_message(&e)))?;
+    let seconds = out
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            err(format!("visibility timeout of {queue_url}"))("attribute missing".into())
+        })?;
+    Ok(Duration::from_secs(seconds))
 }
 
 /// How long a receive in progress may still take once the worker stops.

@@ -12,7 +12,7 @@ use rollcall_protocol::aws::{self, SqsClient};
 use rollcall_recognizer::aws_handler::{aws_handler, AwsHandlerConfig};
 use rollcall_recognizer::handler::{default_instance_id, HandlerConfig};
 use rollcall_recognizer::pool::default_max_workers;
-use rollcall_recognizer::worker::{run_worker, WorkerConfig};
+use rollcall_recognizer::worker::{queue_visibility, run_worker, WorkerConfig, DEFAULT_VISIBILITY};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::aws::runtime;
@@ -39,9 +39,10 @@ pub struct WorkerArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     idle_exit: Option<Duration>,
     /// Visibility timeout of received messages, extended every third of it while their clips
-    /// are in hand: if this worker dies, its clips come back to other workers after it.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    visibility: Duration,
+    /// are in hand: if this worker dies, its clips come back to other workers after it
+    /// (default: the queue's own, 10 s as `rollcall aws provision` sets it).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    visibility: Option<Duration>,
     #[command(flatten)]
     clip: ClipArgs,
     /// Print the worker's counters as JSON when it stops.
@@ -96,6 +97,15 @@ pub fn run(args: WorkerArgs, config: &ConfigFile) -> Result<ExitCode> {
             None => names.events_queue(),
         };
         let queue_url = runtime.block_on(aws::resolve_queue(&sqs, &queue))?;
+        let visibility = match args.visibility {
+            Some(visibility) => visibility,
+            None => runtime
+                .block_on(queue_visibility(&sqs, &queue_url))
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "using the default visibility timeout");
+                    DEFAULT_VISIBILITY
+                }),
+        };
         let handler = Arc::new(
             aws_handler(
                 &sdk,
@@ -134,7 +144,7 @@ pub fn run(args: WorkerArgs, config: &ConfigFile) -> Result<ExitCode> {
                 max_workers,
                 wait: args.wait,
                 idle_exit: args.idle_exit,
-                visibility: args.visibility,
+                visibility,
                 ..WorkerConfig::new(queue_url)
             },
             stop,
