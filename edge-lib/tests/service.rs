@@ -243,6 +243,34 @@ fn a_redelivered_event_gives_the_same_result_and_the_receiver_drops_it() {
 }
 
 #[test]
+fn concurrent_deliveries_of_one_version_are_analysed_once() {
+    let data = or_skip!(common::data_dir());
+    let pipeline = or_skip!(pipeline());
+    let svc = service(&data, pipeline, HandlerConfig::default());
+    let clips = clips(&data, HAMILTON, "concurrent", 3);
+    let event = svc.put(&clips[2]);
+    // Three deliveries of one object version at once (an SQS redelivery racing a slow worker,
+    // a Lambda retry): one analysis, the others wait for its result.
+    let svc = &svc;
+    let results: Vec<RecognitionResult> = std::thread::scope(|scope| {
+        let deliveries: Vec<_> = (0..3)
+            .map(|_| {
+                let event = event.clone();
+                scope.spawn(move || svc.handle(event))
+            })
+            .collect();
+        deliveries
+            .into_iter()
+            .map(|delivery| delivery.join().unwrap())
+            .collect()
+    });
+    assert!(results.iter().all(|r| *r == results[0]), "{results:?}");
+    let stats = svc.handler.stats();
+    assert_eq!((stats.processed, stats.duplicates), (1, 2), "{stats:?}");
+    assert_eq!(svc.received().len(), 3, "every delivery is answered");
+}
+
+#[test]
 fn unprocessable_clips_give_error_results_naming_the_key() {
     let data = or_skip!(common::data_dir());
     let pipeline = or_skip!(pipeline());

@@ -661,3 +661,58 @@ fn log_outcome(key: &str, outcome: &ClipOutcome) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish_error(source: QueueError) -> HandlerError {
+        HandlerError::Publish {
+            clip_id: "cam/s1/00000001".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn one_retry_or_drop_decision() {
+        let clip = parse_clip_key("clips/cam/s1/00000001.h264").unwrap();
+        let result = RecognitionResult::empty_for(&ClipMeta::for_key(&clip));
+        match ClipOutcome::of(Ok(result.clone())) {
+            ClipOutcome::Published(published) => assert_eq!(*published, result),
+            other => panic!("{other:?}"),
+        }
+        // A queue that may answer later (unreachable, closed while shutting down): deliver the
+        // event again.
+        for source in [
+            QueueError::Backend {
+                device_id: "cam".into(),
+                backend: "sqs",
+                message: "connection refused".into(),
+                retryable: true,
+            },
+            QueueError::Closed {
+                device_id: "cam".into(),
+            },
+        ] {
+            let outcome = ClipOutcome::of(Err(publish_error(source)));
+            assert!(outcome.is_retry(), "{outcome:?}");
+        }
+        // A device id that cannot name a queue, a key naming no device: never, so give up.
+        let invalid = ClipOutcome::of(Err(publish_error(QueueError::InvalidDevice {
+            device_id: "a b".into(),
+            reason: "space",
+        })));
+        assert!(
+            matches!(&invalid, ClipOutcome::Dropped(reason) if reason.contains("\"a b\"")),
+            "{invalid:?}"
+        );
+        let refused = parse_clip_key("../etc/passwd").unwrap_err();
+        let unroutable = ClipOutcome::of(Err(HandlerError::Unroutable { refused }));
+        assert!(
+            matches!(&unroutable, ClipOutcome::Dropped(reason)
+                if reason.contains("../etc/passwd") && reason.contains("nobody can be told")),
+            "{unroutable:?}"
+        );
+        assert!(!unroutable.is_retry());
+    }
+}
