@@ -31,7 +31,7 @@ use rollcall_recognizer::clip::ClipAnalyzer;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::directory::{PeopleDirectory, PersonRecord};
 use rollcall_recognizer::enrollment::{embed_person_photos, recalibrate, store_enrollment};
-use rollcall_recognizer::handler::{HandlerConfig, RecognitionHandler};
+use rollcall_recognizer::handler::{HandlerConfig, HandlerError, RecognitionHandler};
 use rollcall_recognizer::pool::{PoolConfig, WorkerPool};
 use rollcall_recognizer::vision::FacePipeline;
 use shared::{pipeline, ENROLLED, HAMILTON};
@@ -203,17 +203,28 @@ fn a_redelivered_event_gives_the_same_result_and_the_receiver_drops_it() {
     let data = or_skip!(common::data_dir());
     let pipeline = or_skip!(pipeline());
     let svc = service(&data, pipeline, HandlerConfig::default());
-    let clip = &clips(&data, HAMILTON, "dup", 12)[11];
+    let clips = clips(&data, HAMILTON, "dup", 12);
+    let clip = &clips[11];
     let event = svc.put(clip);
     let first = svc.handle(event.clone());
-    let again = svc.handle(event);
+    let again = svc.handle(event.clone());
     assert_eq!(first, again, "a redelivery republishes the same result");
     let stats = svc.handler.stats();
     assert_eq!((stats.processed, stats.duplicates), (1, 1));
+    // An overwrite of the key with other bytes is a new version: analysed anew (and answered
+    // after the first result, so the receiver below keeps the first).
+    let mut other = clips[10].clone();
+    other.meta = clip.meta.clone();
+    other.meta.frame_count = clips[10].meta.frame_count;
+    svc.put(&other);
+    let overwritten = svc.handle(event);
+    assert_ne!(overwritten.completed_ns, first.completed_ns);
+    let stats = svc.handler.stats();
+    assert_eq!((stats.processed, stats.duplicates), (2, 1));
 
     let mut receiver = ResultReceiver::new("test-cam");
     let delivered = svc.received();
-    assert_eq!(delivered.len(), 2, "the queue delivers both");
+    assert_eq!(delivered.len(), 3, "the queue delivers all three");
     let accepted: Vec<_> = delivered
         .into_iter()
         .filter_map(|r| receiver.accept(r, now_ns()))
@@ -221,7 +232,35 @@ fn a_redelivered_event_gives_the_same_result_and_the_receiver_drops_it() {
     assert_eq!(accepted.len(), 1);
     assert_eq!(accepted[0].result, first);
     assert!(accepted[0].end_to_end.is_some());
-    assert_eq!(receiver.stats().duplicates, 1);
+    assert_eq!(receiver.stats().duplicates, 2);
+}
+
+#[test]
+fn concurrent_deliveries_of_one_version_are_analysed_once() {
+    let data = or_skip!(common::data_dir());
+    let pipeline = or_skip!(pipeline());
+    let svc = service(&data, pipeline, HandlerConfig::default());
+    let clips = clips(&data, HAMILTON, "concurrent", 3);
+    let event = svc.put(&clips[2]);
+    // Three deliveries of one object version at once (an SQS redelivery racing a slow worker,
+    // a Lambda retry): one analysis, the others wait for its result.
+    let svc = &svc;
+    let results: Vec<RecognitionResult> = std::thread::scope(|scope| {
+        let deliveries: Vec<_> = (0..3)
+            .map(|_| {
+                let event = event.clone();
+                scope.spawn(move || svc.handle(event))
+            })
+            .collect();
+        deliveries
+            .into_iter()
+            .map(|delivery| delivery.join().unwrap())
+            .collect()
+    });
+    assert!(results.iter().all(|r| *r == results[0]), "{results:?}");
+    let stats = svc.handler.stats();
+    assert_eq!((stats.processed, stats.duplicates), (1, 2), "{stats:?}");
+    assert_eq!(svc.received().len(), 3, "every delivery is answered");
 }
 
 #[test]
@@ -268,14 +307,23 @@ fn unprocessable_clips_give_error_results_naming_the_key() {
     // Never stored.
     meta.seq = 102;
     expect.push((ClipEvent::for_clip(meta.clone()), "no clip stored"));
-    // A key outside the store.
+    // A refused key whose device can be read: answered there.
     expect.push((
         ClipEvent {
-            key: "../../etc/passwd".into(),
-            meta: meta.clone(),
+            key: format!("clips/test-cam/{} x/00000103.h264", meta.session_id),
+            ..ClipEvent::for_clip(meta.clone())
         },
         "refusing object key",
     ));
+    // Metadata naming another device than the key: answered on the key's device, never on the
+    // other one.
+    let mut spoof = meta.clone();
+    spoof.seq = 104;
+    let key = spoof.object_key();
+    spoof.device_id = "other-cam".into();
+    svc.store.put_blocking(&key, &spoof, &small.bytes).unwrap();
+    spoof.device_id = "test-cam".into();
+    expect.push((ClipEvent::for_clip(spoof), "disagrees with the object key"));
 
     for (event, words) in expect {
         let result = svc.handle(event.clone());
@@ -290,10 +338,36 @@ fn unprocessable_clips_give_error_results_naming_the_key() {
         );
         assert!(error.contains(words), "{error} should say {words:?}");
         assert!(result.people.is_empty());
-        assert_eq!(result.clip_id, event.meta.clip_id());
+        assert_eq!(result.device_id, "test-cam");
+        assert_eq!(
+            result.clip_id,
+            event
+                .key
+                .trim_start_matches("clips/")
+                .trim_end_matches(".h264"),
+            "the key names the clip"
+        );
     }
-    assert_eq!(svc.received().len(), 5, "every failure is published");
-    assert_eq!(svc.handler.stats().errors, 5);
+    assert_eq!(svc.received().len(), 6, "every failure is published");
+    assert_eq!(svc.handler.stats().errors, 6);
+    let other = svc
+        .runtime
+        .block_on(svc.queue.receive("other-cam", 10, Duration::ZERO))
+        .unwrap();
+    assert!(other.is_empty(), "metadata never routes: {other:?}");
+    // A key naming no device: nobody to tell, nothing published.
+    let unroutable = svc.runtime.block_on(svc.handler.handle(ClipEvent {
+        key: "../../etc/passwd".into(),
+        ..ClipEvent::for_clip(meta.clone())
+    }));
+    match unroutable {
+        Err(e @ HandlerError::Unroutable { .. }) => {
+            assert!(e.to_string().contains("../../etc/passwd"), "{e}");
+            assert!(!e.is_retryable());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(svc.received().is_empty());
 }
 
 #[test]
@@ -317,6 +391,9 @@ fn the_gallery_is_reloaded_when_the_directory_changes() {
         .map(|c| svc.handle(svc.put(c)))
         .collect();
     assert!(before.iter().any(named), "{before:?}");
+    let stats = svc.handler.stats();
+    assert_eq!(stats.gallery_loads, 1, "same version: no reload");
+    assert!(stats.version_checks >= 3, "{stats:?}");
     assert!(svc.directory.remove("lin_manuel_miranda").unwrap());
     let after: Vec<_> = clips[7..10]
         .iter()

@@ -8,15 +8,17 @@
 //! - [`build_handler`]: the cold start: ONNX Runtime, the face models and the gallery, loaded
 //!   once per sandbox.
 //! - [`classify`] + [`invoke`]: one invocation. Events are parsed leniently by
-//!   [`rollcall_protocol::events::clip_events`] (moto-style records, URL-encoded keys,
-//!   `s3:TestEvent` ignored). For an SQS-triggered invocation the answer is a partial batch
-//!   response (`batchItemFailures`) naming the messages to deliver again; for a direct S3
-//!   invocation it lists the results, and a malformed event is a [`FunctionError`].
+//!   [`rollcall_protocol::events::clip_records`] (moto-style records, URL-encoded keys,
+//!   `s3:TestEvent` ignored), record by record. For an SQS-triggered invocation the answer is a
+//!   partial batch response (`batchItemFailures`) naming the messages to deliver again; for a
+//!   direct S3 invocation it lists the results, and a malformed event is a [`FunctionError`].
 //!
-//! Clips that cannot be processed are answered with an error result on the device's queue (the
-//! handler does that) and are never retried; only a result that could not be published, or an
-//! SQS message that is not a storage notification (so that it reaches the dead-letter queue, as
-//! with `rollcall worker`), is retried.
+//! Clips that cannot be processed, and refused keys whose device can be read, are answered with
+//! an error result on that device's queue (the handler does that) and are never retried. Only a
+//! result that could not be published, an SQS message that is not a storage notification, or a
+//! record naming no device fails: an SQS message is then named in `batchItemFailures` (so it
+//! reaches the dead-letter queue, as with `rollcall worker`), a direct invocation fails (Lambda
+//! retries it, then sends it to the dead-letter queue).
 //!
 //! The binary (`src/main.rs`) wires this into `lambda_runtime`;
 //! `docs/deploy-aws.md` describes packaging and deployment.
@@ -28,10 +30,9 @@ use std::time::Instant;
 use lambda_runtime::Diagnostic;
 use rollcall_models::ModelCache;
 use rollcall_protocol::aws::{Names, SdkConfig};
-use rollcall_protocol::events::{self, EventParseError};
+use rollcall_protocol::events::{self, ClipRecord, EventParseError};
 use rollcall_protocol::results::ResultQueue;
 use rollcall_protocol::store::{ClipStore, DEFAULT_MAX_CLIP_BYTES};
-use rollcall_protocol::wire::ClipEvent;
 use rollcall_recognizer::aws_handler::{aws_handler, AwsHandlerConfig};
 use rollcall_recognizer::clip::SamplePolicy;
 use rollcall_recognizer::directory::PeopleDirectory;
@@ -272,8 +273,8 @@ pub fn build_handler(
 pub struct SqsMessage {
     /// `messageId`: what `batchItemFailures` names.
     pub message_id: Option<String>,
-    /// The clip events of its body (none for an `s3:TestEvent`), or why the body is unusable.
-    pub events: Result<Vec<ClipEvent>, EventParseError>,
+    /// The records of its body (none for an `s3:TestEvent`), or why the body is unusable.
+    pub events: Result<Vec<ClipRecord>, EventParseError>,
 }
 
 /// What an invocation carries.
@@ -281,8 +282,8 @@ pub struct SqsMessage {
 pub enum Invocation {
     /// An SQS trigger: S3 notifications, one per message.
     Sqs(Vec<SqsMessage>),
-    /// A direct S3 trigger (or any envelope `events` unwraps): its clip events.
-    Direct(Vec<ClipEvent>),
+    /// A direct S3 trigger (or any envelope `events` unwraps): its records.
+    Direct(Vec<ClipRecord>),
 }
 
 /// Sort an invocation payload: SQS records (every record's `eventSource` is `aws:sqs`) are
@@ -305,13 +306,13 @@ pub fn classify(payload: &Value) -> Result<Invocation, EventParseError> {
                         .and_then(Value::as_str)
                         .map(str::to_string),
                     events: match record.get("body").and_then(Value::as_str) {
-                        Some(body) => events::clip_events(body),
+                        Some(body) => events::clip_records(body),
                         None => Err(EventParseError("SQS record without a body".into())),
                     },
                 })
                 .collect(),
         )),
-        _ => events::clip_events(&payload.to_string()).map(Invocation::Direct),
+        _ => events::clip_records(&payload.to_string()).map(Invocation::Direct),
     }
 }
 
@@ -332,6 +333,15 @@ pub enum FunctionError {
     /// An SQS message failed but has no `messageId` to name in `batchItemFailures`.
     #[error("SQS message without a messageId failed: {0}")]
     UnnamedMessage(String),
+    /// Records whose key names no device: nobody can be told (the other records were answered;
+    /// Lambda retries the event, then sends it to the dead-letter queue).
+    #[error("{count} record(s) naming no device, first: {first}")]
+    Unroutable {
+        /// How many records.
+        count: usize,
+        /// The first one's reason.
+        first: String,
+    },
 }
 
 impl From<FunctionError> for Diagnostic {
@@ -340,6 +350,7 @@ impl From<FunctionError> for Diagnostic {
             FunctionError::MalformedEvent(_) => "MalformedEvent",
             FunctionError::NotPublished { .. } => "ResultNotPublished",
             FunctionError::UnnamedMessage(_) => "UnnamedMessage",
+            FunctionError::Unroutable { .. } => "UnroutableKey",
         };
         Diagnostic {
             error_type: error_type.to_string(),
@@ -348,17 +359,17 @@ impl From<FunctionError> for Diagnostic {
     }
 }
 
-/// Run one clip event through the shared retry-or-drop decision and log what was recognised.
+/// Run one record through the shared retry-or-drop decision and log what was recognised.
 async fn handle_clip<S, D, Q>(
     handler: &Arc<RecognitionHandler<S, D, Q>>,
-    event: ClipEvent,
+    record: ClipRecord,
 ) -> ClipOutcome
 where
     S: ClipStore + 'static,
     D: PeopleDirectory + ?Sized + 'static,
     Q: ResultQueue + 'static,
 {
-    let outcome = handler.run_event(event).await;
+    let outcome = handler.run_record(record).await;
     if let ClipOutcome::Published(result) = &outcome {
         tracing::info!(
             clip_id = %result.clip_id,
@@ -376,10 +387,11 @@ where
 /// Handle one invocation payload; see the [crate docs](crate).
 ///
 /// - SQS: `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}]}` naming every message
-///   with an unusable body or a result that could not be published (retryably).
+///   with an unusable body, a record naming no device, or a result that could not be published
+///   (retryably).
 /// - Direct: `{"results": [RecognitionResult...], "unpublished": ["<reason>"...]}`; a malformed
-///   payload or a retryable publishing failure is an error (Lambda retries asynchronous
-///   invocations).
+///   payload, a retryable publishing failure or a record naming no device is an error (Lambda
+///   retries asynchronous invocations, then sends them to the dead-letter queue).
 pub async fn invoke<S, D, Q>(
     handler: &Arc<RecognitionHandler<S, D, Q>>,
     payload: &Value,
@@ -407,14 +419,23 @@ where
                         tracing::error!(message_id = id.as_deref().unwrap_or("?"), error = %e, "unusable SQS message: reported as a batch item failure");
                         Some(e.to_string())
                     }
-                    Ok(clip_events) => {
-                        let mut retry = None;
-                        for event in clip_events {
-                            if let ClipOutcome::Retry(reason) = handle_clip(handler, event).await {
-                                retry.get_or_insert(reason);
+                    Ok(records) => {
+                        // Each record on its own; the message fails if any record must be
+                        // delivered again or can never be answered (-> the dead-letter queue).
+                        let mut failed = None;
+                        for record in records {
+                            match handle_clip(handler, record).await {
+                                ClipOutcome::Published(_) => {}
+                                ClipOutcome::Retry(reason) => {
+                                    failed.get_or_insert(reason);
+                                }
+                                ClipOutcome::Dropped(reason) => {
+                                    tracing::error!(message_id = id.as_deref().unwrap_or("?"), %reason, "record can never be answered: reported as a batch item failure (-> dead-letter queue)");
+                                    failed.get_or_insert(reason);
+                                }
                             }
                         }
-                        retry
+                        failed
                     }
                 };
                 if let Some(reason) = failed {
@@ -426,20 +447,29 @@ where
             }
             Ok(json!({ "batchItemFailures": failures }))
         }
-        Invocation::Direct(clip_events) => {
+        Invocation::Direct(records) => {
             let mut results = Vec::new();
             let mut retry = Vec::new();
             let mut dropped = Vec::new();
-            for event in clip_events {
-                match handle_clip(handler, event).await {
+            let mut unroutable = Vec::new();
+            for record in records {
+                let refused = matches!(&record, ClipRecord::Refused(r) if r.device_id.is_none());
+                match handle_clip(handler, record).await {
                     ClipOutcome::Published(result) => results.push(result),
                     ClipOutcome::Retry(reason) => retry.push(reason),
+                    ClipOutcome::Dropped(reason) if refused => unroutable.push(reason),
                     ClipOutcome::Dropped(reason) => dropped.push(reason),
                 }
             }
             if let Some(first) = retry.first() {
                 return Err(FunctionError::NotPublished {
                     count: retry.len(),
+                    first: first.clone(),
+                });
+            }
+            if let Some(first) = unroutable.first() {
+                return Err(FunctionError::Unroutable {
+                    count: unroutable.len(),
                     first: first.clone(),
                 });
             }
@@ -461,21 +491,25 @@ mod tests {
 
     #[test]
     fn fixtures_classify() {
+        let clip = |record: &ClipRecord| match record {
+            ClipRecord::Clip(event) => event.clone(),
+            other => panic!("{other:?}"),
+        };
         match classify(&fixture("s3-put.json")).unwrap() {
-            Invocation::Direct(events) => {
-                assert_eq!(events.len(), 1);
-                assert_eq!(events[0].meta.device_id, "cam-lambda");
+            Invocation::Direct(records) => {
+                assert_eq!(records.len(), 1);
+                assert_eq!(clip(&records[0]).meta.device_id, "cam-lambda");
             }
             other => panic!("{other:?}"),
         }
         match classify(&fixture("s3-put-encoded-key.json")).unwrap() {
-            Invocation::Direct(events) => {
-                assert_eq!(events[0].key, "clips/cam-lambda/s1/00000001.h264")
+            Invocation::Direct(records) => {
+                assert_eq!(records[0].key(), "clips/cam-lambda/s1/00000001.h264")
             }
             other => panic!("{other:?}"),
         }
         match classify(&fixture("s3-put-moto.json")).unwrap() {
-            Invocation::Direct(events) => assert_eq!(events[0].meta.seq, 2),
+            Invocation::Direct(records) => assert_eq!(clip(&records[0]).meta.seq, 2),
             other => panic!("{other:?}"),
         }
         match classify(&fixture("sqs-s3-put.json")).unwrap() {

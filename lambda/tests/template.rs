@@ -1,5 +1,6 @@
-//! `lambda/template.yaml` passes cfn-lint with nothing to report, and names its resources the way
-//! `recognizer-lib`'s `aws::Names` does (so the console and `rollcall worker` find them).
+//! `lambda/template.yaml` passes cfn-lint with nothing to report, names its resources the way
+//! `rollcall-protocol`'s `aws::Names` does (so the console and `rollcall worker` find them) and
+//! hardens the bucket and the dead-letter queue as `rollcall aws provision` does.
 //!
 //! cfn-lint comes from `scripts/cfn-lint` (sourced by `scripts/test`: `ROLLCALL_CFN_LINT`, or
 //! `cfn-lint` on PATH). Without it the test prints why it is skipped, unless
@@ -74,6 +75,19 @@ fn template_names_match_the_code() {
         format!("LogGroupName: !Sub \"{}\"", names.lambda_log_group()),
         "ROLLCALL_AWS_PREFIX: !Ref Prefix".to_string(),
         "ROLLCALL_BUCKET:".to_string(),
+        // The same hardening as `rollcall aws provision`.
+        "BlockPublicAcls: true".to_string(),
+        "RestrictPublicBuckets: true".to_string(),
+        "SSEAlgorithm: AES256".to_string(),
+        "ExpirationInDays: !Ref ClipRetentionDays".to_string(),
+        format!(
+            "Default: {}\n    MinValue: 1\n    Description: Clips are deleted",
+            rollcall_recognizer::provision::DEFAULT_CLIP_RETENTION_DAYS
+        ),
+        format!(
+            "MessageRetentionPeriod: {}",
+            rollcall_recognizer::provision::DLQ_RETENTION_SECS
+        ),
     ] {
         assert!(text.contains(&expected), "template.yaml lacks {expected:?}");
     }

@@ -9,14 +9,16 @@
 //!
 //! - [`wire`]: [`ClipMeta`](wire::ClipMeta), [`ClipEvent`](wire::ClipEvent),
 //!   [`RecognitionResult`](wire::RecognitionResult), serialised as JSON.
-//! - [`ids`]: the one validator of device/session/person ids and object keys.
+//! - [`ids`]: the one validator of device/session/person ids and object keys, and the clip an
+//!   object key names (the key is authoritative: it routes the result).
 //! - [`store`]: the [`ClipStore`](store::ClipStore) trait, a local-directory backend and, with
 //!   feature `aws`, S3.
 //! - [`results`]: the [`ResultQueue`](results::ResultQueue) trait, an in-process backend and,
 //!   with feature `aws`, one SQS queue per device.
 //! - [`input_files`]: only regular files are read as inputs (no FIFO, device or directory).
 //! - [`terminal_text`]: outside text made safe for terminals and logs.
-//! - [`events`]: storage notifications (S3 events, direct, SQS- or SNS-wrapped) -> clip events.
+//! - [`events`]: storage notifications (S3 events, direct, SQS- or SNS-wrapped) -> clip records,
+//!   judged one by one.
 //! - `aws` (feature `aws`): SDK configuration, resource names, SDK error helpers.
 //!
 //! ```

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{ClipKey, RefusedKey};
+
 /// Codec tag of a rollcall clip: H.264 Annex-B elementary stream, SPS/PPS + IDR first, no B-frames.
 pub const CLIP_CODEC_H264_ANNEXB: &str = "h264-annexb";
 
@@ -45,24 +47,163 @@ impl ClipMeta {
     pub fn object_key(&self) -> String {
         format!("clips/{}.h264", self.clip_id())
     }
+
+    /// What the key alone tells: device, session, seq and codec; times and sizes zero (unknown).
+    pub fn for_key(key: &ClipKey) -> ClipMeta {
+        ClipMeta {
+            device_id: key.device_id.clone(),
+            session_id: key.session_id.clone(),
+            seq: key.seq,
+            first_frame_ns: 0,
+            last_frame_ns: 0,
+            closed_ns: 0,
+            fps: 0.0,
+            width: 0,
+            height: 0,
+            frame_count: 0,
+            codec: CLIP_CODEC_H264_ANNEXB.to_string(),
+        }
+    }
+}
+
+/// Object metadata as a client stored it: any subset of [`ClipMeta`]'s fields (unknown fields
+/// are ignored). rollcall's edge sends them all; a foreign client may send some or none, and
+/// [`resolve`](PartialClipMeta::resolve) fills the rest from the key and the object.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialClipMeta {
+    /// Must equal the key's device when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Must equal the key's session when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Must equal the key's sequence number when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Default: `last_frame_ns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_frame_ns: Option<u64>,
+    /// Default: `closed_ns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_frame_ns: Option<u64>,
+    /// Default: when the store received the object (S3 `LastModified`, the file's time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_ns: Option<u64>,
+    /// Default 0: unknown (sampling assumes 30 fps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f32>,
+    /// Default 0: unknown (the stream tells).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Default 0: unknown (the stream tells).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Default 0: unknown (the stream tells; no truncation check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_count: Option<u32>,
+    /// Default [`CLIP_CODEC_H264_ANNEXB`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+}
+
+impl From<ClipMeta> for PartialClipMeta {
+    fn from(meta: ClipMeta) -> PartialClipMeta {
+        PartialClipMeta {
+            device_id: Some(meta.device_id),
+            session_id: Some(meta.session_id),
+            seq: Some(meta.seq),
+            first_frame_ns: Some(meta.first_frame_ns),
+            last_frame_ns: Some(meta.last_frame_ns),
+            closed_ns: Some(meta.closed_ns),
+            fps: Some(meta.fps),
+            width: Some(meta.width),
+            height: Some(meta.height),
+            frame_count: Some(meta.frame_count),
+            codec: Some(meta.codec),
+        }
+    }
+}
+
+/// Object metadata that names another clip than its object key: refused (the key routes the
+/// result; metadata never does).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("metadata {field} {metadata} disagrees with the object key ({key}): refused")]
+pub struct MetaConflict {
+    /// `device_id`, `session_id` or `seq`.
+    pub field: &'static str,
+    /// The metadata's value (as JSON text).
+    pub metadata: String,
+    /// The key's value (as JSON text).
+    pub key: String,
+}
+
+impl PartialClipMeta {
+    /// The full metadata of the clip under `key`: the key's device, session and seq (metadata
+    /// naming others is a [`MetaConflict`]), the metadata's other fields, and the defaults listed
+    /// on each field for the missing ones. `stored_ns`: when the store received the object.
+    pub fn resolve(&self, key: &ClipKey, stored_ns: Option<u64>) -> Result<ClipMeta, MetaConflict> {
+        fn agree<T: PartialEq + std::fmt::Debug>(
+            field: &'static str,
+            metadata: &Option<T>,
+            key: &T,
+        ) -> Result<(), MetaConflict> {
+            match metadata {
+                Some(value) if value != key => Err(MetaConflict {
+                    field,
+                    metadata: format!("{value:?}"),
+                    key: format!("{key:?}"),
+                }),
+                _ => Ok(()),
+            }
+        }
+        agree("device_id", &self.device_id, &key.device_id)?;
+        agree("session_id", &self.session_id, &key.session_id)?;
+        agree("seq", &self.seq, &key.seq)?;
+        let closed_ns = self.closed_ns.or(stored_ns).unwrap_or(0);
+        let last_frame_ns = self.last_frame_ns.unwrap_or(closed_ns);
+        Ok(ClipMeta {
+            first_frame_ns: self.first_frame_ns.unwrap_or(last_frame_ns),
+            last_frame_ns,
+            closed_ns,
+            fps: self.fps.unwrap_or(0.0),
+            width: self.width.unwrap_or(0),
+            height: self.height.unwrap_or(0),
+            frame_count: self.frame_count.unwrap_or(0),
+            codec: self
+                .codec
+                .clone()
+                .unwrap_or_else(|| CLIP_CODEC_H264_ANNEXB.to_string()),
+            ..ClipMeta::for_key(key)
+        })
+    }
 }
 
 /// "Clip created": the object key of a stored clip and its metadata. What a storage notification
 /// (S3 `ObjectCreated`, the local store's notifier) tells the recognizer function.
+///
+/// The function routes by `key` alone and reads the object's own metadata: `meta` is what the
+/// notifier knew, never trusted for routing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClipEvent {
     /// Object-store key of the clip's bytes (normally [`ClipMeta::object_key`]).
     pub key: String,
     /// The clip's metadata (only what the key tells, until the object is read).
     pub meta: ClipMeta,
+    /// The object's version when the notifier knows it (S3: the entity tag; local store: a
+    /// content hash): a redelivery of the same version reuses the result, an overwrite of the
+    /// key is a new version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl ClipEvent {
-    /// The event for a clip stored under its standard key ([`ClipMeta::object_key`]).
+    /// The event for a clip stored under its standard key ([`ClipMeta::object_key`]), version
+    /// unknown.
     pub fn for_clip(meta: ClipMeta) -> ClipEvent {
         ClipEvent {
             key: meta.object_key(),
             meta,
+            version: None,
         }
     }
 }
@@ -172,6 +313,26 @@ impl RecognitionResult {
         }
     }
 
+    /// The error result for a refused object key, for the device its key names; `None` when no
+    /// device can be read from the key (nobody to tell).
+    pub fn refused(refused: &RefusedKey) -> Option<RecognitionResult> {
+        let device_id = refused.device_id.clone()?;
+        Some(RecognitionResult {
+            clip_id: refused.clip_id(),
+            device_id,
+            session_id: refused.session_id(),
+            seq: refused.seq(),
+            people: Vec::new(),
+            unknown_faces: 0,
+            timings: FunctionTimings::default(),
+            error: Some(refused.to_string()),
+            instance_id: String::new(),
+            cold_start: false,
+            closed_ns: 0,
+            completed_ns: 0,
+        })
+    }
+
     /// Whether the clip was processed (no `error`).
     pub fn is_ok(&self) -> bool {
         self.error.is_none()
@@ -245,5 +406,70 @@ mod tests {
         assert!(!serde_json::from_value::<RecognitionResult>(json)
             .unwrap()
             .is_ok());
+    }
+
+    #[test]
+    fn partial_metadata_is_completed_from_the_key_and_the_store() {
+        let key = crate::ids::parse_clip_key("clips/pi-lab-1/s1/00000042.h264").unwrap();
+        // Everything: kept as sent.
+        let full = PartialClipMeta::from(meta());
+        assert_eq!(full.resolve(&key, Some(99)), Ok(meta()));
+        // Nothing: the key, the store's time, defaults.
+        let none: PartialClipMeta = serde_json::from_str("{}").unwrap();
+        let resolved = none.resolve(&key, Some(99)).unwrap();
+        assert_eq!(resolved.clip_id(), "pi-lab-1/s1/00000042");
+        assert_eq!(
+            (
+                resolved.first_frame_ns,
+                resolved.last_frame_ns,
+                resolved.closed_ns
+            ),
+            (99, 99, 99)
+        );
+        assert_eq!((resolved.fps, resolved.frame_count), (0.0, 0));
+        assert_eq!(resolved.codec, CLIP_CODEC_H264_ANNEXB);
+        assert_eq!(none.resolve(&key, None).unwrap().closed_ns, 0);
+        // Some, with a field rollcall does not know.
+        let some: PartialClipMeta =
+            serde_json::from_str(r#"{"closed_ns": 5, "fps": 25.0, "camera": "x"}"#).unwrap();
+        let resolved = some.resolve(&key, Some(99)).unwrap();
+        assert_eq!(
+            (resolved.closed_ns, resolved.fps, resolved.last_frame_ns),
+            (5, 25.0, 5)
+        );
+        // Naming another clip: refused, whichever field.
+        for (json, field) in [
+            (r#"{"device_id": "pi-lab-2"}"#, "device_id"),
+            (r#"{"session_id": "s2"}"#, "session_id"),
+            (r#"{"seq": 43}"#, "seq"),
+        ] {
+            let other: PartialClipMeta = serde_json::from_str(json).unwrap();
+            let conflict = other.resolve(&key, None).unwrap_err();
+            assert_eq!(conflict.field, field);
+            assert!(conflict
+                .to_string()
+                .contains("disagrees with the object key"));
+        }
+        assert!(serde_json::from_str::<PartialClipMeta>(r#"{"seq": "x"}"#).is_err());
+    }
+
+    #[test]
+    fn refused_keys_are_answered_to_the_device_they_name() {
+        let refused = crate::ids::parse_clip_key("clips/deva/s 1/00000003.h264").unwrap_err();
+        let result = RecognitionResult::refused(&refused).unwrap();
+        assert_eq!(
+            (
+                result.device_id.as_str(),
+                result.clip_id.as_str(),
+                result.seq
+            ),
+            ("deva", "deva/s 1/00000003", 3)
+        );
+        assert!(result
+            .error
+            .unwrap()
+            .contains("clips/deva/s 1/00000003.h264"));
+        let nobody = crate::ids::parse_clip_key("clips/dev a/s/00000003.h264").unwrap_err();
+        assert_eq!(RecognitionResult::refused(&nobody), None);
     }
 }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall_models::ModelCache;
+use rollcall_protocol::events::clip_event_from_key;
 use rollcall_protocol::results::{LocalResultQueue, ResultQueue};
-use rollcall_protocol::store::{LocalClipStore, StoredClip};
-use rollcall_protocol::wire::{ClipEvent, ClipMeta};
+use rollcall_protocol::store::LocalClipStore;
 use rollcall_recognizer::clip::ClipAnalyzer;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::handler::{HandlerConfig, RecognitionHandler};
@@ -71,16 +71,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     keys.sort();
     let mut devices = std::collections::BTreeSet::new();
     for key in &keys {
-        let StoredClip { meta, .. } = store.get_blocking(key, usize::MAX)?;
-        let Some(meta): Option<ClipMeta> = meta else {
-            eprintln!("{key}: no metadata, skipped");
-            continue;
+        // The key names the clip (and routes its result); the handler reads the metadata.
+        let event = match clip_event_from_key(key, None) {
+            Ok(event) => event,
+            Err(refused) => {
+                eprintln!("{refused}: skipped");
+                continue;
+            }
         };
-        devices.insert(meta.device_id.clone());
-        pool.submit(ClipEvent {
-            key: key.clone(),
-            meta,
-        });
+        devices.insert(event.meta.device_id.clone());
+        pool.submit(event);
     }
     println!("{} clips submitted; pool {:?}", keys.len(), pool.stats());
     pool.wait_idle(Duration::from_secs(600));

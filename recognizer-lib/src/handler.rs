@@ -2,26 +2,36 @@
 //! fetch the clip from the [`ClipStore`] -> [`ClipAnalyzer`] -> people-directory records ->
 //! [`RecognitionResult`] published to the clip's device on the [`ResultQueue`].
 //!
+//! - **The key is authoritative.** Device, session and seq come from the object key
+//!   (`clips/<device>/<session>/<seq>.h264`, [`parse_clip_key`]); the result goes to the key's
+//!   device and nowhere else. Object metadata naming another clip gets an error result on the
+//!   key's device (and a warning); missing metadata fields are filled from the key and the object
+//!   ([`PartialClipMeta::resolve`]). A refused key is answered with an error result on the device
+//!   it names when that can be read ([`RecognitionHandler::refuse`]); otherwise nobody can be
+//!   told ([`HandlerError::Unroutable`]).
 //! - **One result per clip, always.** A clip that cannot be processed (missing, over the size
-//!   limit, corrupt, unreadable metadata, directory failure) yields a result with `error` set,
-//!   naming the object key, so the edge knows at once and nothing is retried forever. The only
-//!   failure returned to the caller is a result that could not be *published*
-//!   ([`HandlerError::Publish`]): the trigger may redeliver the event, and the redelivery only
-//!   republishes the remembered result.
-//! - **Idempotent.** The last [`HandlerConfig::recent_results`] results are remembered by object
-//!   key: a redelivered event republishes the same result without analysing the clip again (the
-//!   edge drops duplicates by clip id anyway).
-//! - **Fresh gallery.** The gallery (mean embeddings + threshold) is loaded on the first clip,
-//!   reloaded when the directory's [`gallery_version`](PeopleDirectory::gallery_version) changes
-//!   (checked at most every [`HandlerConfig::version_poll`]) and after
-//!   [`HandlerConfig::gallery_ttl`]; person records are fetched by id and cached until the next
-//!   reload.
+//!   limit, corrupt, unreadable or conflicting metadata, directory failure) yields a result with
+//!   `error` set, naming the object key, so the edge knows at once and nothing is retried
+//!   forever. The failures returned to the caller are a result that could not be *published*
+//!   ([`HandlerError::Publish`]: the trigger may redeliver the event, and the redelivery only
+//!   republishes the remembered result) and a key naming no device.
+//! - **Idempotent per object version.** The last [`HandlerConfig::recent_results`] results are
+//!   remembered by object key *and version* (S3 entity tag, the local store's content hash): a
+//!   redelivered event republishes the same result without analysing the clip again, while an
+//!   overwrite of the key (a new version) is analysed anew. Concurrent deliveries of one version
+//!   in this process wait for one analysis. (Separate processes do not share this memory: each
+//!   may answer a duplicate once; the edge drops duplicates by clip id.)
+//! - **Fresh gallery.** The gallery (mean embeddings + threshold) is loaded on the first clip and
+//!   reloaded only when the directory's [`gallery_version`](PeopleDirectory::gallery_version)
+//!   changes (checked at most every [`HandlerConfig::version_poll`]: one small read, e.g. one
+//!   DynamoDB `GetItem`); person records are fetched by id and cached until the next reload.
 //!
-//! - **One retry-or-drop decision.** [`RecognitionHandler::run_event`] handles an event on a
-//!   blocking thread and says what the trigger should do with it ([`ClipOutcome`]): done
-//!   (published), deliver it again (a retryable publishing failure, a panic) or give up (a
-//!   result that can never be published, e.g. a device id that cannot name a queue). The Lambda
-//!   and the SQS worker both act on it.
+//! - **One retry-or-drop decision.** [`RecognitionHandler::run_event`] (and
+//!   [`run_record`](RecognitionHandler::run_record) for a notification's record) handles an event
+//!   on a blocking thread and says what the trigger should do with it ([`ClipOutcome`]): done
+//!   (published), deliver it again (a retryable publishing failure, a panic) or give up (a result
+//!   that can never be published: a key naming no device, a device id that cannot name a queue).
+//!   The Lambda, the SQS worker and the embedded pool all act on it.
 //!
 //! [`RecognitionHandler::handle`] is async because stores and queues are (S3, SQS), but it runs
 //! the CPU-bound clip analysis and the (synchronous) directory calls on the calling thread: call
@@ -33,16 +43,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tokio::sync::OnceCell;
+
 use crate::clip::{ClipAnalysis, ClipAnalyzer, ClipLimits};
 use crate::directory::{default_display_name, PeopleDirectory, PersonRecord};
 use crate::enrollment::load_gallery;
 use crate::error::RecognizerError;
 use crate::vision::Gallery;
+use rollcall_protocol::events::ClipRecord;
+use rollcall_protocol::ids::{parse_clip_key, ClipKey, RefusedKey};
 use rollcall_protocol::results::{QueueError, ResultQueue};
-use rollcall_protocol::store::{ClipStore, DEFAULT_MAX_CLIP_BYTES};
+use rollcall_protocol::store::{ClipStore, StoreError, StoredClip, DEFAULT_MAX_CLIP_BYTES};
 use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_protocol::wire::{
-    unix_now_ns, ClipEvent, FunctionTimings, PixelBox, RecognitionResult, RecognizedPerson,
+    unix_now_ns, ClipEvent, ClipMeta, FunctionTimings, PartialClipMeta, PixelBox,
+    RecognitionResult, RecognizedPerson,
 };
 
 /// How a [`RecognitionHandler`] behaves.
@@ -54,11 +69,10 @@ pub struct HandlerConfig {
     /// Fixed match threshold instead of the one calibrated at enrolment.
     pub threshold: Option<f32>,
     /// Least time between two checks of the directory's gallery version (default 1 s; zero checks
-    /// on every clip).
+    /// on every clip). The gallery is reloaded only when the version changed.
     pub version_poll: Duration,
-    /// Reload the gallery after this long even when its version did not change (default 60 s).
-    pub gallery_ttl: Duration,
-    /// Results remembered for redelivered events (default 1024).
+    /// Results remembered (per object key and version) for redelivered events (default 1024; 0
+    /// remembers nothing).
     pub recent_results: usize,
     /// Reported in every result's `instance_id`.
     pub instance_id: String,
@@ -70,7 +84,6 @@ impl Default for HandlerConfig {
             max_clip_bytes: DEFAULT_MAX_CLIP_BYTES,
             threshold: None,
             version_poll: Duration::from_secs(1),
-            gallery_ttl: Duration::from_secs(60),
             recent_results: 1024,
             instance_id: default_instance_id(),
         }
@@ -100,6 +113,12 @@ pub enum HandlerError {
         #[source]
         source: QueueError,
     },
+    /// The object key is refused and names no device whose queue could hear about it.
+    #[error("{refused}; no device can be read from it, so nobody can be told")]
+    Unroutable {
+        /// The key and why it is refused.
+        refused: RefusedKey,
+    },
 }
 
 impl HandlerError {
@@ -109,6 +128,7 @@ impl HandlerError {
             HandlerError::Publish { source, .. } => {
                 !matches!(source, QueueError::InvalidDevice { .. })
             }
+            HandlerError::Unroutable { .. } => false,
         }
     }
 }
@@ -122,8 +142,9 @@ pub enum ClipOutcome {
     /// Not published, and another delivery may succeed (the queue was unreachable, the handler
     /// panicked): the trigger should deliver the event again.
     Retry(String),
-    /// Not published and never will be (e.g. the device id cannot name a queue): the event is
-    /// given up, with the reason logged.
+    /// Not published and never will be (the key names no device, or the device id cannot name
+    /// a queue): the event is given up, with the reason logged. A queue-fed trigger leaves the
+    /// message for its dead-letter queue, where `rollcall aws dlq list` shows it.
     Dropped(String),
 }
 
@@ -146,14 +167,17 @@ impl ClipOutcome {
 /// Counters of a handler, for dashboards and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HandlerStats {
-    /// Events whose clip was analysed (or failed): one per distinct event.
+    /// Events whose clip was analysed (or failed, or whose key was refused): one per distinct
+    /// object version.
     pub processed: u64,
     /// Of those, results with `error` set.
     pub errors: u64,
-    /// Redelivered events answered from memory.
+    /// Redelivered (or concurrent) events of a version already answered, answered from memory.
     pub duplicates: u64,
     /// Gallery loads (the first one included).
     pub gallery_loads: u64,
+    /// Checks of the directory's gallery version (each one small read).
+    pub version_checks: u64,
     /// Results that could not be published.
     pub publish_failures: u64,
 }
@@ -161,15 +185,19 @@ pub struct HandlerStats {
 struct GalleryState {
     gallery: Arc<Gallery>,
     version: Option<u64>,
-    loaded_at: Option<Instant>,
     checked_at: Option<Instant>,
     records: HashMap<String, PersonRecord>,
 }
 
+/// `(object key, object version)`: what the remembered results are keyed by.
+type VersionKey = (String, String);
+
+/// Results of recent object versions; a cell is set once its analysis is done, and concurrent
+/// deliveries of the same version wait on it.
 #[derive(Default)]
 struct Recent {
-    by_key: HashMap<String, RecognitionResult>,
-    order: VecDeque<String>,
+    by_version: HashMap<VersionKey, Arc<OnceCell<RecognitionResult>>>,
+    order: VecDeque<VersionKey>,
 }
 
 #[derive(Default)]
@@ -178,6 +206,7 @@ struct Counters {
     errors: AtomicU64,
     duplicates: AtomicU64,
     gallery_loads: AtomicU64,
+    version_checks: AtomicU64,
     publish_failures: AtomicU64,
 }
 
@@ -267,7 +296,6 @@ where
             state: Mutex::new(GalleryState {
                 gallery: Arc::new(Gallery::default()),
                 version: None,
-                loaded_at: None,
                 checked_at: None,
                 records: HashMap::new(),
             }),
@@ -300,6 +328,7 @@ where
             errors: c.errors.load(Ordering::Relaxed),
             duplicates: c.duplicates.load(Ordering::Relaxed),
             gallery_loads: c.gallery_loads.load(Ordering::Relaxed),
+            version_checks: c.version_checks.load(Ordering::Relaxed),
             publish_failures: c.publish_failures.load(Ordering::Relaxed),
         }
     }
@@ -307,30 +336,39 @@ where
     /// Load the gallery now (instead of on the first clip), e.g. while the process starts.
     pub fn warm_up(&self) -> Result<usize, RecognizerError> {
         let mut state = lock(&self.state);
-        self.reload(&mut state, Instant::now())?;
+        let version = self.gallery_version()?;
+        self.reload(&mut state, version, Instant::now())?;
         Ok(state.gallery.len())
     }
 
     /// Handle one "clip created" event: publish (and return) its result. See the
     /// [module docs](self).
     pub async fn handle(&self, event: ClipEvent) -> Result<RecognitionResult, HandlerError> {
-        let remembered = lock(&self.recent).by_key.get(&event.key).cloned();
-        let result = match remembered {
-            Some(result) => {
-                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(key = %event.key, "redelivered event: republishing the remembered result");
-                result
-            }
-            None => {
-                let result = self.process(&event).await;
-                self.counters.processed.fetch_add(1, Ordering::Relaxed);
-                if result.error.is_some() {
-                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                }
-                self.remember(&event.key, &result);
-                result
-            }
+        let clip = match parse_clip_key(&event.key) {
+            Ok(clip) => clip,
+            Err(refused) => return self.refuse(&refused).await,
         };
+        let result = self.result_for(&event, &clip).await;
+        self.publish(result).await
+    }
+
+    /// Answer a refused object key: an error result naming the key and the problem, published to
+    /// the device the key names; [`HandlerError::Unroutable`] when no device can be read from it.
+    pub async fn refuse(&self, refused: &RefusedKey) -> Result<RecognitionResult, HandlerError> {
+        let Some(mut result) = RecognitionResult::refused(refused) else {
+            return Err(HandlerError::Unroutable {
+                refused: refused.clone(),
+            });
+        };
+        tracing::warn!(key = %refused.key, device = %result.device_id, reason = %refused.reason, "object key refused: error result to its device");
+        self.counters.processed.fetch_add(1, Ordering::Relaxed);
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        result.instance_id = self.config.instance_id.clone();
+        result.completed_ns = unix_now_ns();
+        self.publish(result).await
+    }
+
+    async fn publish(&self, result: RecognitionResult) -> Result<RecognitionResult, HandlerError> {
         if let Err(source) = self.results.publish(&result).await {
             self.counters
                 .publish_failures
@@ -341,6 +379,70 @@ where
             });
         }
         Ok(result)
+    }
+
+    /// The result of the object version the event is about: remembered, or analysed once.
+    async fn result_for(&self, event: &ClipEvent, clip: &ClipKey) -> RecognitionResult {
+        let key = &event.key;
+        // A redelivery of a version already answered needs no fetch.
+        if let Some(version) = &event.version {
+            if let Some(result) = self.remembered(key, version) {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%key, %version, "redelivered event: republishing the remembered result");
+                return result;
+            }
+        }
+        let started = Instant::now();
+        let fetched = self.store.get(key, self.config.max_clip_bytes).await;
+        let version = match &fetched {
+            Ok(stored) if self.config.recent_results > 0 => stored.version.clone(),
+            // Not read (or nothing remembered): a redelivery reads it again.
+            _ => None,
+        };
+        let Some(version) = version else {
+            return self.process(key, clip, fetched, started);
+        };
+        let cell = self.cell(key, &version);
+        let analysed = AtomicBool::new(false);
+        let result = cell
+            .get_or_init(|| async {
+                analysed.store(true, Ordering::Relaxed);
+                self.process(key, clip, fetched, started)
+            })
+            .await
+            .clone();
+        if !analysed.load(Ordering::Relaxed) {
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%key, %version, "duplicate of a version answered (or in hand): its result is republished");
+        }
+        result
+    }
+
+    /// The remembered result of `(key, version)`, when its analysis is done.
+    fn remembered(&self, key: &str, version: &str) -> Option<RecognitionResult> {
+        let recent = lock(&self.recent);
+        recent
+            .by_version
+            .get(&(key.to_string(), version.to_string()))
+            .and_then(|cell| cell.get().cloned())
+    }
+
+    /// The cell of `(key, version)`, created (and the oldest forgotten) when new.
+    fn cell(&self, key: &str, version: &str) -> Arc<OnceCell<RecognitionResult>> {
+        let id = (key.to_string(), version.to_string());
+        let mut recent = lock(&self.recent);
+        if let Some(cell) = recent.by_version.get(&id) {
+            return Arc::clone(cell);
+        }
+        let cell = Arc::new(OnceCell::new());
+        recent.by_version.insert(id.clone(), Arc::clone(&cell));
+        recent.order.push_back(id);
+        while recent.order.len() > self.config.recent_results.max(1) {
+            if let Some(old) = recent.order.pop_front() {
+                recent.by_version.remove(&old);
+            }
+        }
+        cell
     }
 
     /// [`handle`](Self::handle) `event` on a blocking thread of the current Tokio runtime (clip
@@ -360,55 +462,52 @@ where
                 Ok(handled) => ClipOutcome::of(handled),
                 Err(e) => ClipOutcome::Retry(format!("{key}: clip handler panicked: {e}")),
             };
-        match &outcome {
-            ClipOutcome::Published(_) => {}
-            ClipOutcome::Retry(reason) => {
-                tracing::warn!(%key, %reason, "result not published: the event will be delivered again")
-            }
-            ClipOutcome::Dropped(reason) => {
-                tracing::error!(%key, %reason, "result can never be published: event dropped")
-            }
-        }
+        log_outcome(&key, &outcome);
         outcome
     }
 
-    fn remember(&self, key: &str, result: &RecognitionResult) {
-        if self.config.recent_results == 0 {
-            return;
-        }
-        let mut recent = lock(&self.recent);
-        if recent
-            .by_key
-            .insert(key.to_string(), result.clone())
-            .is_none()
-        {
-            recent.order.push_back(key.to_string());
-        }
-        while recent.order.len() > self.config.recent_results {
-            if let Some(old) = recent.order.pop_front() {
-                recent.by_key.remove(&old);
+    /// One record of a storage notification: [`run_event`](Self::run_event) for a clip,
+    /// [`refuse`](Self::refuse) for a refused key; the same [`ClipOutcome`] either way.
+    pub async fn run_record(self: &Arc<Self>, record: ClipRecord) -> ClipOutcome
+    where
+        S: 'static,
+        D: 'static,
+        Q: 'static,
+    {
+        match record {
+            ClipRecord::Clip(event) => self.run_event(event).await,
+            ClipRecord::Refused(refused) => {
+                // Boxed: the queue's (SDK) future is deep, and the triggers' futures (the Lambda
+                // runtime's) nest every await in their layout.
+                let outcome = ClipOutcome::of(Box::pin(self.refuse(&refused)).await);
+                log_outcome(&refused.key, &outcome);
+                outcome
             }
         }
     }
 
-    /// Fetch, analyse, look up: the result of one clip (with `error` when any step failed).
-    async fn process(&self, event: &ClipEvent) -> RecognitionResult {
-        let started = Instant::now();
+    /// Resolve the metadata, analyse, look up: the result of one fetched clip (with `error` when
+    /// any step failed). Counted as processed.
+    fn process(
+        &self,
+        key: &str,
+        clip: &ClipKey,
+        fetched: Result<StoredClip, StoreError>,
+        started: Instant,
+    ) -> RecognitionResult {
         let cold_start = self.cold.swap(false, Ordering::Relaxed);
-        let key = &event.key;
-        let mut meta = event.meta.clone();
-        let mut result = RecognitionResult::empty_for(&meta);
-        let outcome: Result<(), String> = async {
-            let stored = self
-                .store
-                .get(key, self.config.max_clip_bytes)
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Some(stored_meta) = stored.meta {
-                // Object metadata is authoritative (an S3 event carries only the key).
-                meta = stored_meta;
-                result = RecognitionResult::empty_for(&meta);
-            }
+        let mut result = RecognitionResult::empty_for(&ClipMeta::for_key(clip));
+        let outcome: Result<(), String> = (|| {
+            let stored = fetched.map_err(|e| e.to_string())?;
+            let meta = stored
+                .meta
+                .unwrap_or_else(PartialClipMeta::default)
+                .resolve(clip, stored.stored_ns)
+                .map_err(|conflict| {
+                    tracing::warn!(%key, %conflict, "object metadata names another clip than its key");
+                    format!("{key}: {conflict}")
+                })?;
+            result = RecognitionResult::empty_for(&meta);
             let lookup_started = Instant::now();
             let (gallery, mut lookup) = match self.current_gallery() {
                 Ok(gallery) => (gallery, lookup_started.elapsed()),
@@ -434,10 +533,11 @@ where
                 total_ms: 0.0,
             };
             Ok(())
-        }
-        .await;
+        })();
+        self.counters.processed.fetch_add(1, Ordering::Relaxed);
         if let Err(message) = outcome {
             tracing::warn!(%key, error = %message, "clip not processed");
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
             result.people.clear();
             result.unknown_faces = 0;
             result.error = Some(message);
@@ -462,7 +562,8 @@ where
         result
     }
 
-    /// The gallery, reloaded first when stale.
+    /// The gallery, reloaded first when the directory's version changed since it was loaded
+    /// (checked at most every `version_poll`).
     fn current_gallery(&self) -> Result<Arc<Gallery>, RecognizerError> {
         let now = Instant::now();
         let mut state = lock(&self.state);
@@ -470,21 +571,28 @@ where
             .checked_at
             .is_none_or(|t| now.duration_since(t) >= self.config.version_poll);
         if must_check {
-            let version = self.directory.gallery_version()?;
+            let version = self.gallery_version()?;
             state.checked_at = Some(now);
-            let expired = state
-                .loaded_at
-                .is_none_or(|t| now.duration_since(t) >= self.config.gallery_ttl);
-            if expired || state.version != Some(version) {
-                self.reload(&mut state, now)?;
+            if state.version != Some(version) {
+                self.reload(&mut state, version, now)?;
             }
         }
         Ok(Arc::clone(&state.gallery))
     }
 
-    fn reload(&self, state: &mut GalleryState, now: Instant) -> Result<(), RecognizerError> {
-        // Version first: a change during the load is seen at the next check.
-        let version = self.directory.gallery_version()?;
+    fn gallery_version(&self) -> Result<u64, RecognizerError> {
+        self.counters.version_checks.fetch_add(1, Ordering::Relaxed);
+        Ok(self.directory.gallery_version()?)
+    }
+
+    /// Load the gallery of directory version `version` (read just before: a change during the
+    /// load is seen at the next check).
+    fn reload(
+        &self,
+        state: &mut GalleryState,
+        version: u64,
+        now: Instant,
+    ) -> Result<(), RecognizerError> {
         let gallery = load_gallery(self.directory.as_ref(), self.config.threshold)?;
         tracing::info!(
             people = gallery.len(),
@@ -494,7 +602,6 @@ where
         );
         state.gallery = Arc::new(gallery);
         state.version = Some(version);
-        state.loaded_at = Some(now);
         state.checked_at = Some(now);
         state.records.clear();
         self.counters.gallery_loads.fetch_add(1, Ordering::Relaxed);
@@ -541,5 +648,73 @@ where
             });
         }
         Ok(people)
+    }
+}
+
+/// Log an outcome that is not a published result.
+fn log_outcome(key: &str, outcome: &ClipOutcome) {
+    match outcome {
+        ClipOutcome::Published(_) => {}
+        ClipOutcome::Retry(reason) => {
+            tracing::warn!(%key, %reason, "result not published: the event will be delivered again")
+        }
+        ClipOutcome::Dropped(reason) => {
+            tracing::error!(%key, %reason, "result can never be published: event given up")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish_error(source: QueueError) -> HandlerError {
+        HandlerError::Publish {
+            clip_id: "cam/s1/00000001".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn one_retry_or_drop_decision() {
+        let clip = parse_clip_key("clips/cam/s1/00000001.h264").unwrap();
+        let result = RecognitionResult::empty_for(&ClipMeta::for_key(&clip));
+        match ClipOutcome::of(Ok(result.clone())) {
+            ClipOutcome::Published(published) => assert_eq!(*published, result),
+            other => panic!("{other:?}"),
+        }
+        // A queue that may answer later (unreachable, closed while shutting down): deliver the
+        // event again.
+        for source in [
+            QueueError::Backend {
+                device_id: "cam".into(),
+                backend: "sqs",
+                message: "connection refused".into(),
+                retryable: true,
+            },
+            QueueError::Closed {
+                device_id: "cam".into(),
+            },
+        ] {
+            let outcome = ClipOutcome::of(Err(publish_error(source)));
+            assert!(outcome.is_retry(), "{outcome:?}");
+        }
+        // A device id that cannot name a queue, a key naming no device: never, so give up.
+        let invalid = ClipOutcome::of(Err(publish_error(QueueError::InvalidDevice {
+            device_id: "a b".into(),
+            reason: "space",
+        })));
+        assert!(
+            matches!(&invalid, ClipOutcome::Dropped(reason) if reason.contains("\"a b\"")),
+            "{invalid:?}"
+        );
+        let refused = parse_clip_key("../etc/passwd").unwrap_err();
+        let unroutable = ClipOutcome::of(Err(HandlerError::Unroutable { refused }));
+        assert!(
+            matches!(&unroutable, ClipOutcome::Dropped(reason)
+                if reason.contains("../etc/passwd") && reason.contains("nobody can be told")),
+            "{unroutable:?}"
+        );
+        assert!(!unroutable.is_retry());
     }
 }

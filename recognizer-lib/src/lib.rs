@@ -11,8 +11,9 @@
 //!   deployment, with its one retry-or-drop decision, and the autoscaling worker pool that runs it
 //!   in-process.
 //! - With feature `aws`: the DynamoDB directory, [`provision`] (bucket, queues, table,
-//!   notification), the SQS [`worker`] loop and [`aws_handler`], the handler over the AWS
-//!   backends that the Lambda and the worker share.
+//!   notification), the SQS [`worker`] loop, [`dead_letters`] (list and redrive the clip-events
+//!   DLQ) and [`aws_handler`], the handler over the AWS backends that the Lambda and the worker
+//!   share.
 //!
 //! What crosses process boundaries (wire types, the clip store and result queue traits and their
 //! backends, storage-notification parsing) is [`rollcall_protocol`]'s.
@@ -36,6 +37,8 @@
 #[cfg(feature = "aws")]
 pub mod aws_handler;
 pub mod clip;
+#[cfg(feature = "aws")]
+pub mod dead_letters;
 pub mod directory;
 pub mod enrollment;
 pub mod error;

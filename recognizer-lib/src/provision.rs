@@ -1,6 +1,8 @@
-//! `rollcall aws provision` (feature `aws`): create, idempotently, the bucket, the clip-events
-//! queue and its dead-letter queue, the per-device result queues, the people table and the bucket
-//! notification. (The worker's CloudWatch log group is the console's: it ships those logs.)
+//! `rollcall aws provision` (feature `aws`): create, idempotently, the bucket (public access
+//! blocked, default encryption, clips expiring after a retention), the clip-events queue and its
+//! dead-letter queue (kept 14 days), the per-device result queues, the people table and the
+//! bucket notification. (The worker's CloudWatch log group is the console's: it ships those
+//! logs.)
 
 use std::time::Duration;
 
@@ -9,6 +11,15 @@ use rollcall_protocol::aws::{s3_client, sdk_message, AwsError, Names, SdkConfig,
 
 /// Receives of one event message before SQS moves it to the dead-letter queue.
 pub const MAX_RECEIVE_COUNT: u32 = 3;
+
+/// How long the dead-letter queue keeps a message (14 days, the SQS maximum), in seconds.
+pub const DLQ_RETENTION_SECS: u32 = 14 * 24 * 3600;
+
+/// Default days a clip stays in the bucket before the lifecycle rule deletes it.
+pub const DEFAULT_CLIP_RETENTION_DAYS: u32 = 7;
+
+/// Id of the bucket's lifecycle rule expiring clips.
+pub const CLIP_EXPIRY_RULE: &str = "rollcall-expire-clips";
 
 fn err(what: impl Into<String>) -> impl FnOnce(String) -> AwsError {
     let what = what.into();
@@ -30,32 +41,41 @@ pub struct Provisioned {
     pub table: String,
     /// `(device, queue URL)`.
     pub result_queues: Vec<(String, String)>,
+    /// Days after which clips expire from the bucket.
+    pub clip_retention_days: u32,
 }
 
 /// Options of [`provision`].
 #[derive(Clone, Debug)]
 pub struct ProvisionOptions {
-    /// Visibility timeout of the events queue (default 60 s: several clips' work).
+    /// Visibility timeout of the events queue (default 10 s, the worker's: `rollcall worker`
+    /// extends it while a clip is in hand, so a dead worker's clips come back within seconds).
     pub visibility_timeout: Duration,
     /// Receives before a message goes to the DLQ (default [`MAX_RECEIVE_COUNT`]).
     pub max_receive_count: u32,
     /// Devices whose result queues are created.
     pub devices: Vec<String>,
+    /// Days after which clips expire from the bucket (at least 1; default
+    /// [`DEFAULT_CLIP_RETENTION_DAYS`]).
+    pub clip_retention_days: u32,
 }
 
 impl Default for ProvisionOptions {
     fn default() -> Self {
         ProvisionOptions {
-            visibility_timeout: Duration::from_secs(60),
+            visibility_timeout: crate::worker::DEFAULT_VISIBILITY,
             max_receive_count: MAX_RECEIVE_COUNT,
             devices: Vec::new(),
+            clip_retention_days: DEFAULT_CLIP_RETENTION_DAYS,
         }
     }
 }
 
-/// Create (idempotently) the bucket, the clip-events queue + DLQ (redrive after
-/// `max_receive_count` receives), the per-device result queues, the people table and the bucket
-/// notification (`ObjectCreated` under `clips/` -> events queue).
+/// Create (idempotently) the bucket (public access blocked, SSE-S3 default encryption, clips
+/// expiring after `clip_retention_days`), the clip-events queue + DLQ (redrive after
+/// `max_receive_count` receives; the DLQ keeps messages 14 days), the per-device result queues,
+/// the people table and the bucket notification (`ObjectCreated` under `clips/` -> events queue).
+/// Queues use SQS-managed encryption.
 pub async fn provision(
     config: &SdkConfig,
     names: &Names,
@@ -66,6 +86,7 @@ pub async fn provision(
     let mut out = Provisioned {
         bucket: names.bucket.clone(),
         table: names.table(),
+        clip_retention_days: options.clip_retention_days.max(1),
         ..Provisioned::default()
     };
 
@@ -83,8 +104,22 @@ pub async fn provision(
         }
     }
 
+    harden_bucket(&s3, &names.bucket, out.clip_retention_days).await?;
+
     // Queues.
-    out.dlq_url = ensure_queue(&sqs, &names.events_dlq(), &[]).await?;
+    let encrypted = (QueueAttributeName::SqsManagedSseEnabled, "true".to_string());
+    out.dlq_url = ensure_queue(
+        &sqs,
+        &names.events_dlq(),
+        &[
+            (
+                QueueAttributeName::MessageRetentionPeriod,
+                DLQ_RETENTION_SECS.to_string(),
+            ),
+            encrypted.clone(),
+        ],
+    )
+    .await?;
     let dlq_arn = queue_arn(&sqs, &out.dlq_url).await?;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
@@ -98,6 +133,7 @@ pub async fn provision(
         &[
             (QueueAttributeName::VisibilityTimeout, visibility),
             (QueueAttributeName::RedrivePolicy, redrive),
+            encrypted.clone(),
         ],
     )
     .await?;
@@ -127,7 +163,7 @@ pub async fn provision(
             what: format!("result queue for device {device:?}"),
             message: reason.to_string(),
         })?;
-        let url = ensure_queue(&sqs, &name, &[]).await?;
+        let url = ensure_queue(&sqs, &name, std::slice::from_ref(&encrypted)).await?;
         out.result_queues.push((device.clone(), url));
     }
 
@@ -173,6 +209,78 @@ pub async fn provision(
         .map_err(|e| err("put bucket notification")(sdk_message(&e)))?;
 
     Ok(out)
+}
+
+/// Block public access, encrypt by default (SSE-S3) and expire clips after `retention_days`.
+async fn harden_bucket(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    retention_days: u32,
+) -> Result<(), AwsError> {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+        LifecycleRuleFilter, PublicAccessBlockConfiguration, ServerSideEncryption,
+        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let build = |what: &str| {
+        let what = format!("{what} of bucket {bucket}");
+        move |e: aws_sdk_s3::error::BuildError| AwsError::new(what, e.to_string())
+    };
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| err(format!("block public access to bucket {bucket}"))(sdk_message(&e)))?;
+    let encryption = ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(
+                    ServerSideEncryptionByDefault::builder()
+                        .sse_algorithm(ServerSideEncryption::Aes256)
+                        .build()
+                        .map_err(build("default encryption"))?,
+                )
+                .build(),
+        )
+        .build()
+        .map_err(build("default encryption"))?;
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(encryption)
+        .send()
+        .await
+        .map_err(|e| err(format!("default encryption of bucket {bucket}"))(sdk_message(&e)))?;
+    let lifecycle = BucketLifecycleConfiguration::builder()
+        .rules(
+            LifecycleRule::builder()
+                .id(CLIP_EXPIRY_RULE)
+                .status(ExpirationStatus::Enabled)
+                .filter(LifecycleRuleFilter::builder().prefix(CLIPS_PREFIX).build())
+                .expiration(
+                    LifecycleExpiration::builder()
+                        .days(i32::try_from(retention_days).unwrap_or(i32::MAX))
+                        .build(),
+                )
+                .build()
+                .map_err(build("lifecycle rule"))?,
+        )
+        .build()
+        .map_err(build("lifecycle rule"))?;
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .lifecycle_configuration(lifecycle)
+        .send()
+        .await
+        .map_err(|e| err(format!("lifecycle rule of bucket {bucket}"))(sdk_message(&e)))?;
+    Ok(())
 }
 
 /// Create a queue or update the attributes of the existing one; returns its URL.

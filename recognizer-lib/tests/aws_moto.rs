@@ -77,6 +77,7 @@ fn provision_store_and_notification() {
         let (config, names, out) = provisioned(&prefix, &["cam-1"]).await;
         assert_eq!(out.bucket, format!("{prefix}-clips"));
         assert_eq!(out.result_queues.len(), 1);
+        assert_hardened(&config, &out).await;
         let store = S3ClipStore::from_config(&config, &names.bucket);
         let m = meta("cam-1", 7);
         let key = m.object_key();
@@ -88,7 +89,12 @@ fn provision_store_and_notification() {
         let get_ms = started.elapsed().as_secs_f64() * 1e3;
         eprintln!("moto: S3 put {put_ms:.1} ms, get {get_ms:.1} ms");
         assert_eq!(got.bytes, b"\0\0\0\x01clip");
-        assert_eq!(got.meta.as_ref(), Some(&m));
+        assert_eq!(got.meta, Some(m.clone().into()));
+        assert!(
+            got.version.as_ref().is_some_and(|v| !v.contains('"')),
+            "{got:?}"
+        );
+        assert!(got.stored_ns.is_some_and(|t| t > 0));
         // Size limit: refused before the body is read.
         match store.get(&key, 4).await {
             Err(StoreError::TooLarge { size, limit, .. }) => assert_eq!((size, limit), (8, 4)),
@@ -123,9 +129,14 @@ fn provision_store_and_notification() {
                 match events::parse_notification(message.body().unwrap()).unwrap() {
                     events::Notification::Test => tests += 1,
                     events::Notification::Objects(_) => {
-                        for e in events::clip_events(message.body().unwrap()).unwrap() {
+                        for record in events::clip_records(message.body().unwrap()).unwrap() {
+                            let events::ClipRecord::Clip(e) = record else {
+                                panic!("{record:?}")
+                            };
                             keys.push(e.key.clone());
                             assert_eq!(e.meta.clip_id(), m.clip_id());
+                            // The notification's entity tag is the object's version.
+                            assert_eq!(e.version, got.version);
                         }
                     }
                 }
@@ -139,6 +150,90 @@ fn provision_store_and_notification() {
         }
         assert_eq!(keys, vec![key.clone()], "test events seen: {tests}");
     });
+}
+
+/// The bucket blocks public access, encrypts by default and expires clips after the default
+/// retention; the dead-letter queue keeps messages 14 days; the events queue has the
+/// provisioned visibility timeout.
+async fn assert_hardened(config: &SdkConfig, out: &provision::Provisioned) {
+    let s3 = aws::s3_client(config);
+    let block = s3
+        .get_public_access_block()
+        .bucket(&out.bucket)
+        .send()
+        .await
+        .unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            block.block_public_acls(),
+            block.ignore_public_acls(),
+            block.block_public_policy(),
+            block.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket(&out.bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &encryption
+        .server_side_encryption_configuration()
+        .unwrap()
+        .rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default()
+            .unwrap()
+            .sse_algorithm()
+            .as_str(),
+        "AES256"
+    );
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&out.bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &lifecycle.rules()[0];
+    assert_eq!(rule.id(), Some(provision::CLIP_EXPIRY_RULE));
+    assert_eq!(
+        rule.expiration().and_then(|e| e.days()),
+        Some(provision::DEFAULT_CLIP_RETENTION_DAYS as i32)
+    );
+    assert_eq!(
+        out.clip_retention_days,
+        provision::DEFAULT_CLIP_RETENTION_DAYS
+    );
+    let sqs = SqsClient::new(config);
+    let attribute = |url: String, name: &'static str| {
+        let sqs = sqs.clone();
+        async move {
+            let attributes = sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(name.into())
+                .send()
+                .await
+                .unwrap();
+            attributes
+                .attributes()
+                .into_iter()
+                .flatten()
+                .find(|(k, _)| k.as_str() == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(
+        attribute(out.dlq_url.clone(), "MessageRetentionPeriod").await,
+        provision::DLQ_RETENTION_SECS.to_string()
+    );
+    assert_eq!(
+        attribute(out.events_queue_url.clone(), "VisibilityTimeout").await,
+        "2"
+    );
 }
 
 fn result(device: &str, seq: u64) -> RecognitionResult {

@@ -1,7 +1,8 @@
 //! The AWS deployment from the command line: `rollcall aws provision` (bucket, queues, table,
 //! notification, worker log group), `rollcall aws logs` (the function's log lines from CloudWatch
-//! Logs) and `rollcall worker` (S3 -> SQS -> recognition -> per-device result queues; ships its
-//! own log lines to CloudWatch Logs). Every client uses the standard credential chain and honours
+//! Logs), `rollcall aws dlq list|redrive` (the clip-events dead-letter queue) and
+//! `rollcall worker` (S3 -> SQS -> recognition -> per-device result queues; ships its own log
+//! lines to CloudWatch Logs). Every client uses the standard credential chain and honours
 //! `AWS_ENDPOINT_URL`.
 
 use std::io::Write as _;
@@ -10,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use rollcall_protocol::aws::{self, Names, SdkConfig};
+use rollcall_protocol::aws::{self, Names, SdkConfig, SqsClient};
+use rollcall_recognizer::dead_letters::{self, DEFAULT_MAX_MESSAGES};
 use rollcall_recognizer::provision::{provision, ProvisionOptions, Provisioned, MAX_RECEIVE_COUNT};
 
 use crate::logs::cloudwatch::{CloudWatchLogTail, LogsClient};
@@ -28,6 +30,54 @@ pub enum AwsCommand {
     /// Print the recognition function's log lines from CloudWatch Logs (the workers' or the
     /// Lambda's), optionally filtered, optionally following new ones.
     Logs(LogsArgs),
+    /// The clip-events dead-letter queue: messages no worker could finish, and why.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+/// `rollcall aws dlq ...`
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// List the dead-letter queue: each message's id, receives, age, object keys and the reason
+    /// it could not be finished (without removing anything).
+    List(DlqListArgs),
+    /// Send chosen dead letters (by message id, or all) back to the clip-events queue.
+    Redrive(DlqRedriveArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DlqListArgs {
+    #[command(flatten)]
+    names: AwsNames,
+    /// Most messages to look at.
+    #[arg(long, default_value_t = DEFAULT_MAX_MESSAGES, value_name = "N")]
+    max: usize,
+    /// One JSON object per message (`message_id`, `reason`, `keys`, `receives`, `sent_ms`,
+    /// `body`).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DlqRedriveArgs {
+    #[command(flatten)]
+    names: AwsNames,
+    /// Message ids (as `rollcall aws dlq list` prints them).
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    ids: Vec<String>,
+    /// Every message of the dead-letter queue.
+    #[arg(long)]
+    all: bool,
+    /// Most messages to look at.
+    #[arg(long, default_value_t = DEFAULT_MAX_MESSAGES, value_name = "N")]
+    max: usize,
+    /// Print what was sent back as JSON (`sent`: [DLQ id, new id] pairs, `not_found`).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -37,9 +87,13 @@ pub struct ProvisionArgs {
     /// A device whose result queue to create (repeatable).
     #[arg(long = "device", value_name = "ID")]
     devices: Vec<String>,
-    /// Visibility timeout of the clip-events queue.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    /// Visibility timeout of the clip-events queue (`rollcall worker` extends it while a clip is
+    /// in hand; a dead worker's clips come back after it).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     visibility_timeout: Duration,
+    /// Clips are deleted from the bucket this long after their upload (whole days, at least 1).
+    #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    clip_retention: Duration,
     /// Receives of an event message before it moves to the dead-letter queue.
     #[arg(long, default_value_t = MAX_RECEIVE_COUNT, value_name = "N")]
     max_receive_count: u32,
@@ -105,6 +159,13 @@ pub fn run(command: AwsCommand) -> Result<ExitCode> {
                 args.visibility_timeout.as_secs() >= 1,
                 "--visibility-timeout must be at least 1 s"
             );
+            let day = 86_400;
+            anyhow::ensure!(
+                args.clip_retention.as_secs() >= day,
+                "--clip-retention must be at least 1 day (S3 expires objects by the day)"
+            );
+            let clip_retention_days =
+                u32::try_from(args.clip_retention.as_secs().div_ceil(day)).unwrap_or(u32::MAX);
             let runtime = runtime()?;
             let names = args.names.names();
             let provisioned = runtime.block_on(async {
@@ -116,6 +177,7 @@ pub fn run(command: AwsCommand) -> Result<ExitCode> {
                         visibility_timeout: args.visibility_timeout,
                         max_receive_count: args.max_receive_count.max(1),
                         devices: args.devices.clone(),
+                        clip_retention_days,
                     },
                     args.log_retention_days,
                 )
@@ -125,7 +187,88 @@ pub fn run(command: AwsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AwsCommand::Logs(args) => logs(args),
+        AwsCommand::Dlq(command) => dlq(command),
     }
+}
+
+/// `rollcall aws dlq list|redrive`.
+fn dlq(command: DlqCommand) -> Result<ExitCode> {
+    let names = match &command {
+        DlqCommand::List(args) => args.names.names(),
+        DlqCommand::Redrive(args) => args.names.names(),
+    };
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let config = aws::load_config().await;
+        let sqs = SqsClient::new(&config);
+        let dlq_url = aws::resolve_queue(&sqs, &names.events_dlq())
+            .await
+            .with_context(|| {
+                format!(
+                    "no dead-letter queue (create it with `rollcall aws provision --prefix {}`)",
+                    names.prefix
+                )
+            })?;
+        match command {
+            DlqCommand::List(args) => {
+                let letters =
+                    dead_letters::list_dead_letters(&sqs, &dlq_url, &names.prefix, args.max)
+                        .await?;
+                let now_ms = rollcall_protocol::wire::unix_now_ns() / 1_000_000;
+                let mut out = std::io::stdout().lock();
+                for letter in &letters {
+                    if args.json {
+                        writeln!(out, "{}", serde_json::to_string(letter)?)?;
+                    } else {
+                        let age = Duration::from_millis(now_ms.saturating_sub(letter.sent_ms));
+                        writeln!(
+                            out,
+                            "{}  {} receives  {} old  {}
+    {}",
+                            letter.message_id,
+                            letter.receives,
+                            crate::plan::durations::short_duration(age),
+                            if letter.keys.is_empty() {
+                                "(no object key)".to_string()
+                            } else {
+                                letter.keys.join(" ")
+                            },
+                            letter.reason
+                        )?;
+                    }
+                }
+                if !args.json {
+                    eprintln!("{} message(s) in {}", letters.len(), names.events_dlq());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            DlqCommand::Redrive(args) => {
+                let events_url = aws::resolve_queue(&sqs, &names.events_queue()).await?;
+                let ids = (!args.all).then_some(args.ids.as_slice());
+                let redriven =
+                    dead_letters::redrive(&sqs, &dlq_url, &events_url, ids, args.max).await?;
+                if args.json {
+                    println!("{}", serde_json::to_string(&redriven)?);
+                } else {
+                    for (old, new) in &redriven.sent {
+                        println!("{old} -> {} as {new}", names.events_queue());
+                    }
+                    for id in &redriven.not_found {
+                        eprintln!(
+                            "rollcall aws dlq redrive: {id} is not in {}",
+                            names.events_dlq()
+                        );
+                    }
+                    eprintln!("{} message(s) sent back", redriven.sent.len());
+                }
+                Ok(if redriven.not_found.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+        }
+    })
 }
 
 /// What `rollcall aws provision` created or found: the recognizer's resources and the worker's

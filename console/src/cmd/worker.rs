@@ -12,7 +12,8 @@ use rollcall_protocol::aws::{self, SqsClient};
 use rollcall_recognizer::aws_handler::{aws_handler, AwsHandlerConfig};
 use rollcall_recognizer::handler::{default_instance_id, HandlerConfig};
 use rollcall_recognizer::pool::default_max_workers;
-use rollcall_recognizer::worker::{run_worker, WorkerConfig};
+use rollcall_recognizer::worker::{queue_visibility, run_worker, WorkerConfig, DEFAULT_VISIBILITY};
+use tokio::signal::unix::{signal, SignalKind};
 
 use super::aws::runtime;
 use crate::logs::cloudwatch::ShipperStats;
@@ -37,6 +38,11 @@ pub struct WorkerArgs {
     /// Exit after this long without a message (default: run until interrupted).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     idle_exit: Option<Duration>,
+    /// Visibility timeout of received messages, extended every third of it while their clips
+    /// are in hand: if this worker dies, its clips come back to other workers after it
+    /// (default: the queue's own, 10 s as `rollcall aws provision` sets it).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    visibility: Option<Duration>,
     #[command(flatten)]
     clip: ClipArgs,
     /// Print the worker's counters as JSON when it stops.
@@ -91,6 +97,15 @@ pub fn run(args: WorkerArgs, config: &ConfigFile) -> Result<ExitCode> {
             None => names.events_queue(),
         };
         let queue_url = runtime.block_on(aws::resolve_queue(&sqs, &queue))?;
+        let visibility = match args.visibility {
+            Some(visibility) => visibility,
+            None => runtime
+                .block_on(queue_visibility(&sqs, &queue_url))
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "using the default visibility timeout");
+                    DEFAULT_VISIBILITY
+                }),
+        };
         let handler = Arc::new(
             aws_handler(
                 &sdk,
@@ -117,23 +132,20 @@ pub fn run(args: WorkerArgs, config: &ConfigFile) -> Result<ExitCode> {
         );
         tracing::info!(instance = %instance_id, queue = %queue_url, bucket = %names.bucket, people, max_workers, "worker started");
         let stop = Arc::new(AtomicBool::new(false));
-        {
-            let stop = Arc::clone(&stop);
-            runtime.spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("interrupted: finishing the clips in hand");
-                    stop.store(true, Ordering::Relaxed);
-                }
-            });
-        }
+        let signals = {
+            let _inside = runtime.enter();
+            Signals::new().context("cannot listen for signals")?
+        };
+        runtime.spawn(signals.drain_then_exit(Arc::clone(&stop)));
         let stats = runtime.block_on(run_worker(
             sqs,
             Arc::clone(&handler),
             WorkerConfig {
-                queue_url,
                 max_workers,
                 wait: args.wait,
                 idle_exit: args.idle_exit,
+                visibility,
+                ..WorkerConfig::new(queue_url)
             },
             stop,
         ))?;
@@ -172,14 +184,57 @@ pub fn run(args: WorkerArgs, config: &ConfigFile) -> Result<ExitCode> {
             serde_json::json!({"worker": stats, "handler": {
                 "processed": handled.processed, "errors": handled.errors,
                 "duplicates": handled.duplicates, "publish_failures": handled.publish_failures,
+                "gallery_loads": handled.gallery_loads, "version_checks": handled.version_checks,
             }, "cloudwatch_logs": log_stats})
         );
     } else {
         eprintln!(
-            "rollcall worker: {} messages, {} clips ({} error results, {} duplicates), {} unparsable left for the DLQ",
-            stats.messages, stats.clips, stats.errors, handled.duplicates, stats.unparsable
+            "rollcall worker: {} messages, {} clips ({} error results, {} duplicates), {} unparsable messages and {} records naming no device left for the DLQ",
+            stats.messages, stats.clips, stats.errors, handled.duplicates, stats.unparsable, stats.dropped
         );
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT, SIGTERM (systemd, docker, `timeout`) and SIGHUP (a closed terminal) all ask the
+/// worker to stop the same way.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Listen for SIGTERM and SIGHUP (SIGINT through `ctrl_c`). Must be called inside the Tokio
+    /// runtime.
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The name of the next signal.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
+
+    /// The first signal sets `stop` (no new messages; the clips in hand are finished and
+    /// answered); a second one exits at once (the clips in hand come back to the queue after
+    /// the visibility timeout).
+    async fn drain_then_exit(mut self, stop: Arc<AtomicBool>) {
+        let first = self.next().await;
+        eprintln!("{first}: finishing the clips in hand (send it again to stop at once)");
+        tracing::info!(signal = first, "stopping: finishing the clips in hand");
+        stop.store(true, Ordering::Relaxed);
+        let second = self.next().await;
+        eprintln!(
+            "{second}: stopping now; the clips in hand return to the queue within the visibility timeout"
+        );
+        std::process::exit(130);
+    }
 }

@@ -17,7 +17,7 @@ mod shared;
 
 // Each test binary uses a different subset.
 #[allow(unused_imports)]
-pub use shared::{aws_endpoint, env_is, unique};
+pub use shared::{aws_endpoint, env_is, skip_aws, unique};
 
 /// GStreamer's RTSP server on loopback, shared with the edge library's source tests.
 #[path = "../../../edge-lib/tests/common/rtsp.rs"]

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{validate_key, ClipStore, InvalidKey, StoreError, StoredClip};
+use super::{content_version, validate_key, ClipStore, InvalidKey, StoreError, StoredClip};
 use crate::input_files::open_regular_file;
-use crate::wire::{ClipEvent, ClipMeta};
+use crate::wire::{ClipEvent, ClipMeta, PartialClipMeta};
 
 /// Called after every successful put, on the putting thread.
 pub type CreatedFn = dyn Fn(ClipEvent) + Send + Sync;
@@ -34,7 +34,7 @@ pub type CreatedFn = dyn Fn(ClipEvent) + Send + Sync;
 /// let store = LocalClipStore::new(dir.path());
 /// store.put_blocking(&meta.object_key(), &meta, b"\0\0\0\x01clip")?;
 /// let clip = store.get_blocking("clips/pi-1/s1/00000003.h264", 1 << 20)?;
-/// assert_eq!(clip.meta, Some(meta));
+/// assert_eq!(clip.meta, Some(meta.into()));
 /// assert!(store.get_blocking("../etc/passwd", 1 << 20).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -120,13 +120,14 @@ impl LocalClipStore {
             notify(ClipEvent {
                 key: key.to_string(),
                 meta: meta.clone(),
+                version: Some(content_version(bytes)),
             });
         }
         Ok(())
     }
 
     /// [`ClipStore::get`] on the calling thread. A clip stored without metadata file comes back
-    /// with `meta: None`.
+    /// with `meta: None`; its version is [`content_version`], its time the file's.
     pub fn get_blocking(&self, key: &str, max_bytes: usize) -> Result<StoredClip, StoreError> {
         let path = self.path_for(key)?;
         let meta_path = self.meta_path_for(key)?;
@@ -152,7 +153,13 @@ impl LocalClipStore {
             },
             _ => io_error(&path, e),
         })?;
-        let size = file.metadata().map_err(|e| io_error(&path, e))?.len();
+        let metadata = file.metadata().map_err(|e| io_error(&path, e))?;
+        let size = metadata.len();
+        let stored_ns = metadata
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         if size > max_bytes as u64 {
             return Err(StoreError::TooLarge {
                 key: key.to_string(),
@@ -172,17 +179,23 @@ impl LocalClipStore {
                 limit: max_bytes as u64,
             });
         }
-        let meta = match fs::read(&meta_path) {
-            Ok(json) => Some(serde_json::from_slice::<ClipMeta>(&json).map_err(|e| {
-                StoreError::Metadata {
-                    key: key.to_string(),
-                    message: format!("{}: {e}", meta_path.display()),
-                }
-            })?),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_error(&meta_path, e)),
-        };
-        Ok(StoredClip { bytes, meta })
+        let meta =
+            match fs::read(&meta_path) {
+                Ok(json) => Some(serde_json::from_slice::<PartialClipMeta>(&json).map_err(
+                    |e| StoreError::Metadata {
+                        key: key.to_string(),
+                        message: format!("{}: {e}", meta_path.display()),
+                    },
+                )?),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(io_error(&meta_path, e)),
+            };
+        Ok(StoredClip {
+            version: Some(content_version(&bytes)),
+            bytes,
+            meta,
+            stored_ns,
+        })
     }
 
     fn write_atomic(&self, key: &str, path: &Path, data: &[u8]) -> Result<(), StoreError> {
@@ -270,13 +283,28 @@ mod tests {
             got,
             "no limit"
         );
-        assert_eq!(got.meta.as_ref(), Some(&m));
+        assert_eq!(got.meta, Some(PartialClipMeta::from(m.clone())));
+        assert_eq!(got.version, Some(content_version(b"bytes")));
+        assert!(got.stored_ns.is_some_and(|t| t > 0));
         assert_eq!(
             events.lock().unwrap().as_slice(),
-            &[ClipEvent::for_clip(m.clone())]
+            &[ClipEvent {
+                version: got.version.clone(),
+                ..ClipEvent::for_clip(m.clone())
+            }]
+        );
+        // An overwrite with other bytes is another version.
+        store.put_blocking(&m.object_key(), &m, b"other").unwrap();
+        assert_ne!(
+            store.get_blocking(&m.object_key(), 5).unwrap().version,
+            got.version
         );
         // Idempotent put.
         store.put_blocking(&m.object_key(), &m, b"bytes").unwrap();
+        assert_eq!(
+            store.get_blocking(&m.object_key(), 5).unwrap().version,
+            got.version
+        );
         assert_eq!(
             store.get_blocking(&m.object_key(), 5).unwrap().bytes,
             b"bytes"
@@ -323,6 +351,17 @@ mod tests {
         // Bytes without metadata.
         fs::write(dir.path().join("loose.h264"), b"x").unwrap();
         assert_eq!(store.get_blocking("loose.h264", 10).unwrap().meta, None);
+        // Partial metadata (a foreign client's).
+        fs::write(dir.path().join("loose.h264.json"), br#"{"fps": 25.0}"#).unwrap();
+        assert_eq!(
+            store
+                .get_blocking("loose.h264", 10)
+                .unwrap()
+                .meta
+                .unwrap()
+                .fps,
+            Some(25.0)
+        );
         // Damaged metadata.
         fs::write(dir.path().join("loose.h264.json"), b"{").unwrap();
         let e = store.get_blocking("loose.h264", 10).unwrap_err();

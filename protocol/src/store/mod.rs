@@ -13,7 +13,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub use crate::ids::{validate_key, InvalidKey, MAX_KEY_LEN, MAX_KEY_SEGMENT_LEN};
-use crate::wire::ClipMeta;
+use crate::wire::{ClipMeta, PartialClipMeta};
 
 pub mod local;
 #[cfg(feature = "aws")]
@@ -58,7 +58,7 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// The object's metadata is missing fields or is not a [`ClipMeta`].
+    /// The object's metadata is not JSON or has a field of the wrong type.
     #[error("clip {key}: unreadable metadata: {message}")]
     Metadata {
         /// The key.
@@ -108,8 +108,25 @@ impl StoreError {
 pub struct StoredClip {
     /// The Annex-B bytes.
     pub bytes: Vec<u8>,
-    /// Its metadata, when the object carries any.
-    pub meta: Option<ClipMeta>,
+    /// Its metadata as stored, when the object carries any (any subset of the fields: see
+    /// [`PartialClipMeta::resolve`]).
+    pub meta: Option<PartialClipMeta>,
+    /// The object's version (S3: the entity tag without quotes; local store:
+    /// [`content_version`]), when the store tells.
+    pub version: Option<String>,
+    /// When the store received the object (S3 `LastModified`, the file's modification time), ns
+    /// since the Unix epoch.
+    pub stored_ns: Option<u64>,
+}
+
+/// The version of a clip's bytes in stores without entity tags (the local store): a hash of the
+/// content and its length. Stable within one build of rollcall, which is all the in-process
+/// idempotency memory needs.
+pub fn content_version(bytes: &[u8]) -> String {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut hasher = DefaultHasher::new();
+    hasher.write(bytes);
+    format!("{:016x}-{}", hasher.finish(), bytes.len())
 }
 
 /// Where clips live between the edge and the function: get and put by key, with [`ClipMeta`] as

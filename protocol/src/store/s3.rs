@@ -2,14 +2,15 @@
 //!
 //! The bytes are the object body (`Content-Type: video/h264`); [`ClipMeta`] is one user-metadata
 //! field, `x-amz-meta-rollcall-meta`, holding the ClipMeta JSON (about 300 bytes, well under
-//! S3's 2 KB user-metadata limit). `get` refuses an object over the caller's limit from the
-//! response's `Content-Length`, before the body is read.
+//! S3's 2 KB user-metadata limit; a foreign client may send any subset of the fields, or none).
+//! `get` refuses an object over the caller's limit from the response's `Content-Length`, before
+//! the body is read, and reports the object's `ETag` (its version) and `LastModified`.
 
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::aws::{sdk_message, sdk_retryable};
 use crate::store::{validate_key, ClipStore, StoreError, StoredClip};
-use crate::wire::ClipMeta;
+use crate::wire::{ClipMeta, PartialClipMeta};
 
 /// User-metadata field holding the ClipMeta JSON (`x-amz-meta-rollcall-meta` on the wire).
 pub const META_FIELD: &str = "rollcall-meta";
@@ -113,16 +114,23 @@ impl ClipStore for S3ClipStore {
                 });
             }
         }
-        let meta =
-            match out.metadata().and_then(|m| m.get(META_FIELD)) {
-                Some(json) => Some(serde_json::from_str::<ClipMeta>(json).map_err(|e| {
-                    StoreError::Metadata {
-                        key: key.to_string(),
-                        message: format!("{META_FIELD}: {e}"),
-                    }
-                })?),
-                None => None,
-            };
+        let meta = match out.metadata().and_then(|m| m.get(META_FIELD)) {
+            Some(json) => Some(serde_json::from_str::<PartialClipMeta>(json).map_err(|e| {
+                StoreError::Metadata {
+                    key: key.to_string(),
+                    message: format!("{META_FIELD}: {e}"),
+                }
+            })?),
+            None => None,
+        };
+        let version = out
+            .e_tag()
+            .map(|tag| tag.trim_matches('"').to_string())
+            .filter(|tag| !tag.is_empty());
+        let stored_ns = out.last_modified().and_then(|t| {
+            let secs = u64::try_from(t.secs()).ok()?;
+            Some(secs.saturating_mul(1_000_000_000) + u64::from(t.subsec_nanos()))
+        });
         let bytes = out
             .body
             .collect()
@@ -141,6 +149,11 @@ impl ClipStore for S3ClipStore {
                 limit,
             });
         }
-        Ok(StoredClip { bytes, meta })
+        Ok(StoredClip {
+            bytes,
+            meta,
+            version,
+            stored_ns,
+        })
     }
 }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `person#<person_id>` | `person_id` S, `name` S, `details` M (S values), and when enrolled: `enrolled_at` S, `image_count` N, `dim` N, `embedding` B (little-endian f32), `samples` L of M {`image` S, `embedding` B}, `photos_digest` S (optional) |
 //! | `setting#<key>` | `value` S |
-//! | `meta#gallery_version` | `version` N (atomic counter, +1 on every enrol / remove), `dim` N (dimension of the last enrolment) |
+//! | `meta#gallery_version` | `version` N (atomic counter, +1 on every enrol, remove, records write and setting change), `dim` N (dimension of the last enrolment) |
 //!
 //! A person's samples live in their item, so an enrolment is one `PutItem` (atomic: no partial
 //! enrolment is ever visible); DynamoDB's 400 KB item limit bounds the samples to about 150 per
@@ -780,6 +780,10 @@ impl PeopleDirectory for DynamoDirectory {
                 Ok(())
             })?;
         }
+        // Running functions cache records until the version changes.
+        if !records.is_empty() {
+            self.bump_version()?;
+        }
         Ok(records.len())
     }
 
@@ -958,6 +962,11 @@ impl PeopleDirectory for DynamoDirectory {
     }
 
     fn set_setting(&self, key: &str, value: &str) -> Result<(), DirectoryError> {
+        // Running functions cache settings (the match threshold) until the version changes:
+        // bump it when the value changes.
+        if self.setting(key)?.as_deref() == Some(value) {
+            return Ok(());
+        }
         let (pk, value) = (format!("{SETTING}{key}"), value.to_string());
         self.run(|client, table| async move {
             client
@@ -969,7 +978,8 @@ impl PeopleDirectory for DynamoDirectory {
                 .await
                 .map_err(|e| sdk_message(&e))?;
             Ok(())
-        })
+        })?;
+        self.bump_version()
     }
 
     fn gallery_version(&self) -> Result<u64, DirectoryError> {

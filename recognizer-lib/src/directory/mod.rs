@@ -379,8 +379,9 @@ pub trait PeopleDirectory: Send + Sync {
     /// Store a setting's value (replacing any previous one).
     fn set_setting(&self, key: &str, value: &str) -> Result<(), DirectoryError>;
 
-    /// A number that changes whenever the gallery changes (enrol, remove), so long-running workers know
-    /// when to reload. Only equality is meaningful.
+    /// A number that changes whenever anything a running function caches changes (enrol, remove,
+    /// records written, a setting's value changed), so long-running workers know when to reload:
+    /// they reload on a change only. Only equality is meaningful.
     fn gallery_version(&self) -> Result<u64, DirectoryError>;
 }
 

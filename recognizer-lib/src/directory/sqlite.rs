@@ -474,6 +474,10 @@ impl PeopleDirectory for SqliteDirectory {
                     .map_err(|e| self.err(e))?;
             }
         }
+        // Running functions cache records until the version changes.
+        if !records.is_empty() {
+            self.bump_gallery_version(&tx)?;
+        }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(records.len())
     }
@@ -751,13 +755,21 @@ impl PeopleDirectory for SqliteDirectory {
     }
 
     fn set_setting(&self, key: &str, value: &str) -> Result<(), DirectoryError> {
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO settings (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )
-        .map_err(|e| self.err(e))?;
+        let mut conn = self.lock();
+        let tx = self.write_tx(&mut conn)?;
+        let changed = tx
+            .execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                 WHERE settings.value IS NOT excluded.value",
+                params![key, value],
+            )
+            .map_err(|e| self.err(e))?;
+        // Running functions cache settings (the match threshold) until the version changes.
+        if changed > 0 {
+            self.bump_gallery_version(&tx)?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -866,10 +878,10 @@ mod tests {
         assert_eq!(dir.gallery().unwrap().len(), 1);
         assert_eq!(dir.samples().unwrap().len(), 1);
         assert_eq!(dir.person("ann").unwrap().unwrap().name, "Ann");
-        assert_eq!(
+        assert_ne!(
             dir.gallery_version().unwrap(),
             version,
-            "records do not change the gallery"
+            "running functions cache records: they reload on the new version"
         );
 
         let err = dir
@@ -1016,8 +1028,16 @@ mod tests {
         seen.push(dir.gallery_version().unwrap());
         dir.enroll("a", &[2.0], &[]).unwrap();
         seen.push(dir.gallery_version().unwrap());
+        // What functions cache besides the embeddings: settings and records.
         dir.set_setting("match_threshold", "0.4").unwrap();
-        assert_eq!(dir.gallery_version().unwrap(), seen[2]);
+        seen.push(dir.gallery_version().unwrap());
+        dir.set_setting("match_threshold", "0.4").unwrap();
+        assert_eq!(dir.gallery_version().unwrap(), seen[3], "unchanged value");
+        dir.upsert_records(&[PersonRecord::new("a").unwrap()])
+            .unwrap();
+        seen.push(dir.gallery_version().unwrap());
+        dir.upsert_records(&[]).unwrap();
+        assert_eq!(dir.gallery_version().unwrap(), seen[4], "nothing written");
         dir.remove("a").unwrap();
         seen.push(dir.gallery_version().unwrap());
         let mut unique = seen.clone();
@@ -1025,9 +1045,9 @@ mod tests {
         assert_eq!(unique, seen, "every change gives a new version: {seen:?}");
         // Another connection (another process) sees the same version.
         let other = SqliteDirectory::open(&path).unwrap();
-        assert_eq!(other.gallery_version().unwrap(), seen[3]);
+        assert_eq!(other.gallery_version().unwrap(), seen[5]);
         other.enroll("b", &[3.0], &[]).unwrap();
-        assert_ne!(dir.gallery_version().unwrap(), seen[3]);
+        assert_ne!(dir.gallery_version().unwrap(), seen[5]);
         assert_eq!(dir.gallery().unwrap()[0].person_id, "b");
     }
 
