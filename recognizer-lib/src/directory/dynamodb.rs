@@ -782,7 +782,7 @@ impl PeopleDirectory for DynamoDirectory {
         }
         // Running functions cache records until the version changes.
         if !records.is_empty() {
-            self.bump_version()?;
+            self.bump_version(None)?;
         }
         Ok(records.len())
     }
@@ -979,7 +979,7 @@ impl PeopleDirectory for DynamoDirectory {
                 .map_err(|e| sdk_message(&e))?;
             Ok(())
         })?;
-        self.bump_version()
+        self.bump_version(None)
     }
 
     fn gallery_version(&self) -> Result<u64, DirectoryError> {
