@@ -48,7 +48,7 @@ pub struct PhotoTree {
 pub fn scan_photo_tree(dir: &Path) -> Result<PhotoTree, RecognizerError> {
     let read_error = |path: &Path, e: std::io::Error| RecognizerError::Read {
         input: path.display().to_string(),
-        message: e.to_string(),
+        source: e,
     };
     let entries = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
     let mut tree = PhotoTree::default();
@@ -239,7 +239,7 @@ pub fn photos_digest(photos: &[PathBuf]) -> Result<String, RecognizerError> {
     for path in sorted {
         let read_error = |e: std::io::Error| RecognizerError::Read {
             input: path.display().to_string(),
-            message: e.to_string(),
+            source: e,
         };
         let mut file_hash = Sha256::new();
         let mut file = std::fs::File::open(path).map_err(read_error)?;

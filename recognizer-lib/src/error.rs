@@ -6,12 +6,13 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum RecognizerError {
     /// A file could not be read at all.
-    #[error("{input}: cannot read: {message}")]
+    #[error("{input}: cannot read: {source}")]
     Read {
         /// The input (path or name).
         input: String,
-        /// What failed.
-        message: String,
+        /// Why (not found, permission denied, not a regular file, too large...).
+        #[source]
+        source: std::io::Error,
     },
     /// The bytes are not an image in a supported format, or are corrupt.
     #[error("{input}: not a readable image (JPEG, PNG, PGM/PPM, GIF, BMP): {message}")]

@@ -100,7 +100,7 @@ pub fn load_photo(path: &Path, limits: &DecodeLimits) -> Result<Photo, Recognize
     let bytes = read_regular_file(path, Some(limits.max_file_bytes())).map_err(|e| {
         RecognizerError::Read {
             input: label.clone(),
-            message: e.to_string(),
+            source: e,
         }
     })?;
     decode_photo(&bytes, &label, limits)
