@@ -380,6 +380,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_file_keeps_its_io_error_as_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.jpg");
+        let error = load_photo(&missing, &DecodeLimits::default()).unwrap_err();
+        assert!(error.to_string().contains("missing.jpg"), "{error}");
+        match &error {
+            RecognizerError::Read { source, .. } => {
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound)
+            }
+            other => panic!("expected a read error, got {other:?}"),
+        }
+        assert!(std::error::Error::source(&error).is_some());
+    }
+
+    #[test]
     fn photos_over_the_pixel_budget_are_refused_from_the_header() {
         // A PGM header announcing 13000x12000 pixels (156 megapixels) and almost no data: the
         // refusal comes from the header alone, before anything is allocated for the pixels.
