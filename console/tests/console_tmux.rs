@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    data_dir, example_photos, models_present, rollcall, send_signal, spooled_clips, text,
-    tmux_present, Tmux,
+    data_dir, example_photos, models_present, people_directory_without_faces, rollcall,
+    send_signal, spooled_clips, text, tmux_present, Tmux,
 };
 
 /// `path` quoted for sh.
@@ -128,12 +128,13 @@ fn wait_for_file(path: &Path, timeout: Duration, tmux: &Tmux) -> String {
 /// A console session on the test pattern in tmux, its pid in `<dir>/pid`, its exit status in
 /// `<dir>/exit`, its report in `<dir>/report.json`.
 fn console_session(dir: &Path, name: &str) -> (Tmux, u32) {
+    let db = people_directory_without_faces(dir);
     let script = format!(
         "sh -c 'echo $$ > {pid}; exec {bin} console --gpio off --start --source test --duration 60s \
          --db {db} --spool {spool} --report {report}'; echo \"exit=$?\" > {exit}; sleep 60",
         pid = shell_quote(&dir.join("pid")),
         bin = shell_quote(Path::new(env!("CARGO_BIN_EXE_rollcall"))),
-        db = shell_quote(&dir.join("people.db")),
+        db = shell_quote(&db),
         spool = shell_quote(&dir.join("spool")),
         report = shell_quote(&dir.join("report.json")),
         exit = shell_quote(&dir.join("exit")),

@@ -11,8 +11,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    data_dir, models_present, rollcall, rollcall_command, send_signal, spooled_clips, text,
-    wait_with_timeout,
+    data_dir, models_present, people_directory_without_faces, rollcall, rollcall_command,
+    send_signal, spooled_clips, text, wait_with_timeout,
 };
 
 const HAMILTON: &str = "videos/short_hamilton_clip/short_hamilton_clip.mp4";
@@ -20,7 +20,7 @@ const HAMILTON: &str = "videos/short_hamilton_clip/short_hamilton_clip.mp4";
 /// `rollcall session --headless` on `source` with the spool under `spool`, output to files in
 /// `dir`.
 fn start_session(dir: &Path, spool: &Path, device: &str, source: &str, extra: &[&str]) -> Child {
-    let db = dir.join("people.db");
+    let db = people_directory_without_faces(dir);
     rollcall_command()
         .args([
             "session",

@@ -82,6 +82,26 @@ pub fn text(output: &Output) -> String {
     )
 }
 
+/// `<dir>/people.db` holding one academic record and no enrolled face, created if missing:
+/// commands other than enroll and people import refuse a directory that does not exist, and a
+/// session on it names nobody.
+pub fn people_directory_without_faces(dir: &Path) -> PathBuf {
+    let db = dir.join("people.db");
+    if !db.exists() {
+        let csv = dir.join("records.csv");
+        std::fs::write(&csv, "person_id,name\nnobody,Nobody\n").unwrap();
+        let out = rollcall(&[
+            "people",
+            "import",
+            csv.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    db
+}
+
 /// Whether the models and ONNX Runtime are in the cache; skip (or fail in CI) without them.
 pub fn models_present() -> bool {
     let out = rollcall(&["models", "list", "--json"]);
