@@ -140,6 +140,13 @@ pub struct PersonTally {
     pub clips: u64,
     /// Highest similarity over those clips.
     pub best_similarity: f32,
+    /// When the first clip they were seen in closed, ns since the Unix epoch.
+    pub first_seen_ns: u64,
+    /// When the last clip they were seen in closed, ns since the Unix epoch.
+    pub last_seen_ns: u64,
+    /// Their record from the people directory (`student_id`, `programme`, ...), as last sent.
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
 }
 
 /// Why capture stopped.
@@ -556,6 +563,12 @@ fn record_result(s: &mut State, got: &ReceivedResult) {
     if let (None, Some(error)) = (&s.first_result_error, &result.error) {
         s.first_result_error = Some(format!("clip {}: {error}", result.clip_id));
     }
+    // The clip's close time is when its faces were in view; a foreign client may omit it.
+    let seen_ns = if result.closed_ns > 0 {
+        result.closed_ns
+    } else {
+        got.received_ns
+    };
     for person in &result.people {
         let tally = s
             .people
@@ -565,10 +578,19 @@ fn record_result(s: &mut State, got: &ReceivedResult) {
                 name: person.name.clone(),
                 clips: 0,
                 best_similarity: f32::MIN,
+                first_seen_ns: seen_ns,
+                last_seen_ns: seen_ns,
+                details: BTreeMap::new(),
             });
         tally.clips += 1;
         tally.name = person.name.clone();
         tally.best_similarity = tally.best_similarity.max(person.similarity);
+        // Results arrive out of order (retries, parallel workers).
+        tally.first_seen_ns = tally.first_seen_ns.min(seen_ns);
+        tally.last_seen_ns = tally.last_seen_ns.max(seen_ns);
+        if !person.details.is_empty() {
+            tally.details = person.details.clone();
+        }
     }
 }
 

@@ -110,6 +110,36 @@ pub struct OfflineSpan {
     pub reason: String,
 }
 
+/// One person in a [`SessionSummary`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SummaryPerson {
+    /// Directory id.
+    pub person_id: String,
+    /// Display name.
+    pub name: String,
+    /// Clips in which they were recognised.
+    pub clips: u64,
+    /// Highest similarity over those clips.
+    pub best_similarity: f32,
+    /// When the first clip they were seen in closed, seconds since the Unix epoch.
+    pub first_seen: f64,
+    /// When the last clip they were seen in closed, seconds since the Unix epoch.
+    pub last_seen: f64,
+}
+
+impl From<&PersonTally> for SummaryPerson {
+    fn from(tally: &PersonTally) -> SummaryPerson {
+        SummaryPerson {
+            person_id: tally.person_id.clone(),
+            name: tally.name.clone(),
+            clips: tally.clips,
+            best_similarity: tally.best_similarity,
+            first_seen: seconds(tally.first_seen_ns),
+            last_seen: seconds(tally.last_seen_ns),
+        }
+    }
+}
+
 /// What a finished session saw.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionSummary {
@@ -132,8 +162,8 @@ pub struct SessionSummary {
     pub ended: EndReason,
     /// The failure that ended capture, if any.
     pub error: Option<String>,
-    /// Everyone recognised, most clips first: `person_id`, `name`, `clips`, `best_similarity`.
-    pub people: Vec<PersonTally>,
+    /// Everyone recognised, most clips first.
+    pub people: Vec<SummaryPerson>,
     /// Clip counters: `captured`, `uploaded`, `results`, `errors`, `lost`.
     pub clips: ClipCounters,
     /// Faces that matched nobody, summed over clips.
@@ -162,7 +192,7 @@ impl SessionSummary {
             end_time: seconds(start_ns.saturating_add(nanos(report.capture_time))),
             ended: report.ended,
             error: report.error.clone(),
-            people: report.people.clone(),
+            people: report.people.iter().map(SummaryPerson::from).collect(),
             clips: report.clips,
             unknown_faces: report.unknown_faces,
             camera_offline: report
