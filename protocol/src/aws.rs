@@ -192,7 +192,10 @@ where
 /// Whether an SDK error is worth retrying (network, timeout, 5xx, throttling).
 pub fn sdk_retryable<E>(
     e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> bool {
+) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
     use aws_sdk_s3::error::SdkError;
     match e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -200,10 +203,29 @@ pub fn sdk_retryable<E>(
         }
         SdkError::ServiceError(s) => {
             let status = s.raw().status().as_u16();
-            status >= 500 || status == 429
+            // Some services throttle with a 400 and a code (SQS, DynamoDB).
+            status >= 500 || status == 429 || s.err().code().is_some_and(is_throttling_code)
         }
         _ => false,
     }
+}
+
+/// AWS error codes that mean "slow down", whatever the HTTP status.
+fn is_throttling_code(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException"
+            | "ProvisionedThroughputExceededException"
+            | "SlowDown"
+            | "RequestTimeout"
+            | "RequestTimeoutException"
+    )
 }
 
 fn err(what: impl Into<String>) -> impl FnOnce(String) -> AwsError {
@@ -250,5 +272,38 @@ mod tests {
         assert!(validate_queue_name("rollcall-results-pi.lab").is_err());
         assert!(validate_queue_name(&"x".repeat(81)).is_err());
         assert!(validate_queue_name("").is_err());
+    }
+
+    fn service_error(
+        status: u16,
+        code: &str,
+    ) -> aws_sdk_s3::error::SdkError<
+        aws_sdk_sqs::operation::send_message::SendMessageError,
+        aws_sdk_s3::config::http::HttpResponse,
+    > {
+        let meta = aws_sdk_sqs::error::ErrorMetadata::builder()
+            .code(code)
+            .build();
+        let raw = aws_sdk_s3::config::http::HttpResponse::new(
+            status.try_into().expect("a valid status"),
+            aws_sdk_s3::primitives::SdkBody::empty(),
+        );
+        aws_sdk_s3::error::SdkError::service_error(
+            aws_sdk_sqs::operation::send_message::SendMessageError::generic(meta),
+            raw,
+        )
+    }
+
+    #[test]
+    fn throttling_is_retried_whatever_its_status() {
+        assert!(sdk_retryable(&service_error(503, "ServiceUnavailable")));
+        assert!(sdk_retryable(&service_error(
+            429,
+            "TooManyRequestsException"
+        )));
+        assert!(sdk_retryable(&service_error(400, "ThrottlingException")));
+        assert!(sdk_retryable(&service_error(400, "RequestThrottled")));
+        assert!(!sdk_retryable(&service_error(403, "AccessDenied")));
+        assert!(!sdk_retryable(&service_error(400, "InvalidParameterValue")));
     }
 }

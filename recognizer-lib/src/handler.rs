@@ -125,8 +125,11 @@ impl HandlerError {
     /// Whether handling the same event again may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
+            // A queue closing while this process shuts down may be open in the next one; a
+            // backend refusal that is not transient (access denied, a result the service
+            // rejects) or a result that cannot be serialised fails the same way every time.
             HandlerError::Publish { source, .. } => {
-                !matches!(source, QueueError::InvalidDevice { .. })
+                source.is_retryable() || matches!(source, QueueError::Closed { .. })
             }
             HandlerError::Unroutable { .. } => false,
         }
@@ -142,8 +145,8 @@ pub enum ClipOutcome {
     /// Not published, and another delivery may succeed (the queue was unreachable, the handler
     /// panicked): the trigger should deliver the event again.
     Retry(String),
-    /// Not published and never will be (the key names no device, or the device id cannot name
-    /// a queue): the event is given up, with the reason logged. A queue-fed trigger leaves the
+    /// Not published and never will be (the key names no device, the device id cannot name a
+    /// queue, the queue refuses the result for good, e.g. access denied): the event is given up, with the reason logged. A queue-fed trigger leaves the
     /// message for its dead-letter queue, where `rollcall aws dlq list` shows it.
     Dropped(String),
 }
@@ -698,6 +701,27 @@ mod tests {
         ] {
             let outcome = ClipOutcome::of(Err(publish_error(source)));
             assert!(outcome.is_retry(), "{outcome:?}");
+        }
+        // A refusal that will not change (access denied), a result that cannot be serialised:
+        // another delivery fails the same way, so give up at once (the message goes to the DLQ,
+        // where it can be redriven once the cause is fixed).
+        for source in [
+            QueueError::Backend {
+                device_id: "cam".into(),
+                backend: "sqs",
+                message: "AccessDenied: not authorized to sqs:SendMessage".into(),
+                retryable: false,
+            },
+            QueueError::Format {
+                device_id: "cam".into(),
+                message: "float is not finite".into(),
+            },
+        ] {
+            let outcome = ClipOutcome::of(Err(publish_error(source)));
+            assert!(
+                matches!(&outcome, ClipOutcome::Dropped(reason) if reason.contains("cam")),
+                "{outcome:?}"
+            );
         }
         // A device id that cannot name a queue, a key naming no device: never, so give up.
         let invalid = ClipOutcome::of(Err(publish_error(QueueError::InvalidDevice {

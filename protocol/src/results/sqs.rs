@@ -80,7 +80,7 @@ impl SqsResultQueue {
         e: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
     ) -> QueueError
     where
-        E: std::error::Error + 'static,
+        E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + 'static,
     {
         QueueError::Backend {
             device_id: device_id.to_string(),
