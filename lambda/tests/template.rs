@@ -81,6 +81,15 @@ fn template_names_match_the_code() {
         "SSEAlgorithm: AES256".to_string(),
         "ExpirationInDays: !Ref ClipRetentionDays".to_string(),
         format!(
+            "Prefix: {}\n            ExpirationInDays: {}",
+            rollcall_protocol::store::ANSWERS_PREFIX,
+            rollcall_recognizer::provision::ANSWER_RETENTION_DAYS
+        ),
+        format!(
+            "\"arn:${{AWS::Partition}}:s3:::${{Name}}/{}*\"",
+            rollcall_protocol::store::ANSWERS_PREFIX
+        ),
+        format!(
             "Default: {}\n    MinValue: 1\n    Description: Clips are deleted",
             rollcall_recognizer::provision::DEFAULT_CLIP_RETENTION_DAYS
         ),

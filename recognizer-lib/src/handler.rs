@@ -19,8 +19,13 @@
 //!   remembered by object key *and version* (S3 entity tag, the local store's content hash): a
 //!   redelivered event republishes the same result without analysing the clip again, while an
 //!   overwrite of the key (a new version) is analysed anew. Concurrent deliveries of one version
-//!   in this process wait for one analysis. (Separate processes do not share this memory: each
-//!   may answer a duplicate once; the edge drops duplicates by clip id.)
+//!   in this process wait for one analysis. Across processes (Lambda sandboxes, workers) the
+//!   store's answer ledger ([`ClipStore::claim`]) decides: the first instance to claim a version
+//!   analyses it and records the published result; another delivery of that version republishes
+//!   the recorded result, or, while the claim is younger than [`HandlerConfig::claim_timeout`],
+//!   is handed back for a later delivery ([`HandlerError::HeldElsewhere`], a retry). An older
+//!   claim belongs to an instance that died mid-clip and is taken over. A ledger that cannot be
+//!   reached never blocks a clip: it is analysed, and the edge drops a duplicate by clip id.
 //! - **Fresh gallery.** The gallery (mean embeddings + threshold) is loaded on the first clip and
 //!   reloaded only when the directory's [`gallery_version`](PeopleDirectory::gallery_version)
 //!   changes (checked at most every [`HandlerConfig::version_poll`]: one small read, e.g. one
@@ -53,7 +58,7 @@ use crate::vision::Gallery;
 use rollcall_protocol::events::ClipRecord;
 use rollcall_protocol::ids::{parse_clip_key, ClipKey, RefusedKey};
 use rollcall_protocol::results::{QueueError, ResultQueue};
-use rollcall_protocol::store::{ClipStore, StoreError, StoredClip, DEFAULT_MAX_CLIP_BYTES};
+use rollcall_protocol::store::{Claim, ClipStore, StoreError, StoredClip, DEFAULT_MAX_CLIP_BYTES};
 use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_protocol::wire::{
     unix_now_ns, ClipEvent, ClipMeta, FunctionTimings, PartialClipMeta, PixelBox,
@@ -74,8 +79,13 @@ pub struct HandlerConfig {
     /// Results remembered (per object key and version) for redelivered events (default 1024; 0
     /// remembers nothing).
     pub recent_results: usize,
-    /// Reported in every result's `instance_id`.
+    /// Reported in every result's `instance_id`, and the holder of this instance's claims in the
+    /// answer ledger: unique per process.
     pub instance_id: String,
+    /// Age after which another instance's unanswered claim on a clip version is taken over (it
+    /// died mid-clip); younger claims hand the delivery back for later (default 5 s, far above
+    /// the time one clip takes).
+    pub claim_timeout: Duration,
 }
 
 impl Default for HandlerConfig {
@@ -86,6 +96,7 @@ impl Default for HandlerConfig {
             version_poll: Duration::from_secs(1),
             recent_results: 1024,
             instance_id: default_instance_id(),
+            claim_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -113,6 +124,21 @@ pub enum HandlerError {
         #[source]
         source: QueueError,
     },
+    /// Another instance is analysing this version of the clip now; a later delivery republishes
+    /// its answer.
+    #[error(
+        "clip {key}: version {version} is being answered by {holder} (claimed {age_ms} ms ago)"
+    )]
+    HeldElsewhere {
+        /// The object key.
+        key: String,
+        /// The object version.
+        version: String,
+        /// The instance holding the claim.
+        holder: String,
+        /// How old the claim is.
+        age_ms: u64,
+    },
     /// The object key is refused and names no device whose queue could hear about it.
     #[error("{refused}; no device can be read from it, so nobody can be told")]
     Unroutable {
@@ -131,6 +157,7 @@ impl HandlerError {
             HandlerError::Publish { source, .. } => {
                 source.is_retryable() || matches!(source, QueueError::Closed { .. })
             }
+            HandlerError::HeldElsewhere { .. } => true,
             HandlerError::Unroutable { .. } => false,
         }
     }
@@ -351,8 +378,34 @@ where
             Ok(clip) => clip,
             Err(refused) => return self.refuse(&refused).await,
         };
-        let result = self.result_for(&event, &clip).await;
-        self.publish(result).await
+        let (result, answered_here) = self.result_for(&event, &clip).await?;
+        let published = self.publish(result).await;
+        if let Some(version) = answered_here {
+            self.settle_claim(&event.key, &version, &published).await;
+        }
+        published
+    }
+
+    /// Record the published answer of a version this instance answered in the ledger, or give
+    /// the claim up when publishing failed. Ledger failures are logged, never fatal: the result
+    /// is out (or will be retried) either way.
+    async fn settle_claim(
+        &self,
+        key: &str,
+        version: &str,
+        published: &Result<RecognitionResult, HandlerError>,
+    ) {
+        let settled = match published {
+            Ok(result) => {
+                self.store
+                    .record_answer(key, version, &self.config.instance_id, result)
+                    .await
+            }
+            Err(_) => self.store.release_claim(key, version).await,
+        };
+        if let Err(e) = settled {
+            tracing::warn!(%key, %version, error = %e, "answer ledger not updated: a duplicate delivery to another instance may be analysed again");
+        }
     }
 
     /// Answer a refused object key: an error result naming the key and the problem, published to
@@ -384,15 +437,21 @@ where
         Ok(result)
     }
 
-    /// The result of the object version the event is about: remembered, or analysed once.
-    async fn result_for(&self, event: &ClipEvent, clip: &ClipKey) -> RecognitionResult {
+    /// The result of the object version the event is about: remembered here, recorded in the
+    /// answer ledger by another instance, or analysed once. With it, the version whose answer
+    /// this instance must settle in the ledger (analysed or remembered here).
+    async fn result_for(
+        &self,
+        event: &ClipEvent,
+        clip: &ClipKey,
+    ) -> Result<(RecognitionResult, Option<String>), HandlerError> {
         let key = &event.key;
         // A redelivery of a version already answered needs no fetch.
         if let Some(version) = &event.version {
             if let Some(result) = self.remembered(key, version) {
                 self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%key, %version, "redelivered event: republishing the remembered result");
-                return result;
+                return Ok((result, Some(version.clone())));
             }
         }
         let started = Instant::now();
@@ -403,22 +462,62 @@ where
             _ => None,
         };
         let Some(version) = version else {
-            return self.process(key, clip, fetched, started);
+            return Ok((self.process(key, clip, fetched, started), None));
         };
         let cell = self.cell(key, &version);
-        let analysed = AtomicBool::new(false);
+        let answered_here = AtomicBool::new(false);
         let result = cell
-            .get_or_init(|| async {
-                analysed.store(true, Ordering::Relaxed);
-                self.process(key, clip, fetched, started)
+            .get_or_try_init(|| async {
+                match self.claim(key, &version).await? {
+                    Some(recorded) => Ok(recorded),
+                    None => {
+                        answered_here.store(true, Ordering::Relaxed);
+                        Ok(self.process(key, clip, fetched, started))
+                    }
+                }
             })
-            .await
+            .await?
             .clone();
-        if !analysed.load(Ordering::Relaxed) {
+        if !answered_here.load(Ordering::Relaxed) {
             self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%key, %version, "duplicate of a version answered (or in hand): its result is republished");
         }
-        result
+        Ok((result, Some(version)))
+    }
+
+    /// Claim `version` of `key` in the answer ledger: `None` when this instance is to analyse it
+    /// (claimed, or the claim taken over, or the ledger unreachable), the recorded result when
+    /// another instance answered it.
+    async fn claim(
+        &self,
+        key: &str,
+        version: &str,
+    ) -> Result<Option<RecognitionResult>, HandlerError> {
+        let me = &self.config.instance_id;
+        match self.store.claim(key, version, me).await {
+            Ok(Claim::Claimed) => Ok(None),
+            Ok(Claim::Answered(result)) => {
+                tracing::debug!(%key, %version, by = %result.instance_id, "answered by another instance: republishing its result");
+                Ok(Some(*result))
+            }
+            Ok(Claim::HeldBy { holder, since_ns }) => {
+                let age = Duration::from_nanos(unix_now_ns().saturating_sub(since_ns));
+                if holder == *me || age >= self.config.claim_timeout {
+                    tracing::info!(%key, %version, %holder, age_ms = age.as_millis() as u64, "taking over a stale claim (its instance stopped mid-clip)");
+                    return Ok(None);
+                }
+                Err(HandlerError::HeldElsewhere {
+                    key: key.to_string(),
+                    version: version.to_string(),
+                    holder,
+                    age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(%key, %version, error = %e, "answer ledger unreachable: analysing the clip (another instance may too)");
+                Ok(None)
+            }
+        }
     }
 
     /// The remembered result of `(key, version)`, when its analysis is done.

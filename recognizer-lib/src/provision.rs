@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use rollcall_protocol::aws::{s3_client, sdk_message, AwsError, Names, SdkConfig, CLIPS_PREFIX};
+use rollcall_protocol::store::ANSWERS_PREFIX;
 
 /// Receives of one event message before SQS moves it to the dead-letter queue.
 pub const MAX_RECEIVE_COUNT: u32 = 3;
@@ -20,6 +21,13 @@ pub const DEFAULT_CLIP_RETENTION_DAYS: u32 = 7;
 
 /// Id of the bucket's lifecycle rule expiring clips.
 pub const CLIP_EXPIRY_RULE: &str = "rollcall-expire-clips";
+
+/// Id of the bucket's lifecycle rule expiring the answer ledger (`answers/`).
+pub const ANSWER_EXPIRY_RULE: &str = "rollcall-expire-answers";
+
+/// Days an answer-ledger entry (a clip version's claim and published result) is kept: long
+/// enough for any redelivery of its event, short because results name people.
+pub const ANSWER_RETENTION_DAYS: u32 = 1;
 
 fn err(what: impl Into<String>) -> impl FnOnce(String) -> AwsError {
     let what = what.into();
@@ -211,7 +219,8 @@ pub async fn provision(
     Ok(out)
 }
 
-/// Block public access, encrypt by default (SSE-S3) and expire clips after `retention_days`.
+/// Block public access, encrypt by default (SSE-S3), expire clips after `retention_days` and the
+/// answer ledger after [`ANSWER_RETENTION_DAYS`].
 async fn harden_bucket(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -258,20 +267,26 @@ async fn harden_bucket(
         .send()
         .await
         .map_err(|e| err(format!("default encryption of bucket {bucket}"))(sdk_message(&e)))?;
+    let expire = |id: &str, prefix: &str, days: u32| {
+        LifecycleRule::builder()
+            .id(id)
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
+            .expiration(
+                LifecycleExpiration::builder()
+                    .days(i32::try_from(days).unwrap_or(i32::MAX))
+                    .build(),
+            )
+            .build()
+            .map_err(build("lifecycle rule"))
+    };
     let lifecycle = BucketLifecycleConfiguration::builder()
-        .rules(
-            LifecycleRule::builder()
-                .id(CLIP_EXPIRY_RULE)
-                .status(ExpirationStatus::Enabled)
-                .filter(LifecycleRuleFilter::builder().prefix(CLIPS_PREFIX).build())
-                .expiration(
-                    LifecycleExpiration::builder()
-                        .days(i32::try_from(retention_days).unwrap_or(i32::MAX))
-                        .build(),
-                )
-                .build()
-                .map_err(build("lifecycle rule"))?,
-        )
+        .rules(expire(CLIP_EXPIRY_RULE, CLIPS_PREFIX, retention_days)?)
+        .rules(expire(
+            ANSWER_EXPIRY_RULE,
+            ANSWERS_PREFIX,
+            ANSWER_RETENTION_DAYS,
+        )?)
         .build()
         .map_err(build("lifecycle rule"))?;
     s3.put_bucket_lifecycle_configuration()

@@ -18,7 +18,7 @@ use rollcall_protocol::events;
 use rollcall_protocol::results::sqs::SqsResultQueue;
 use rollcall_protocol::results::ResultQueue;
 use rollcall_protocol::store::s3::S3ClipStore;
-use rollcall_protocol::store::{ClipStore, StoreError};
+use rollcall_protocol::store::{Claim, ClipStore, StoreError};
 use rollcall_protocol::wire::{ClipMeta, RecognitionResult, CLIP_CODEC_H264_ANNEXB};
 use rollcall_recognizer::directory::dynamodb::DynamoDirectory;
 use rollcall_recognizer::directory::{EnrollmentSample, PeopleDirectory, PersonRecord};
@@ -108,6 +108,43 @@ fn provision_store_and_notification() {
             store.get("../etc/passwd", 1024).await,
             Err(StoreError::InvalidKey(_))
         ));
+
+        // The answer ledger: a conditional put claims a version once; another instance sees
+        // the holder, then the recorded answer; another version is claimed anew; a released
+        // claim can be taken again. (moto's conditional put is not atomic under concurrent
+        // requests, so concurrent claims are tested on the local store, whose exclusive create
+        // is; S3's conditional writes are.)
+        let version = got.version.clone().unwrap();
+        assert_eq!(
+            store.claim(&key, &version, "inst-a").await.unwrap(),
+            Claim::Claimed
+        );
+        match store.claim(&key, &version, "inst-b").await.unwrap() {
+            Claim::HeldBy { holder, since_ns } => {
+                assert_eq!(holder, "inst-a");
+                assert!(since_ns > 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        let answer = RecognitionResult::empty_for(&m);
+        store
+            .record_answer(&key, &version, "inst-a", &answer)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.claim(&key, &version, "inst-b").await.unwrap(),
+            Claim::Answered(Box::new(answer))
+        );
+        assert_eq!(
+            store.claim(&key, "another-etag", "inst-b").await.unwrap(),
+            Claim::Claimed
+        );
+        store.release_claim(&key, "another-etag").await.unwrap();
+        store.release_claim(&key, "another-etag").await.unwrap();
+        assert_eq!(
+            store.claim(&key, "another-etag", "inst-c").await.unwrap(),
+            Claim::Claimed
+        );
 
         // The notification: moto's s3:TestEvent first, then one record per object created
         // under clips/ (not for other prefixes), with URL-encoded keys.
@@ -205,6 +242,12 @@ async fn assert_hardened(config: &SdkConfig, out: &provision::Provisioned) {
     assert_eq!(
         out.clip_retention_days,
         provision::DEFAULT_CLIP_RETENTION_DAYS
+    );
+    let answers = &lifecycle.rules()[1];
+    assert_eq!(answers.id(), Some(provision::ANSWER_EXPIRY_RULE));
+    assert_eq!(
+        answers.expiration().and_then(|e| e.days()),
+        Some(provision::ANSWER_RETENTION_DAYS as i32)
     );
     let sqs = SqsClient::new(config);
     let attribute = |url: String, name: &'static str| {

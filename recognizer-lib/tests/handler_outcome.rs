@@ -3,7 +3,9 @@
 //!
 //! - published: a clip that cannot be read still gets its (error) result published;
 //! - retry: the result queue is unreachable (SQS at a closed loopback port): deliver again;
-//! - dropped: the device id cannot name an SQS queue: no delivery will ever succeed.
+//! - dropped: the device id cannot name an SQS queue: no delivery will ever succeed;
+//! - duplicates of one clip version reaching two instances (two handlers sharing only the store,
+//!   as two processes do) are analysed once; a dead instance's claim is taken over.
 //!
 //! Needs the fetched models (the handler's analyser loads them); skipped with the reason printed
 //! without them, unless `ROLLCALL_REQUIRE_DATA=1`.
@@ -27,12 +29,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The event of a clip that was never stored, from `device`.
-fn missing_clip(device: &str) -> ClipEvent {
-    ClipEvent::for_clip(ClipMeta {
+fn clip_meta(device: &str, seq: u64) -> ClipMeta {
+    ClipMeta {
         device_id: device.into(),
         session_id: "s1".into(),
-        seq: 7,
+        seq,
         first_frame_ns: 1,
         last_frame_ns: 2,
         closed_ns: 3,
@@ -41,7 +42,12 @@ fn missing_clip(device: &str) -> ClipEvent {
         height: 360,
         frame_count: 15,
         codec: CLIP_CODEC_H264_ANNEXB.into(),
-    })
+    }
+}
+
+/// The event of a clip that was never stored, from `device`.
+fn missing_clip(device: &str) -> ClipEvent {
+    ClipEvent::for_clip(clip_meta(device, 7))
 }
 
 /// A handler over an empty local store and an empty directory, publishing to `results`.
@@ -75,6 +81,121 @@ fn a_clip_that_cannot_be_read_is_published_as_an_error_result() {
     assert!(!outcome.is_retry());
     let delivered = queue.try_receive("pi-lab-1", 10).unwrap();
     assert_eq!(delivered.len(), 1, "the error result reached the device");
+}
+
+#[test]
+fn duplicates_reaching_two_instances_are_analysed_once() {
+    use rollcall_protocol::store::Claim;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(LocalResultQueue::new());
+    let Some(pipeline) = common::pipeline() else {
+        return;
+    };
+    // Two handlers over one folder share nothing but the files: two processes, as far as the
+    // clip is concerned.
+    let instance = |id: &str, claim_timeout: Duration| {
+        Arc::new(RecognitionHandler::new(
+            LocalClipStore::new(dir.path()),
+            Arc::new(SqliteDirectory::open_in_memory().unwrap()),
+            Arc::clone(&queue),
+            ClipAnalyzer::new(Arc::clone(&pipeline)),
+            HandlerConfig {
+                instance_id: id.into(),
+                claim_timeout,
+                ..HandlerConfig::default()
+            },
+        ))
+    };
+    let (a, b) = (
+        instance("inst-a", Duration::from_secs(5)),
+        instance("inst-b", Duration::from_secs(5)),
+    );
+    let store = LocalClipStore::new(dir.path());
+    let meta = clip_meta("pi-lab-1", 1);
+    let key = meta.object_key();
+    store
+        .put_blocking(&key, &meta, b"\0\0\0\x01 not an H.264 stream")
+        .unwrap();
+    let event = ClipEvent::for_clip(meta);
+    let rt = runtime();
+
+    let (oa, ob) =
+        rt.block_on(async { tokio::join!(a.run_event(event.clone()), b.run_event(event.clone())) });
+    assert_eq!(
+        a.stats().processed + b.stats().processed,
+        1,
+        "one analysis for both deliveries: {oa:?} / {ob:?}"
+    );
+    for outcome in [&oa, &ob] {
+        // The other delivery was handed back while the first held the claim, or republished
+        // the answer it recorded.
+        assert!(
+            matches!(outcome, ClipOutcome::Published(_))
+                || matches!(outcome, ClipOutcome::Retry(reason) if reason.contains("being answered by inst-")),
+            "{outcome:?}"
+        );
+    }
+    let (first, second) = if a.stats().processed == 1 {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    // Delivered again to the instance that did not analyse it: the recorded answer.
+    let again = rt.block_on(second.run_event(event.clone()));
+    let ClipOutcome::Published(result) = &again else {
+        panic!("expected the recorded answer, got {again:?}");
+    };
+    assert_eq!(second.stats().processed, 0);
+    assert_eq!(result.instance_id, first.config().instance_id);
+
+    // An overwrite of the key is a new version: analysed anew.
+    store
+        .put_blocking(
+            &key,
+            &clip_meta("pi-lab-1", 1),
+            b"\0\0\0\x01 another stream",
+        )
+        .unwrap();
+    let overwritten = rt.block_on(second.run_event(event));
+    assert!(
+        matches!(overwritten, ClipOutcome::Published(_)),
+        "{overwritten:?}"
+    );
+    assert_eq!(second.stats().processed, 1);
+
+    // An instance that died mid-clip left its claim: a delivery is handed back while the claim
+    // is young, and the claim is taken over once it is older than the timeout.
+    let meta = clip_meta("pi-lab-1", 2);
+    store
+        .put_blocking(&meta.object_key(), &meta, b"\0\0\0\x01 x")
+        .unwrap();
+    let version = store
+        .get_blocking(&meta.object_key(), 1 << 20)
+        .unwrap()
+        .version
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_blocking(&meta.object_key(), &version, "inst-dead")
+            .unwrap(),
+        Claim::Claimed
+    );
+    let event = ClipEvent::for_clip(meta);
+    let held = rt.block_on(first.run_event(event.clone()));
+    assert!(
+        matches!(&held, ClipOutcome::Retry(reason) if reason.contains("inst-dead")),
+        "{held:?}"
+    );
+    let eager = instance("inst-c", Duration::ZERO);
+    let taken = rt.block_on(eager.run_event(event));
+    assert!(matches!(taken, ClipOutcome::Published(_)), "{taken:?}");
+    assert_eq!(eager.stats().processed, 1);
+    // Every published result reached the device: two deliveries of version 1 (the analysis and
+    // one republication, or two republications), the overwrite, the taken-over clip.
+    let delivered = queue.try_receive("pi-lab-1", 100).unwrap();
+    assert!(delivered.len() >= 4, "{} results", delivered.len());
 }
 
 #[cfg(feature = "aws")]

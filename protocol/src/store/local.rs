@@ -15,9 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{content_version, validate_key, ClipStore, InvalidKey, StoreError, StoredClip};
+use super::{
+    answer_key, content_version, validate_key, Claim, ClipStore, InvalidKey, LedgerEntry,
+    StoreError, StoredClip,
+};
 use crate::input_files::open_regular_file;
-use crate::wire::{ClipEvent, ClipMeta, PartialClipMeta};
+use crate::wire::{ClipEvent, ClipMeta, PartialClipMeta, RecognitionResult};
 
 /// Called after every successful put, on the putting thread.
 pub type CreatedFn = dyn Fn(ClipEvent) + Send + Sync;
@@ -198,6 +201,86 @@ impl LocalClipStore {
         })
     }
 
+    /// [`ClipStore::claim`] on the calling thread: the ledger file is created exclusively.
+    pub fn claim_blocking(
+        &self,
+        key: &str,
+        version: &str,
+        holder: &str,
+    ) -> Result<Claim, StoreError> {
+        let path = self.ledger_path(key, version)?;
+        let io_error = |path: &Path, source: io::Error| StoreError::Io {
+            key: key.to_string(),
+            path: path.to_path_buf(),
+            source,
+        };
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                file.write_all(&LedgerEntry::claim(holder).to_bytes())
+                    .map_err(|e| io_error(&path, e))?;
+                if self.durable {
+                    file.sync_all().map_err(|e| io_error(&path, e))?;
+                }
+                Ok(Claim::Claimed)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let mut bytes = Vec::new();
+                open_regular_file(&path)
+                    .and_then(|file| file.take(1 << 20).read_to_end(&mut bytes))
+                    .map_err(|e| io_error(&path, e))?;
+                Ok(LedgerEntry::read(&bytes))
+            }
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
+    /// [`ClipStore::record_answer`] on the calling thread.
+    pub fn record_answer_blocking(
+        &self,
+        key: &str,
+        version: &str,
+        holder: &str,
+        result: &RecognitionResult,
+    ) -> Result<(), StoreError> {
+        let path = self.ledger_path(key, version)?;
+        let mut entry = LedgerEntry::claim(holder);
+        entry.result = Some(result.clone());
+        self.write_atomic(key, &path, &entry.to_bytes())
+    }
+
+    /// [`ClipStore::release_claim`] on the calling thread.
+    pub fn release_claim_blocking(&self, key: &str, version: &str) -> Result<(), StoreError> {
+        let path = self.ledger_path(key, version)?;
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io {
+                key: key.to_string(),
+                path,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The ledger file of `version` of `key`, its folder created.
+    fn ledger_path(&self, key: &str, version: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        let ledger = answer_key(key, version);
+        validate_key(&ledger)?;
+        let path = self.root.join(&ledger);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                key: key.to_string(),
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(path)
+    }
+
     fn write_atomic(&self, key: &str, path: &Path, data: &[u8]) -> Result<(), StoreError> {
         let name = path
             .file_name()
@@ -237,6 +320,24 @@ impl ClipStore for LocalClipStore {
     /// Reads on the calling thread; the future is ready at once.
     async fn get(&self, key: &str, max_bytes: usize) -> Result<StoredClip, StoreError> {
         self.get_blocking(key, max_bytes)
+    }
+
+    async fn claim(&self, key: &str, version: &str, holder: &str) -> Result<Claim, StoreError> {
+        self.claim_blocking(key, version, holder)
+    }
+
+    async fn record_answer(
+        &self,
+        key: &str,
+        version: &str,
+        holder: &str,
+        result: &RecognitionResult,
+    ) -> Result<(), StoreError> {
+        self.record_answer_blocking(key, version, holder, result)
+    }
+
+    async fn release_claim(&self, key: &str, version: &str) -> Result<(), StoreError> {
+        self.release_claim_blocking(key, version)
     }
 }
 
@@ -381,5 +482,56 @@ mod tests {
             assert!(store.get_blocking(bad, 10).is_err());
         }
         assert!(!dir.path().parent().unwrap().join("escape.h264").exists());
+    }
+
+    #[test]
+    fn the_answer_ledger_is_claimed_once_per_version_across_store_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two handles on one folder stand for two processes: nothing is shared but the files.
+        let (a, b) = (
+            LocalClipStore::new(dir.path()),
+            LocalClipStore::new(dir.path()),
+        );
+        let m = meta(4);
+        let key = m.object_key();
+        assert_eq!(
+            a.claim_blocking(&key, "v1", "inst-a").unwrap(),
+            Claim::Claimed
+        );
+        match b.claim_blocking(&key, "v1", "inst-b").unwrap() {
+            Claim::HeldBy { holder, since_ns } => {
+                assert_eq!(holder, "inst-a");
+                assert!(since_ns > 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another version of the same key (an overwrite) is claimed anew.
+        assert_eq!(
+            b.claim_blocking(&key, "v2", "inst-b").unwrap(),
+            Claim::Claimed
+        );
+        let mut result = RecognitionResult::empty_for(&m);
+        result.instance_id = "inst-a".into();
+        a.record_answer_blocking(&key, "v1", "inst-a", &result)
+            .unwrap();
+        assert_eq!(
+            b.claim_blocking(&key, "v1", "inst-b").unwrap(),
+            Claim::Answered(Box::new(result))
+        );
+        // A released claim can be taken at once; releasing twice is fine.
+        b.release_claim_blocking(&key, "v2").unwrap();
+        b.release_claim_blocking(&key, "v2").unwrap();
+        assert_eq!(
+            a.claim_blocking(&key, "v2", "inst-a").unwrap(),
+            Claim::Claimed
+        );
+        // The ledger lives outside clips/ and cannot be steered out of the store.
+        assert!(dir.path().join(answer_key(&key, "v1")).is_file());
+        assert!(answer_key(&key, "v1").starts_with("answers/clips/"));
+        assert!(a.claim_blocking("../x.h264", "v1", "inst-a").is_err());
+        assert_eq!(
+            answer_key("clips/a/b/00000001.h264", "../../etc"),
+            "answers/clips/a/b/00000001.h264/______etc"
+        );
     }
 }

@@ -5,6 +5,12 @@
 //!   and `root/<key>.json` the metadata. The edge's `LocalDirSink` writes through it.
 //! - [`s3::S3ClipStore`] (feature `aws`): an S3 bucket (AWS deployment).
 //!
+//! Beside the clips, a store keeps the **answer ledger** (`answers/...`): one small object per clip
+//! version a function instance claimed or answered ([`ClipStore::claim`]), so that duplicate
+//! deliveries of one version reaching *different* instances (Lambda sandboxes, workers) are
+//! analysed once: a second instance republishes the recorded result, or leaves the event for a
+//! later delivery while the first still holds it.
+//!
 //! The trait's methods return `Send` futures so that network backends (the AWS SDK is async)
 //! implement it directly; the local backend's futures complete without waiting. Every key is
 //! checked with [`validate_key`] before it touches a backend.
@@ -13,7 +19,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub use crate::ids::{validate_key, InvalidKey, MAX_KEY_LEN, MAX_KEY_SEGMENT_LEN};
-use crate::wire::{ClipMeta, PartialClipMeta};
+use crate::wire::{unix_now_ns, ClipMeta, PartialClipMeta, RecognitionResult};
 
 pub mod local;
 #[cfg(feature = "aws")]
@@ -129,6 +135,91 @@ pub fn content_version(bytes: &[u8]) -> String {
     format!("{:016x}-{}", hasher.finish(), bytes.len())
 }
 
+/// Prefix of the answer ledger's objects (outside `clips/`, so writing them triggers nothing and
+/// devices, whose write permission covers `clips/<device>/*` only, cannot forge answers).
+pub const ANSWERS_PREFIX: &str = "answers/";
+
+/// The ledger key of one version of the clip under `key`: `answers/<key>/<version>`, the version
+/// reduced to `[A-Za-z0-9_-]` (S3 entity tags are hex, multipart ones end in `-<parts>`).
+pub fn answer_key(key: &str, version: &str) -> String {
+    let version: String = version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{ANSWERS_PREFIX}{key}/{version}")
+}
+
+/// What the answer ledger says about one clip version when an instance asks to claim it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// Nobody had claimed it: the caller holds it now, and answers or releases it.
+    Claimed,
+    /// Another instance claimed it at `since_ns` (ns since the Unix epoch) and has not answered.
+    HeldBy {
+        /// The holder's instance id.
+        holder: String,
+        /// When it claimed the version.
+        since_ns: u64,
+    },
+    /// Already answered: the result that was published.
+    Answered(Box<RecognitionResult>),
+}
+
+/// One ledger object: who claimed the version when, and the result once answered.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LedgerEntry {
+    /// Instance id of the claimer.
+    pub holder: String,
+    /// When it claimed (or answered) the version, ns since the Unix epoch.
+    pub since_ns: u64,
+    /// The published result, once answered.
+    #[serde(default)]
+    pub result: Option<RecognitionResult>,
+}
+
+impl LedgerEntry {
+    /// A fresh claim by `holder`.
+    pub fn claim(holder: &str) -> LedgerEntry {
+        LedgerEntry {
+            holder: holder.to_string(),
+            since_ns: unix_now_ns(),
+            result: None,
+        }
+    }
+
+    /// What a reader of this entry learns. An entry that cannot be parsed is one being written
+    /// (the local store creates the file, then fills it): held since now.
+    pub fn read(bytes: &[u8]) -> Claim {
+        match serde_json::from_slice::<LedgerEntry>(bytes) {
+            Ok(LedgerEntry {
+                result: Some(result),
+                ..
+            }) => Claim::Answered(Box::new(result)),
+            Ok(entry) => Claim::HeldBy {
+                holder: entry.holder,
+                since_ns: entry.since_ns,
+            },
+            Err(_) => Claim::HeldBy {
+                holder: String::new(),
+                since_ns: unix_now_ns(),
+            },
+        }
+    }
+
+    /// The entry as stored.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // A RecognitionResult always serialises (finite floats are not guaranteed: NaN becomes
+        // null, which reads back as an entry without a result).
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
 /// Where clips live between the edge and the function: get and put by key, with [`ClipMeta`] as
 /// object metadata.
 ///
@@ -154,6 +245,33 @@ pub trait ClipStore: Send + Sync {
         key: &str,
         max_bytes: usize,
     ) -> impl Future<Output = Result<StoredClip, StoreError>> + Send;
+
+    /// Claim the answering of `version` of the clip under `key` for instance `holder`, atomically
+    /// across every process sharing the store (S3: a conditional put, `If-None-Match: *`; local:
+    /// exclusive file creation). See [`Claim`].
+    fn claim(
+        &self,
+        key: &str,
+        version: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Record `result` as the published answer of `version` of `key` (replacing the claim).
+    fn record_answer(
+        &self,
+        key: &str,
+        version: &str,
+        holder: &str,
+        result: &RecognitionResult,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Give up a claim that was not answered (the result could not be published), so another
+    /// delivery may take it at once. Releasing a version nobody claimed is not an error.
+    fn release_claim(
+        &self,
+        key: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 impl<T: ClipStore> ClipStore for std::sync::Arc<T> {
@@ -174,5 +292,29 @@ impl<T: ClipStore> ClipStore for std::sync::Arc<T> {
         max_bytes: usize,
     ) -> impl Future<Output = Result<StoredClip, StoreError>> + Send {
         (**self).get(key, max_bytes)
+    }
+    fn claim(
+        &self,
+        key: &str,
+        version: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        (**self).claim(key, version, holder)
+    }
+    fn record_answer(
+        &self,
+        key: &str,
+        version: &str,
+        holder: &str,
+        result: &RecognitionResult,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).record_answer(key, version, holder, result)
+    }
+    fn release_claim(
+        &self,
+        key: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).release_claim(key, version)
     }
 }

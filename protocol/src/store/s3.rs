@@ -9,8 +9,10 @@
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::aws::{sdk_message, sdk_retryable};
-use crate::store::{validate_key, ClipStore, StoreError, StoredClip};
-use crate::wire::{ClipMeta, PartialClipMeta};
+use crate::store::{
+    answer_key, validate_key, Claim, ClipStore, LedgerEntry, StoreError, StoredClip,
+};
+use crate::wire::{ClipMeta, PartialClipMeta, RecognitionResult};
 
 /// User-metadata field holding the ClipMeta JSON (`x-amz-meta-rollcall-meta` on the wire).
 pub const META_FIELD: &str = "rollcall-meta";
@@ -45,6 +47,53 @@ impl S3ClipStore {
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
     }
+
+    fn backend_error<E>(
+        key: &str,
+        e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> StoreError
+    where
+        E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
+    {
+        StoreError::Backend {
+            key: key.to_string(),
+            backend: "s3",
+            message: sdk_message(e),
+            retryable: sdk_retryable(e),
+        }
+    }
+
+    /// Write a ledger object; `exclusive` makes it conditional on no object being there.
+    async fn put_ledger(
+        &self,
+        key: &str,
+        ledger: &str,
+        entry: &LedgerEntry,
+        exclusive: bool,
+    ) -> Result<bool, StoreError> {
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(ledger)
+            .content_type("application/json")
+            .body(ByteStream::from(entry.to_bytes()));
+        if exclusive {
+            put = put.if_none_match("*");
+        }
+        match put.send().await {
+            Ok(_) => Ok(true),
+            // 412: the object exists; 409: a concurrent conditional write won.
+            Err(e)
+                if exclusive
+                    && e.raw_response()
+                        .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Self::backend_error(key, &e)),
+        }
+    }
 }
 
 impl ClipStore for S3ClipStore {
@@ -67,12 +116,7 @@ impl ClipStore for S3ClipStore {
             .body(ByteStream::from(bytes.to_vec()))
             .send()
             .await
-            .map_err(|e| StoreError::Backend {
-                key: key.to_string(),
-                backend: "s3",
-                message: sdk_message(&e),
-                retryable: sdk_retryable(&e),
-            })?;
+            .map_err(|e| Self::backend_error(key, &e))?;
         Ok(())
     }
 
@@ -95,12 +139,7 @@ impl ClipStore for S3ClipStore {
                         key: key.to_string(),
                     }
                 } else {
-                    StoreError::Backend {
-                        key: key.to_string(),
-                        backend: "s3",
-                        message: sdk_message(&e),
-                        retryable: sdk_retryable(&e),
-                    }
+                    Self::backend_error(key, &e)
                 });
             }
         };
@@ -155,5 +194,66 @@ impl ClipStore for S3ClipStore {
             version,
             stored_ns,
         })
+    }
+
+    async fn claim(&self, key: &str, version: &str, holder: &str) -> Result<Claim, StoreError> {
+        validate_key(key)?;
+        let ledger = answer_key(key, version);
+        if self
+            .put_ledger(key, &ledger, &LedgerEntry::claim(holder), true)
+            .await?
+        {
+            return Ok(Claim::Claimed);
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&ledger)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let bytes = out.body.collect().await.map_err(|e| StoreError::Backend {
+                    key: key.to_string(),
+                    backend: "s3",
+                    message: format!("reading {ledger}: {e}"),
+                    retryable: true,
+                })?;
+                Ok(LedgerEntry::read(&bytes.to_vec()))
+            }
+            // Released between the two calls: held by nobody, so by someone about to claim it.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                Ok(LedgerEntry::read(b""))
+            }
+            Err(e) => Err(Self::backend_error(key, &e)),
+        }
+    }
+
+    async fn record_answer(
+        &self,
+        key: &str,
+        version: &str,
+        holder: &str,
+        result: &RecognitionResult,
+    ) -> Result<(), StoreError> {
+        validate_key(key)?;
+        let mut entry = LedgerEntry::claim(holder);
+        entry.result = Some(result.clone());
+        self.put_ledger(key, &answer_key(key, version), &entry, false)
+            .await
+            .map(|_| ())
+    }
+
+    async fn release_claim(&self, key: &str, version: &str) -> Result<(), StoreError> {
+        validate_key(key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(answer_key(key, version))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| Self::backend_error(key, &e))
     }
 }
