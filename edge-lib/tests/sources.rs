@@ -621,3 +621,91 @@ fn http_mjpeg_camera_without_a_frame_rate_is_measured() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A static file server on loopback for `root` (GET only, one thread per connection): enough
+/// for ffmpeg's HLS client. Returns the port; the server lives as long as the test process.
+fn serve_files(root: &Path) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let root = root.to_path_buf();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    return;
+                }
+                // Skip the headers.
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let name = path.trim_start_matches('/');
+                let mut stream = stream;
+                match (name.contains(".."), std::fs::read(root.join(name))) {
+                    (false, Ok(body)) => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = stream.write_all(&body);
+                    }
+                    _ => {
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn hls_playlist_over_http_is_read_like_a_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(video) = common::make_test_video(dir.path(), "320x240", 30, 4) else {
+        return;
+    };
+    let hls = dir.path().join("hls");
+    std::fs::create_dir(&hls).unwrap();
+    // One-second segments, as a camera's or a media server's HLS output.
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(&video)
+        .args([
+            "-c:v",
+            "libx264",
+            "-g",
+            "30",
+            "-f",
+            "hls",
+            "-hls_time",
+            "1",
+            "-hls_list_size",
+            "0",
+        ])
+        .arg(hls.join("stream.m3u8"))
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not write the HLS playlist");
+    let port = serve_files(&hls);
+    let spec = SourceSpec::parse(&format!("http://127.0.0.1:{port}/stream.m3u8")).unwrap();
+    let mut source = open_source(&spec, &network_options()).expect("the HLS playlist opens");
+    assert_eq!(source.size(), (320, 240));
+    let mut last = 0;
+    // Past the first segment boundary: the next segments are fetched too.
+    for i in 0..75 {
+        let frame = source.next_frame().unwrap().expect("frames");
+        assert_eq!(frame.index, i);
+        assert!(frame.is_well_formed());
+        assert!(frame.capture_ns >= last);
+        last = frame.capture_ns;
+    }
+}
