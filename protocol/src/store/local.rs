@@ -247,8 +247,7 @@ impl LocalClipStore {
         result: &RecognitionResult,
     ) -> Result<(), StoreError> {
         let path = self.ledger_path(key, version)?;
-        let mut entry = LedgerEntry::claim(holder);
-        entry.result = Some(result.clone());
+        let entry = LedgerEntry::answered(holder, result);
         self.write_atomic(key, &path, &entry.to_bytes())
     }
 

@@ -193,6 +193,14 @@ impl LedgerEntry {
         }
     }
 
+    /// The answer `holder` published.
+    pub fn answered(holder: &str, result: &RecognitionResult) -> LedgerEntry {
+        LedgerEntry {
+            result: Some(result.clone()),
+            ..LedgerEntry::claim(holder)
+        }
+    }
+
     /// What a reader of this entry learns. An entry that cannot be parsed is one being written
     /// (the local store creates the file, then fills it): held since now.
     pub fn read(bytes: &[u8]) -> Claim {

@@ -238,8 +238,7 @@ impl ClipStore for S3ClipStore {
         result: &RecognitionResult,
     ) -> Result<(), StoreError> {
         validate_key(key)?;
-        let mut entry = LedgerEntry::claim(holder);
-        entry.result = Some(result.clone());
+        let entry = LedgerEntry::answered(holder, result);
         self.put_ledger(key, &answer_key(key, version), &entry, false)
             .await
             .map(|_| ())
