@@ -36,6 +36,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub mod attendance;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod records_csv;
@@ -181,6 +182,23 @@ pub enum DirectoryError {
         /// The stored value.
         value: String,
         /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A class name that [`attendance::validate_class`] refuses.
+    #[error("invalid class name {class:?}: {reason}")]
+    InvalidClass {
+        /// The offending name.
+        class: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An attendance record or a correction that cannot be stored (no reason given, a status
+    /// that cannot be set, a person twice).
+    #[error("attendance of session {session_id:?}: {reason}")]
+    InvalidCorrection {
+        /// The session concerned.
+        session_id: String,
+        /// What is wrong.
         reason: String,
     },
     /// A file could not be read or created.

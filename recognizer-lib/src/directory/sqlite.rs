@@ -11,7 +11,14 @@
 //! - `people(person_id, name, details JSON, enrolled_at, image_count, embedding BLOB,
 //!   photos_digest)` (`photos_digest` is added to older files on their first enrolment: readers
 //!   of schema version 1 ignore it);
-//! - `samples(person_id, seq, image, embedding BLOB)`.
+//! - `samples(person_id, seq, image, embedding BLOB)`;
+//! - `class_members(class, person_id)`: the class rosters ([`AttendanceBook`]);
+//! - `attendance(session_id, class, device, started_at, ended_at, record JSON)`: one row per
+//!   session, the whole [`SessionAttendance`] (rows and corrections) in `record`.
+//!
+//! The last two are created by the first writable open of a file written before they existed
+//! (readers of schema version 1 ignore them); a read-only open of such a file sees no classes
+//! and no attendance.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +30,7 @@ use rusqlite::{
     TransactionBehavior,
 };
 
+use super::attendance::{check_attendance, validate_class, AttendanceBook, SessionAttendance};
 use super::{
     check_enrollment, check_enrollments, default_display_name, rfc3339_utc, validate_person_id,
     DirectoryError, EnrollmentSample, GalleryEntry, NewEnrollment, PeopleDirectory, PersonRecord,
@@ -61,6 +69,25 @@ CREATE TABLE samples (
     embedding BLOB NOT NULL,
     PRIMARY KEY (person_id, seq)
 );
+";
+
+/// Classes and attendance (added after schema version 1 without changing it: older files gain
+/// them at their first writable open).
+const CREATE_ATTENDANCE: &str = "
+CREATE TABLE IF NOT EXISTS class_members (
+    class     TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    PRIMARY KEY (class, person_id)
+);
+CREATE TABLE IF NOT EXISTS attendance (
+    session_id TEXT PRIMARY KEY NOT NULL,
+    class      TEXT NOT NULL,
+    device     TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at   TEXT NOT NULL,
+    record     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attendance_by_start ON attendance (started_at);
 ";
 
 const PERSON_COLUMNS: &str = "person_id, name, details, enrolled_at, image_count";
@@ -192,6 +219,7 @@ impl SqliteDirectory {
                 reason,
             })?;
         }
+        tx.execute_batch(CREATE_ATTENDANCE).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -776,6 +804,181 @@ impl PeopleDirectory for SqliteDirectory {
     fn gallery_version(&self) -> Result<u64, DirectoryError> {
         let conn = self.lock();
         self.read_gallery_version(&conn)
+    }
+}
+
+impl SqliteDirectory {
+    /// Whether the attendance tables exist (a read-only open of an older file lacks them).
+    fn has_attendance_tables(&self, conn: &Connection) -> Result<bool, DirectoryError> {
+        let tables = table_names(conn).map_err(|e| self.err(e))?;
+        Ok(tables.iter().any(|t| t == "attendance") && tables.iter().any(|t| t == "class_members"))
+    }
+
+    fn read_attendance(&self, record: &str) -> Result<SessionAttendance, DirectoryError> {
+        serde_json::from_str(record)
+            .map_err(|e| self.corrupt(format!("an attendance record is unreadable: {e}")))
+    }
+}
+
+impl AttendanceBook for SqliteDirectory {
+    fn add_to_class(&self, class: &str, person_ids: &[String]) -> Result<usize, DirectoryError> {
+        validate_class(class)?;
+        for id in person_ids {
+            validate_person_id(id)?;
+        }
+        let mut conn = self.lock();
+        let tx = self.write_tx(&mut conn)?;
+        let mut added = 0;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO class_members (class, person_id) VALUES (?1, ?2)
+                     ON CONFLICT DO NOTHING",
+                )
+                .map_err(|e| self.err(e))?;
+            for id in person_ids {
+                added += insert
+                    .execute(params![class, id])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(added)
+    }
+
+    fn remove_from_class(
+        &self,
+        class: &str,
+        person_ids: &[String],
+    ) -> Result<usize, DirectoryError> {
+        validate_class(class)?;
+        let mut conn = self.lock();
+        let tx = self.write_tx(&mut conn)?;
+        let removed = if person_ids.is_empty() {
+            tx.execute("DELETE FROM class_members WHERE class = ?1", [class])
+                .map_err(|e| self.err(e))?
+        } else {
+            let mut removed = 0;
+            for id in person_ids {
+                removed += tx
+                    .execute(
+                        "DELETE FROM class_members WHERE class = ?1 AND person_id = ?2",
+                        params![class, id],
+                    )
+                    .map_err(|e| self.err(e))?;
+            }
+            removed
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+
+    fn classes(&self) -> Result<BTreeMap<String, Vec<String>>, DirectoryError> {
+        let conn = self.lock();
+        let mut classes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if !self.has_attendance_tables(&conn)? {
+            return Ok(classes);
+        }
+        let mut stmt = conn
+            .prepare("SELECT class, person_id FROM class_members ORDER BY class, person_id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (class, id) = row.map_err(|e| self.err(e))?;
+            classes.entry(class).or_default().push(id);
+        }
+        Ok(classes)
+    }
+
+    fn roster(&self, class: &str) -> Result<Vec<String>, DirectoryError> {
+        validate_class(class)?;
+        let conn = self.lock();
+        if !self.has_attendance_tables(&conn)? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT person_id FROM class_members WHERE class = ?1 ORDER BY person_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([class], |row| row.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    fn store_attendance(&self, attendance: &SessionAttendance) -> Result<(), DirectoryError> {
+        check_attendance(attendance)?;
+        let record = serde_json::to_string(attendance)
+            .map_err(|e| self.corrupt(format!("attendance cannot be written: {e}")))?;
+        let mut conn = self.lock();
+        let tx = self.write_tx(&mut conn)?;
+        tx.execute(
+            "INSERT INTO attendance (session_id, class, device, started_at, ended_at, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (session_id) DO UPDATE SET class = excluded.class,
+                 device = excluded.device, started_at = excluded.started_at,
+                 ended_at = excluded.ended_at, record = excluded.record",
+            params![
+                attendance.session_id,
+                attendance.class,
+                attendance.device,
+                attendance.started_at,
+                attendance.ended_at,
+                record
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn attendance(&self, session_id: &str) -> Result<Option<SessionAttendance>, DirectoryError> {
+        let conn = self.lock();
+        if !self.has_attendance_tables(&conn)? {
+            return Ok(None);
+        }
+        let record: Option<String> = conn
+            .query_row(
+                "SELECT record FROM attendance WHERE session_id = ?1",
+                [session_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        record.map(|r| self.read_attendance(&r)).transpose()
+    }
+
+    fn attendance_history(&self) -> Result<Vec<SessionAttendance>, DirectoryError> {
+        let conn = self.lock();
+        if !self.has_attendance_tables(&conn)? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = conn
+            .prepare("SELECT record FROM attendance ORDER BY started_at, session_id")
+            .map_err(|e| self.err(e))?;
+        let records = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for record in records {
+            out.push(self.read_attendance(&record.map_err(|e| self.err(e))?)?);
+        }
+        Ok(out)
+    }
+
+    fn prune_attendance(&self, before: &str) -> Result<usize, DirectoryError> {
+        let mut conn = self.lock();
+        let tx = self.write_tx(&mut conn)?;
+        let removed = tx
+            .execute("DELETE FROM attendance WHERE ended_at < ?1", [before])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
     }
 }
 
