@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
+use crate::plan::attendance::AttendanceArgs;
 use crate::plan::durations::parse_duration_or_zero;
 use crate::plan::report::{check_report_destination, session_exit_code};
 use crate::plan::CaptureArgs;
@@ -34,6 +35,8 @@ pub struct SessionArgs {
     progress: Duration,
     #[command(flatten)]
     pub capture: CaptureArgs,
+    #[command(flatten)]
+    pub attendance: AttendanceArgs,
 }
 
 pub fn run(args: SessionArgs, config: &ConfigFile) -> Result<ExitCode> {
@@ -51,7 +54,12 @@ pub fn run(args: SessionArgs, config: &ConfigFile) -> Result<ExitCode> {
             },
         );
     }
+    // The roster is read first: a mistyped class fails before the camera starts.
+    let attendance = args.attendance.open(&plan)?;
     let outcome = crate::headless::run(&plan, args.report.as_deref(), args.progress)?;
+    if let Some(attendance) = attendance {
+        attendance.store(&outcome.report, &outcome.session_id, &plan.device)?;
+    }
     Ok(match outcome.interrupted {
         Some(signal) => signal.exit_code(),
         None => session_exit_code(&outcome.report),
