@@ -446,3 +446,83 @@ fn erasure_on_dynamodb_leaves_no_item_naming_the_person() {
     assert_eq!(dir.attendance("s-1").unwrap().unwrap().rows.len(), 1);
     assert!(dir.person("bob_ray").unwrap().is_some());
 }
+
+#[test]
+fn people_without_consent_are_not_enrolled_and_never_named() {
+    let Some(data) = data_dir() else { return };
+    if !models_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db_path = tmp.path().join("people.db");
+    let db = db_path.to_str().unwrap();
+    let photos = common::example_photos(&data, tmp.path(), &CLASS);
+    let records = tmp.path().join("records.csv");
+    std::fs::write(
+        &records,
+        "person_id,name,consent\nbarack_obama,Barack Obama,yes\njoe_biden,Joe Biden,yes\nlin_manuel_miranda,Lin,\n",
+    )
+    .unwrap();
+    let enrolled = ok(&[
+        "enroll",
+        "--photos",
+        photos.to_str().unwrap(),
+        "--records",
+        records.to_str().unwrap(),
+        "--require-consent",
+        "--db",
+        db,
+    ]);
+    assert!(
+        enrolled.contains("not enrolled lin_manuel_miranda: no consent"),
+        "{enrolled}"
+    );
+    let people: serde_json::Value =
+        serde_json::from_str(&ok(&["people", "list", "--json", "--db", db])).unwrap();
+    let is_enrolled = |id: &str| {
+        people["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["person_id"] == id && p["enrolled"] == true)
+    };
+    assert!(
+        is_enrolled("barack_obama") && !is_enrolled("lin_manuel_miranda"),
+        "{people:#}"
+    );
+    ok(&[
+        "class",
+        "add",
+        "pol",
+        "barack_obama",
+        "joe_biden",
+        "--db",
+        db,
+    ]);
+
+    // Obama withdraws consent after his enrolment: his face is no longer named.
+    std::fs::write(
+        &records,
+        "person_id,name,consent\nbarack_obama,Barack Obama,withdrawn\n",
+    )
+    .unwrap();
+    ok(&["people", "import", records.to_str().unwrap(), "--db", db]);
+    let session = class_session(&data, tmp.path(), db, "pol", &[]);
+    assert!(
+        !session.contains("Barack Obama 0."),
+        "named without consent: {session}"
+    );
+    assert!(session.contains("unknown"), "{session}");
+    let a: serde_json::Value = serde_json::from_str(&ok(&[
+        "attendance",
+        "show",
+        "latest",
+        "--format",
+        "json",
+        "--db",
+        db,
+    ]))
+    .unwrap();
+    assert_eq!(a["counts"]["present"], 0, "{a:#}");
+    assert_eq!(a["counts"]["absent"], 2, "{a:#}");
+}
