@@ -12,14 +12,12 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use clap::Args;
 use rollcall_edge::session::{PersonTally, SessionReport};
-use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_recognizer::directory::attendance::{
     validate_class, AttendanceBook, AttendanceRow, AttendanceStatus, SessionAttendance,
 };
 use rollcall_recognizer::directory::{default_display_name, rfc3339_utc, PeopleDirectory};
 
 use super::durations::parse_duration;
-use super::report::say;
 use super::CapturePlan;
 use crate::exit_codes::UsageError;
 use crate::settings::DirectoryAccess;
@@ -47,19 +45,45 @@ pub struct AttendanceArgs {
 pub struct AttendanceTaker {
     /// The roster, read when the session started.
     pub roster: ClassRoster,
+    people: Arc<dyn PeopleDirectory>,
     book: Arc<dyn AttendanceBook>,
     retention: Option<Duration>,
 }
 
+impl std::fmt::Debug for AttendanceTaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttendanceTaker")
+            .field("roster", &self.roster)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AttendanceTaker {
-    /// Decide and store the attendance of a finished session; prints the summary line and
-    /// applies the retention. Returns what was stored.
+    /// Take attendance of `roster`, storing it in `book` (names and marks from `people`),
+    /// keeping `retention` of history (`None`: all).
+    pub fn new(
+        roster: ClassRoster,
+        people: Arc<dyn PeopleDirectory>,
+        book: Arc<dyn AttendanceBook>,
+        retention: Option<Duration>,
+    ) -> AttendanceTaker {
+        AttendanceTaker {
+            roster,
+            people,
+            book,
+            retention,
+        }
+    }
+
+    /// Decide and store the attendance of a finished session, then apply the retention.
+    /// Returns what was stored and how many older sessions the retention removed.
     pub fn store(
         &self,
         report: &SessionReport,
         session_id: &str,
         device: &str,
-    ) -> Result<SessionAttendance> {
+    ) -> Result<(SessionAttendance, usize)> {
         let attendance = session_attendance(
             &self.roster,
             &report.people,
@@ -70,16 +94,31 @@ impl AttendanceTaker {
         self.book
             .store_attendance(&attendance)
             .with_context(|| format!("cannot store the attendance of session {session_id}"))?;
-        say(&terminal_safe(&summary_line(&attendance)));
-        if let Some(retention) = self.retention {
-            let removed = prune_older_than(self.book.as_ref(), retention)?;
-            if removed > 0 {
-                say(&format!(
-                    "{removed} older session(s) of attendance removed (retention)"
-                ));
-            }
-        }
-        Ok(attendance)
+        let pruned = match self.retention {
+            Some(retention) => prune_older_than(self.book.as_ref(), retention)?,
+            None => 0,
+        };
+        Ok((attendance, pruned))
+    }
+
+    /// [`mark`] in this class's store.
+    pub fn mark(
+        &self,
+        session_id: &str,
+        person_id: &str,
+        to: AttendanceStatus,
+        reason: &str,
+        operator: &str,
+    ) -> Result<SessionAttendance> {
+        mark(
+            self.people.as_ref(),
+            self.book.as_ref(),
+            session_id,
+            person_id,
+            to,
+            reason,
+            operator,
+        )
     }
 }
 
@@ -114,11 +153,12 @@ impl AttendanceArgs {
         let Some(roster) = self.roster(people.as_ref(), book.as_ref())? else {
             return Ok(None);
         };
-        Ok(Some(AttendanceTaker {
+        Ok(Some(AttendanceTaker::new(
             roster,
+            people,
             book,
-            retention: self.retention,
-        }))
+            self.retention,
+        )))
     }
 
     /// The roster of `--class` (none without it). A class that does not exist or is empty is a
