@@ -25,6 +25,20 @@ fn obama_video(data: &Path) -> String {
     )
 }
 
+/// `attendance show SESSION --format json`, parsed.
+fn show_json(db: &str, session: &str) -> serde_json::Value {
+    let out = ok(&[
+        "attendance",
+        "show",
+        session,
+        "--format",
+        "json",
+        "--db",
+        db,
+    ]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
 fn ok(args: &[&str]) -> String {
     let out = rollcall(args);
     let output = text(&out);
@@ -124,21 +138,17 @@ fn a_class_session_on_the_obama_video_marks_obama_present_and_the_others_absent(
     assert_eq!(roster["members"].as_array().unwrap().len(), 3, "{roster}");
 
     let session = class_session(&data, tmp.path(), db, "pol-101", &[]);
+    // No face images stay behind: every clip left the spool once answered.
+    assert_eq!(
+        common::spooled_clips(&tmp.path().join("spool")),
+        Vec::<std::path::PathBuf>::new()
+    );
     assert!(
         session.contains("class pol-101: 1 present of 3"),
         "{session}"
     );
 
-    let json = ok(&[
-        "attendance",
-        "show",
-        "latest",
-        "--format",
-        "json",
-        "--db",
-        db,
-    ]);
-    let a: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let a = show_json(db, "latest");
     let status = |id: &str| {
         a["rows"]
             .as_array()
@@ -197,16 +207,7 @@ fn a_class_session_on_the_obama_video_marks_obama_present_and_the_others_absent(
         "--db",
         db,
     ]);
-    let marked: serde_json::Value = serde_json::from_str(&ok(&[
-        "attendance",
-        "show",
-        &session_id,
-        "--format",
-        "json",
-        "--db",
-        db,
-    ]))
-    .unwrap();
+    let marked: serde_json::Value = show_json(db, &session_id);
     let biden = marked["rows"]
         .as_array()
         .unwrap()
@@ -256,16 +257,7 @@ fn a_class_session_on_the_obama_video_marks_obama_present_and_the_others_absent(
         Vec::<String>::new()
     );
     // The others are untouched.
-    let after: serde_json::Value = serde_json::from_str(&ok(&[
-        "attendance",
-        "show",
-        &session_id,
-        "--format",
-        "json",
-        "--db",
-        db,
-    ]))
-    .unwrap();
+    let after: serde_json::Value = show_json(db, &session_id);
     assert_eq!(after["rows"].as_array().unwrap().len(), 2, "{after:#}");
 }
 
@@ -283,16 +275,7 @@ fn a_person_seen_in_one_clip_only_is_unconfirmed() {
     // One 5 s clip covers the whole 4 s video: Obama is seen in exactly one clip.
     let session = class_session(&data, tmp.path(), db, "c", &["--clip-ms", "5000"]);
     assert!(session.contains("1 unconfirmed"), "{session}");
-    let a: serde_json::Value = serde_json::from_str(&ok(&[
-        "attendance",
-        "show",
-        "latest",
-        "--format",
-        "json",
-        "--db",
-        db,
-    ]))
-    .unwrap();
+    let a: serde_json::Value = show_json(db, "latest");
     assert_eq!(a["rows"][0]["clips"], 1, "{a:#}");
     assert_eq!(a["rows"][0]["status"], "unconfirmed", "{a:#}");
     assert_eq!(a["confirm_clips"], 2, "{a:#}");
@@ -513,16 +496,7 @@ fn people_without_consent_are_not_enrolled_and_never_named() {
         "named without consent: {session}"
     );
     assert!(session.contains("unknown"), "{session}");
-    let a: serde_json::Value = serde_json::from_str(&ok(&[
-        "attendance",
-        "show",
-        "latest",
-        "--format",
-        "json",
-        "--db",
-        db,
-    ]))
-    .unwrap();
+    let a: serde_json::Value = show_json(db, "latest");
     assert_eq!(a["counts"]["present"], 0, "{a:#}");
     assert_eq!(a["counts"]["absent"], 2, "{a:#}");
 }

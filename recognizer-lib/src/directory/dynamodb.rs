@@ -323,6 +323,16 @@ impl DynamoDirectory {
     /// Every item of the table with only `attributes` (all when empty): a gallery scan reads
     /// templates without the samples beside them.
     fn scan_attributes(&self, attributes: &[&str]) -> Result<Vec<Item>, DirectoryError> {
+        self.scan_where(attributes, None)
+    }
+
+    /// Every item (with only `attributes`, all when empty) whose key starts with `prefix`
+    /// (every item when `None`).
+    fn scan_where(
+        &self,
+        attributes: &[&str],
+        prefix: Option<&str>,
+    ) -> Result<Vec<Item>, DirectoryError> {
         let (projection, names): (Option<String>, Option<HashMap<String, String>>) =
             if attributes.is_empty() {
                 (None, None)
@@ -339,6 +349,20 @@ impl DynamoDirectory {
                     .join(", ");
                 (Some(projection), Some(names))
             };
+        let (filter, mut names, values) = match prefix {
+            Some(prefix) => (
+                Some("begins_with(#pk, :prefix)".to_string()),
+                Some(names.unwrap_or_default()),
+                Some(HashMap::from([(
+                    ":prefix".to_string(),
+                    AttributeValue::S(prefix.to_string()),
+                )])),
+            ),
+            None => (None, names, None),
+        };
+        if let Some(names) = names.as_mut().filter(|_| filter.is_some()) {
+            names.insert("#pk".to_string(), PK.to_string());
+        }
         self.run(|client, table| async move {
             let mut items = Vec::new();
             let mut start: Option<Item> = None;
@@ -348,7 +372,9 @@ impl DynamoDirectory {
                     .table_name(&table)
                     .consistent_read(true)
                     .set_projection_expression(projection.clone())
+                    .set_filter_expression(filter.clone())
                     .set_expression_attribute_names(names.clone())
+                    .set_expression_attribute_values(values.clone())
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
@@ -1002,29 +1028,7 @@ impl DynamoDirectory {
     /// The items whose key starts with `prefix` (a scan: classes and attendance are small
     /// beside the people).
     fn items_with_prefix(&self, prefix: &str) -> Result<Vec<Item>, DirectoryError> {
-        let prefix = prefix.to_string();
-        self.run(|client, table| async move {
-            let mut items = Vec::new();
-            let mut start: Option<Item> = None;
-            loop {
-                let out = client
-                    .scan()
-                    .table_name(&table)
-                    .consistent_read(true)
-                    .filter_expression("begins_with(#pk, :prefix)")
-                    .expression_attribute_names("#pk", PK)
-                    .expression_attribute_values(":prefix", AttributeValue::S(prefix.clone()))
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(|e| sdk_message(&e))?;
-                items.extend(out.items.unwrap_or_default());
-                match out.last_evaluated_key {
-                    Some(key) if !key.is_empty() => start = Some(key),
-                    _ => return Ok(items),
-                }
-            }
-        })
+        self.scan_where(&[], Some(prefix))
     }
 
     fn delete_key(&self, pk: String) -> Result<bool, DirectoryError> {

@@ -1500,4 +1500,97 @@ mod tests {
         dir.enroll_many(&[again]).unwrap();
         assert_eq!(dir.photos_digests().unwrap()["student-000001"], "d1");
     }
+
+    fn attendance_of(session_id: &str, ended_at: &str, ids: &[&str]) -> SessionAttendance {
+        use crate::directory::attendance::{AttendanceRow, AttendanceStatus};
+        SessionAttendance {
+            session_id: session_id.into(),
+            class: "c".into(),
+            device: "cam".into(),
+            started_at: "2026-01-01T08:00:00Z".into(),
+            ended_at: ended_at.into(),
+            confirm_clips: 2,
+            rows: ids
+                .iter()
+                .map(|id| AttendanceRow {
+                    person_id: id.to_string(),
+                    name: id.to_string(),
+                    status: AttendanceStatus::Absent,
+                    decided: None,
+                    clips: 0,
+                    best_similarity: None,
+                    first_seen_ns: None,
+                    last_seen_ns: None,
+                })
+                .collect(),
+            corrections: vec![],
+        }
+    }
+
+    #[test]
+    fn classes_attendance_prune_and_erase() {
+        let dir = SqliteDirectory::open_in_memory().unwrap();
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            dir.add_to_class("c", &ids(&["bob", "ann", "bob"])).unwrap(),
+            2
+        );
+        assert_eq!(dir.add_to_class("c", &ids(&["ann"])).unwrap(), 0);
+        dir.add_to_class("d", &ids(&["ann"])).unwrap();
+        assert_eq!(dir.roster("c").unwrap(), ids(&["ann", "bob"]));
+        assert!(dir.add_to_class("a/b", &ids(&["ann"])).is_err());
+        assert!(dir.add_to_class("c", &ids(&["../x"])).is_err());
+
+        dir.store_attendance(&attendance_of(
+            "s1",
+            "2026-01-01T09:00:00Z",
+            &["ann", "bob"],
+        ))
+        .unwrap();
+        dir.store_attendance(&attendance_of("s2", "2026-03-01T09:00:00Z", &["ann"]))
+            .unwrap();
+        assert!(dir
+            .store_attendance(&attendance_of(
+                "s3",
+                "2026-03-01T09:00:00Z",
+                &["ann", "ann"]
+            ))
+            .is_err());
+        assert_eq!(dir.attendance_history().unwrap().len(), 2);
+
+        let erased = dir.erase_person("ann").unwrap();
+        assert_eq!(
+            (erased.roster_entries, erased.attendance_rows),
+            (2, 2),
+            "{erased:?}"
+        );
+        assert_eq!(dir.roster("c").unwrap(), ids(&["bob"]));
+        assert!(dir.roster("d").unwrap().is_empty());
+        assert!(!dir.attendance("s1").unwrap().unwrap().mentions("ann"));
+
+        assert_eq!(dir.prune_attendance("2026-02-01T00:00:00Z").unwrap(), 1);
+        assert!(dir.attendance("s1").unwrap().is_none());
+        assert!(dir.attendance("s2").unwrap().is_some());
+        assert_eq!(dir.remove_from_class("c", &[]).unwrap(), 1);
+        assert!(dir.classes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn files_without_the_attendance_tables_read_as_empty_and_gain_them_when_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("people.db");
+        SqliteDirectory::open(&path).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("DROP TABLE class_members; DROP TABLE attendance;")
+                .unwrap();
+        }
+        let reader = SqliteDirectory::open_read_only(&path).unwrap();
+        assert!(reader.classes().unwrap().is_empty());
+        assert!(reader.attendance("s1").unwrap().is_none());
+        assert!(reader.attendance_history().unwrap().is_empty());
+        let writer = SqliteDirectory::open_existing(&path).unwrap();
+        writer.add_to_class("c", &["ann".to_string()]).unwrap();
+        assert_eq!(reader.roster("c").unwrap(), vec!["ann"]);
+    }
 }
