@@ -917,18 +917,7 @@ impl PeopleDirectory for DynamoDirectory {
 
     fn remove(&self, person_id: &str) -> Result<bool, DirectoryError> {
         validate_person_id(person_id)?;
-        let pk = format!("{PERSON}{person_id}");
-        let existed = self.run(|client, table| async move {
-            let out = client
-                .delete_item()
-                .table_name(table)
-                .key(PK, AttributeValue::S(pk))
-                .return_values(ReturnValue::AllOld)
-                .send()
-                .await
-                .map_err(|e| sdk_message(&e))?;
-            Ok(out.attributes.is_some_and(|a| !a.is_empty()))
-        })?;
+        let existed = self.delete_key(format!("{PERSON}{person_id}"))?;
         if existed {
             self.bump_version(None)?;
         }
@@ -1031,6 +1020,7 @@ impl DynamoDirectory {
         self.scan_where(&[], Some(prefix))
     }
 
+    /// Delete the item `pk`; whether it existed.
     fn delete_key(&self, pk: String) -> Result<bool, DirectoryError> {
         self.run(|client, table| async move {
             let out = client
