@@ -26,6 +26,8 @@ pub struct Outcome {
     pub report: SessionReport,
     /// The signal that ended it early, if one did.
     pub interrupted: Option<Interrupt>,
+    /// The session's id.
+    pub session_id: String,
 }
 
 /// How long the end of a run waits for queued events to be delivered.
@@ -163,5 +165,6 @@ pub fn run(plan: &CapturePlan, report_path: Option<&Path>, progress: Duration) -
     Ok(Outcome {
         report,
         interrupted,
+        session_id,
     })
 }

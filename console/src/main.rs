@@ -53,6 +53,13 @@ enum Command {
     /// The people directory: import academic records (CSV), list, show, remove people.
     #[command(subcommand)]
     People(cmd::people::PeopleCommand),
+    /// Class rosters: add, remove, list, import people of a class.
+    #[command(subcommand)]
+    Class(cmd::class::ClassCommand),
+    /// Attendance history of sessions taken with --class: list, show (table, JSON, CSV),
+    /// mark (operator corrections), prune (retention).
+    #[command(subcommand)]
+    Attendance(cmd::attendance::AttendanceCommand),
     /// Name every face in one or more images.
     Identify(cmd::identify::IdentifyArgs),
     /// Measure identification accuracy on VALDIR/<person>/<images>.
@@ -111,6 +118,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::run(args, &config),
             Command::Enroll(args) => cmd::enroll::run(args, &config),
             Command::People(command) => cmd::people::run(command, &config),
+            Command::Class(command) => cmd::class::run(command, &config),
+            Command::Attendance(command) => cmd::attendance::run(command, &config),
             Command::Identify(args) => cmd::identify::run(args, &config),
             Command::Eval(args) => cmd::eval::run(args, &config),
             Command::Scan(args) => cmd::scan::run(args, &config),

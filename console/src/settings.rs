@@ -31,6 +31,7 @@ use clap::Args;
 use rollcall_models::ModelCache;
 use rollcall_protocol::input_files::read_regular_text_file;
 use rollcall_recognizer::clip::SamplePolicy;
+use rollcall_recognizer::directory::attendance::AttendanceBook;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::directory::{DirectoryError, PeopleDirectory};
 use rollcall_recognizer::enrollment::load_gallery;
@@ -38,6 +39,9 @@ use rollcall_recognizer::vision::image::MAX_IMAGE_SIDE;
 use rollcall_recognizer::vision::{DetectorKind, FacePipeline, Gallery, PipelineOptions};
 
 use crate::exit_codes::{usage, UsageError};
+
+/// The people directory, the classes and attendance stored beside it, and where they are.
+pub type DirectoryWithAttendance = (Arc<dyn PeopleDirectory>, Arc<dyn AttendanceBook>, String);
 
 /// The config file's keys.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -262,6 +266,16 @@ impl Recognition {
         &self,
         access: DirectoryAccess,
     ) -> Result<(Arc<dyn PeopleDirectory>, String)> {
+        let (directory, _, location) = self.people_and_attendance(access)?;
+        Ok((directory, location))
+    }
+
+    /// The people directory of the configured backend and, stored beside it, its classes and
+    /// attendance; and where they are (for messages).
+    pub fn people_and_attendance(
+        &self,
+        access: DirectoryAccess,
+    ) -> Result<DirectoryWithAttendance> {
         if self.backend == "aws" {
             #[cfg(feature = "aws")]
             {
@@ -278,21 +292,20 @@ impl Recognition {
                 }
                 let table = names.table();
                 // The gallery snapshot sits in the clips bucket (see directory/dynamodb.rs).
-                let directory =
+                let directory = Arc::new(
                     rollcall_recognizer::directory::dynamodb::DynamoDirectory::connect_with(
                         &table,
                         Some(&names.bucket),
                     )
-                    .with_context(|| format!("cannot open the DynamoDB table {table}"))?;
-                return Ok((Arc::new(directory), format!("dynamodb:{table}")));
+                    .with_context(|| format!("cannot open the DynamoDB table {table}"))?,
+                );
+                return Ok((directory.clone(), directory, format!("dynamodb:{table}")));
             }
             #[cfg(not(feature = "aws"))]
             anyhow::bail!("this rollcall was built without the `aws` feature");
         }
-        Ok((
-            Arc::new(self.directory(access)?),
-            self.db.display().to_string(),
-        ))
+        let directory = Arc::new(self.directory(access)?);
+        Ok((directory.clone(), directory, self.db.display().to_string()))
     }
 
     /// Everyone enrolled in `directory`, at the configured or calibrated threshold; warns when

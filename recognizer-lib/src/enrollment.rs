@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use rollcall_protocol::input_files::{entry_metadata, regular_file_metadata};
 
 use crate::directory::{
-    validate_person_id, DirectoryError, EnrollmentSample, NewEnrollment, PeopleDirectory,
-    SETTING_EMBEDDING_MODEL, SETTING_MATCH_THRESHOLD,
+    has_consent, validate_person_id, DirectoryError, EnrollmentSample, NewEnrollment,
+    PeopleDirectory, SETTING_EMBEDDING_MODEL, SETTING_MATCH_THRESHOLD, SETTING_REQUIRE_CONSENT,
 };
 use crate::error::RecognizerError;
 use crate::vision::{
@@ -631,7 +631,22 @@ pub fn load_gallery<D: PeopleDirectory + ?Sized>(
             image_count: entry.image_count,
         })
         .collect();
-    Gallery::new(templates, threshold)
+    let mut gallery = Gallery::new(templates, threshold)?;
+    if directory.setting(SETTING_REQUIRE_CONSENT)?.as_deref() == Some("true") {
+        // Consent withdrawn after enrolment: the template stays (so the face is not named as
+        // someone else) but is never named.
+        let without: std::collections::HashSet<String> = directory
+            .people()?
+            .into_iter()
+            .filter(|p| p.is_enrolled() && !has_consent(p))
+            .map(|p| p.person_id)
+            .collect();
+        let withheld = gallery.withhold(&without);
+        if withheld > 0 {
+            tracing::info!(withheld, "people without consent are never named");
+        }
+    }
+    Ok(gallery)
 }
 
 #[cfg(test)]

@@ -66,7 +66,13 @@ pub struct ProvisionOptions {
     /// Days after which clips expire from the bucket (at least 1; default
     /// [`DEFAULT_CLIP_RETENTION_DAYS`]).
     pub clip_retention_days: u32,
+    /// Seconds an unreceived result waits in a device's results queue before SQS deletes it
+    /// (60 s to 14 days; default [`DEFAULT_RESULTS_RETENTION_SECS`]).
+    pub results_retention_secs: u32,
 }
+
+/// Default of [`ProvisionOptions::results_retention_secs`]: SQS's own default, 4 days.
+pub const DEFAULT_RESULTS_RETENTION_SECS: u32 = 4 * 24 * 3600;
 
 impl Default for ProvisionOptions {
     fn default() -> Self {
@@ -75,6 +81,7 @@ impl Default for ProvisionOptions {
             max_receive_count: MAX_RECEIVE_COUNT,
             devices: Vec::new(),
             clip_retention_days: DEFAULT_CLIP_RETENTION_DAYS,
+            results_retention_secs: DEFAULT_RESULTS_RETENTION_SECS,
         }
     }
 }
@@ -171,7 +178,15 @@ pub async fn provision(
             what: format!("result queue for device {device:?}"),
             message: reason.to_string(),
         })?;
-        let url = ensure_queue(&sqs, &name, std::slice::from_ref(&encrypted)).await?;
+        // Results name people: an unreceived one is kept no longer than the retention.
+        let retention = (
+            QueueAttributeName::MessageRetentionPeriod,
+            options
+                .results_retention_secs
+                .clamp(60, 14 * 24 * 3600)
+                .to_string(),
+        );
+        let url = ensure_queue(&sqs, &name, &[encrypted.clone(), retention]).await?;
         out.result_queues.push((device.clone(), url));
     }
 

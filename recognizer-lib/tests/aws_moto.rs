@@ -277,6 +277,13 @@ async fn assert_hardened(config: &SdkConfig, out: &provision::Provisioned) {
         attribute(out.events_queue_url.clone(), "VisibilityTimeout").await,
         "2"
     );
+    // Results name people: they expire after the results retention.
+    for (_, url) in &out.result_queues {
+        assert_eq!(
+            attribute(url.clone(), "MessageRetentionPeriod").await,
+            provision::DEFAULT_RESULTS_RETENTION_SECS.to_string()
+        );
+    }
 }
 
 fn result(device: &str, seq: u64) -> RecognitionResult {

@@ -94,6 +94,10 @@ pub struct ProvisionArgs {
     /// Clips are deleted from the bucket this long after their upload (whole days, at least 1).
     #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
     clip_retention: Duration,
+    /// An unreceived result (it names people) is deleted from a device's results queue this
+    /// long after it was sent (1m to 14d).
+    #[arg(long, default_value = "4d", value_parser = parse_duration, value_name = "DURATION")]
+    results_retention: Duration,
     /// Receives of an event message before it moves to the dead-letter queue.
     #[arg(long, default_value_t = MAX_RECEIVE_COUNT, value_name = "N")]
     max_receive_count: u32,
@@ -164,6 +168,10 @@ pub fn run(command: AwsCommand) -> Result<ExitCode> {
                 args.clip_retention.as_secs() >= day,
                 "--clip-retention must be at least 1 day (S3 expires objects by the day)"
             );
+            anyhow::ensure!(
+                (60..=14 * day).contains(&args.results_retention.as_secs()),
+                "--results-retention must be between 1m and 14d (what SQS allows)"
+            );
             let clip_retention_days =
                 u32::try_from(args.clip_retention.as_secs().div_ceil(day)).unwrap_or(u32::MAX);
             let runtime = runtime()?;
@@ -178,6 +186,7 @@ pub fn run(command: AwsCommand) -> Result<ExitCode> {
                         max_receive_count: args.max_receive_count.max(1),
                         devices: args.devices.clone(),
                         clip_retention_days,
+                        results_retention_secs: args.results_retention.as_secs() as u32,
                     },
                     args.log_retention_days,
                 )

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, ValueEnum};
 
+use crate::plan::attendance::AttendanceArgs;
 use crate::plan::CaptureArgs;
 use crate::settings::ConfigFile;
 use crate::tui::ConsoleOptions;
@@ -34,6 +35,8 @@ pub struct ConsoleArgs {
     log_group: Option<String>,
     #[command(flatten)]
     capture: CaptureArgs,
+    #[command(flatten)]
+    attendance: AttendanceArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -64,6 +67,7 @@ pub fn run(args: ConsoleArgs, config: &ConfigFile) -> Result<ExitCode> {
         crate::plan::report::check_report_destination(path)?;
     }
     let plan = args.capture.plan(config)?;
+    let attendance = args.attendance.open(&plan)?;
     #[cfg(feature = "gpio")]
     let gpio = {
         let wanted = match args.gpio {
@@ -93,6 +97,7 @@ pub fn run(args: ConsoleArgs, config: &ConfigFile) -> Result<ExitCode> {
             #[cfg(feature = "gpio")]
             gpio,
             log_group: args.log_group,
+            attendance,
         },
     )
 }

@@ -20,6 +20,7 @@ use rollcall_recognizer::enrollment::{
 };
 
 use rollcall_protocol::terminal_text::terminal_safe;
+use rollcall_recognizer::directory::{has_consent, SETTING_REQUIRE_CONSENT};
 
 use crate::cmd::people::{check_records_file, import_records, print_calibration};
 use crate::exit_codes::usage;
@@ -40,6 +41,12 @@ pub struct EnrollArgs {
     /// Embed everyone again, also people whose photos did not change since their enrolment.
     #[arg(long)]
     force: bool,
+    /// Enrol only people whose record has `consent` = yes (a `consent` column of the records
+    /// CSV), and from now on never name anyone without it, also people enrolled earlier whose
+    /// consent was withdrawn: their faces count as unknown. Stored in the directory, so every
+    /// worker and the Lambda follow it.
+    #[arg(long)]
+    require_consent: bool,
     #[command(flatten)]
     recognizer: RecognizerArgs,
 }
@@ -62,6 +69,33 @@ pub fn run(args: EnrollArgs, config: &ConfigFile) -> Result<ExitCode> {
     let (directory, location) = settings.people_directory(DirectoryAccess::Create)?;
     if let Some(csv) = &args.records {
         import_records(directory.as_ref(), csv)?;
+    }
+    let mut tree = tree;
+    if args.require_consent {
+        directory.set_setting(SETTING_REQUIRE_CONSENT, "true")?;
+        let mut with_consent = Vec::with_capacity(tree.people.len());
+        for (person_id, photos) in std::mem::take(&mut tree.people) {
+            if directory
+                .person(&person_id)?
+                .is_some_and(|p| has_consent(&p))
+            {
+                with_consent.push((person_id, photos));
+            } else {
+                println!(
+                    "not enrolled {}: no consent in the records (--require-consent)",
+                    terminal_safe(&person_id)
+                );
+            }
+        }
+        tree.people = with_consent;
+        let withheld = directory
+            .people()?
+            .iter()
+            .filter(|p| p.is_enrolled() && !has_consent(p))
+            .count();
+        if withheld > 0 {
+            println!("{withheld} enrolled people without consent are never named (they count as unknown)");
+        }
     }
     for (path, reason) in &tree.rejected {
         println!(

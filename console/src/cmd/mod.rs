@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub mod attendance;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod bench;
+pub mod class;
 pub mod console;
 pub mod demo;
 pub mod enroll;

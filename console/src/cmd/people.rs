@@ -14,7 +14,7 @@ use rollcall_recognizer::enrollment::recalibrate;
 use rollcall_recognizer::vision::Calibration;
 use serde::Serialize;
 
-use crate::settings::{ConfigFile, DirectoryAccess, RecognizerArgs};
+use crate::settings::{ConfigFile, DirectoryAccess, DirectoryWithAttendance, RecognizerArgs};
 
 /// `rollcall people ...`
 #[derive(Debug, Subcommand)]
@@ -30,7 +30,8 @@ pub enum PeopleCommand {
     /// and norm, not its values).
     Show(ShowArgs),
     /// Remove a person: record, face template and samples. The match threshold is then
-    /// recalibrated from the remaining enrolments.
+    /// recalibrated from the remaining enrolments. With --erase, also every class roster
+    /// entry and attendance row of theirs (the right to erasure).
     Remove(RemoveArgs),
 }
 
@@ -54,11 +55,21 @@ pub struct DirectoryArgs {
 impl DirectoryArgs {
     /// Open the configured directory through the settings `enroll` uses (flags > env > config
     /// file > defaults), so both commands always pick the same backend and file.
-    fn open(
+    pub fn open(
         &self,
         config: &ConfigFile,
         access: DirectoryAccess,
     ) -> Result<(Arc<dyn PeopleDirectory>, String)> {
+        let (directory, _, location) = self.open_with_attendance(config, access)?;
+        Ok((directory, location))
+    }
+
+    /// [`open`](Self::open), with the classes and attendance stored beside the people.
+    pub fn open_with_attendance(
+        &self,
+        config: &ConfigFile,
+        access: DirectoryAccess,
+    ) -> Result<DirectoryWithAttendance> {
         let recognizer = RecognizerArgs {
             db: self.db.clone(),
             backend: self.backend.clone(),
@@ -69,7 +80,7 @@ impl DirectoryArgs {
             detector: None,
             threshold: None,
         };
-        recognizer.resolve(config)?.people_directory(access)
+        recognizer.resolve(config)?.people_and_attendance(access)
     }
 }
 
@@ -112,6 +123,10 @@ pub struct RemoveArgs {
     /// The person's id.
     #[arg(value_name = "ID")]
     person_id: String,
+    /// Erase every trace: also take them off every class and delete their rows (and the
+    /// corrections of them) from every session's attendance; prints what went.
+    #[arg(long)]
+    erase: bool,
     #[command(flatten)]
     directory: DirectoryArgs,
 }
@@ -421,28 +436,53 @@ fn show(args: ShowArgs, config: &ConfigFile) -> Result<ExitCode> {
 }
 
 fn remove(args: RemoveArgs, config: &ConfigFile) -> Result<ExitCode> {
-    let (directory, location) = args.directory.open(config, DirectoryAccess::Existing)?;
+    let (directory, book, location) = args
+        .directory
+        .open_with_attendance(config, DirectoryAccess::Existing)?;
     let id = &args.person_id;
     // Read first, to say what went and whether the threshold needs recalibrating.
-    let person = directory
-        .person(id)?
-        .ok_or_else(|| not_found(id, &location))?;
+    let person = directory.person(id)?;
     let samples = directory.person_samples(id)?.len();
-    if !directory.remove(id)? {
-        // Removed by someone else between the read and the delete.
+    let removed = match &person {
+        Some(_) => directory.remove(id)?,
+        None => false,
+    };
+    let erased = if args.erase {
+        Some(book.erase_person(id)?)
+    } else {
+        None
+    };
+    let erased_any = erased.is_some_and(|e| e.roster_entries + e.attendance_rows > 0);
+    if !removed && !erased_any {
+        // Unknown, or removed by someone else between the read and the delete.
         return Err(not_found(id, &location));
     }
-    println!(
-        "removed {id} ({}{}) from {location}",
-        one_line(&person.name),
-        if person.is_enrolled() {
-            format!(", face template and {samples} sample(s)")
-        } else {
-            ", not enrolled".to_string()
-        }
-    );
-    if person.is_enrolled() {
+    if let (true, Some(person)) = (removed, &person) {
+        println!(
+            "removed {id} ({}{}) from {location}",
+            one_line(&person.name),
+            if person.is_enrolled() {
+                format!(", face template and {samples} sample(s)")
+            } else {
+                ", not enrolled".to_string()
+            }
+        );
+    }
+    if let Some(e) = erased {
+        println!(
+            "erased {id}: {} class roster entr{}, {} attendance row(s), {} correction(s)",
+            e.roster_entries,
+            if e.roster_entries == 1 { "y" } else { "ies" },
+            e.attendance_rows,
+            e.corrections
+        );
+    }
+    if person.as_ref().is_some_and(|p| p.is_enrolled()) && removed {
         print_calibration(&recalibrate(directory.as_ref())?);
+        // A published gallery snapshot still holds the template until it is rewritten.
+        directory
+            .publish_gallery()
+            .with_context(|| format!("cannot rewrite the gallery snapshot of {location}"))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,10 +15,13 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
+use crate::plan::attendance::{summary_line, AttendanceArgs};
 use crate::plan::durations::parse_duration_or_zero;
+use crate::plan::report::say;
 use crate::plan::report::{check_report_destination, session_exit_code};
 use crate::plan::CaptureArgs;
 use crate::settings::ConfigFile;
+use rollcall_protocol::terminal_text::terminal_safe;
 
 /// Run a capture session: the operator console, or `--headless` for scripts.
 #[derive(Args, Debug)]
@@ -34,6 +37,8 @@ pub struct SessionArgs {
     progress: Duration,
     #[command(flatten)]
     pub capture: CaptureArgs,
+    #[command(flatten)]
+    pub attendance: AttendanceArgs,
 }
 
 pub fn run(args: SessionArgs, config: &ConfigFile) -> Result<ExitCode> {
@@ -42,16 +47,30 @@ pub fn run(args: SessionArgs, config: &ConfigFile) -> Result<ExitCode> {
     }
     let plan = args.capture.plan(config)?;
     if !args.headless {
+        let attendance = args.attendance.open(&plan)?;
         return crate::tui::run(
             plan,
             crate::tui::ConsoleOptions {
                 autostart: true,
                 report: args.report,
+                attendance,
                 ..crate::tui::ConsoleOptions::default()
             },
         );
     }
+    // The roster is read first: a mistyped class fails before the camera starts.
+    let attendance = args.attendance.open(&plan)?;
     let outcome = crate::headless::run(&plan, args.report.as_deref(), args.progress)?;
+    if let Some(attendance) = attendance {
+        let (stored, pruned) =
+            attendance.store(&outcome.report, &outcome.session_id, &plan.device)?;
+        say(&terminal_safe(&summary_line(&stored)));
+        if pruned > 0 {
+            say(&format!(
+                "{pruned} older session(s) of attendance removed (retention)"
+            ));
+        }
+    }
     Ok(match outcome.interrupted {
         Some(signal) => signal.exit_code(),
         None => session_exit_code(&outcome.report),

@@ -3,6 +3,7 @@
 //! backend, durations), plus what a session reports ([`report`]). `cmd/` and `tui/` both build on
 //! it; it knows nothing of either.
 
+pub mod attendance;
 pub mod durations;
 pub mod publish;
 pub mod report;

@@ -11,6 +11,7 @@
 //! A terminal that goes away (SSH dropped) does the same as SIGHUP: the session finishes
 //! without a screen. The exit status is then the signal's (see [`crate::signals`]).
 
+mod attendance;
 mod input;
 mod logs;
 pub mod panels;
@@ -49,6 +50,8 @@ pub struct ConsoleOptions {
     pub gpio: Option<rollcall_edge::gpio::GpioConfig>,
     /// AWS backend: the CloudWatch log group to tail (default: the Lambda's).
     pub log_group: Option<String>,
+    /// `--class`: take attendance of this roster (the attendance panel, marks).
+    pub attendance: Option<crate::plan::attendance::AttendanceTaker>,
 }
 
 /// Run the console until the operator quits. The exit status is the last session's (non-zero
@@ -138,6 +141,10 @@ impl Console {
         state.limit = plan.duration;
         state.logs.origin = logs.origin();
         state.pool = service.pool_stats();
+        state.attendance = options
+            .attendance
+            .as_ref()
+            .map(attendance::AttendanceView::new);
         #[cfg(feature = "gpio")]
         let gpio = match &options.gpio {
             None => None,
@@ -231,8 +238,9 @@ impl Console {
             while let Ok(got) = session.results.try_recv() {
                 self.state.on_result(&got);
             }
-            self.state
-                .on_snapshot(session.probe.snapshot(), session.started.elapsed());
+            let snapshot = session.probe.snapshot();
+            attendance::on_snapshot(&mut self.state, self.options.attendance.as_ref(), &snapshot);
+            self.state.on_snapshot(snapshot, session.started.elapsed());
             if session.finished() {
                 self.session_over();
             }
@@ -269,6 +277,13 @@ impl Console {
                 self.exit = session_exit_code(&report);
                 self.events
                     .on_session_end(&report, &self.plan.device, &session.config.session_id);
+                attendance::on_session_end(
+                    &mut self.state,
+                    self.options.attendance.as_ref(),
+                    &report,
+                    &session.config.session_id,
+                    &self.plan.device,
+                );
                 if let Some(path) = &self.options.report {
                     let json = report_json(
                         &report,
@@ -346,6 +361,13 @@ impl Console {
                 }
                 KeyCode::Char('p') => self.state.logs.toggle_pause(),
                 KeyCode::Char('c') => self.state.people.clear(),
+                KeyCode::Char('a')
+                | KeyCode::Up
+                | KeyCode::Down
+                | KeyCode::Char('x')
+                | KeyCode::Char('m') => {
+                    attendance::on_key(&mut self.state, self.options.attendance.as_ref(), key.code)
+                }
                 KeyCode::Char('?') | KeyCode::F(1) => self.state.mode = InputMode::Help,
                 _ => {}
             },

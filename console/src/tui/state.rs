@@ -149,6 +149,8 @@ pub struct ConsoleState {
     pub gpio: String,
     /// When a network camera was offline in this session.
     pub camera_offline: Vec<Outage>,
+    /// `--class`: the attendance panel's content (see `tui/attendance.rs`).
+    pub attendance: Option<super::attendance::AttendanceView>,
 }
 
 impl ConsoleState {
@@ -177,6 +179,7 @@ impl ConsoleState {
             status: String::new(),
             gpio: "off".to_string(),
             camera_offline: Vec::new(),
+            attendance: None,
         }
     }
 

@@ -6,6 +6,8 @@
 //! |---|---|
 //! | `person#<person_id>` | `person_id` S, `name` S, `details` M (S values), and when enrolled: `enrolled_at` S, `image_count` N, `dim` N, `embedding` B (little-endian f32), `samples` L of M {`image` S, `embedding` B}, `photos_digest` S (optional) |
 //! | `setting#<key>` | `value` S |
+//! | `member#["<class>","<person_id>"]` | `class` S, `member` S: one class membership (the roster of a class is every item of it) |
+//! | `attendance#<session_id>` | `session_id` S, `class` S, `device` S, `started_at` S, `ended_at` S, `record` S (the whole session's attendance as JSON, corrections included) |
 //! | `meta#gallery_version` | `version` N (atomic counter, +1 on every enrol, remove, records write and setting change), `dim` N (dimension of the last enrolment) |
 //!
 //! A person's samples live in their item, so an enrolment is one `PutItem` (atomic: no partial
@@ -40,6 +42,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
+use super::attendance::{check_attendance, validate_class, AttendanceBook, SessionAttendance};
 use super::snapshot;
 use super::{
     check_enrollment, check_enrollments, default_display_name, rfc3339_utc, validate_person_id,
@@ -51,6 +54,10 @@ const PK: &str = "pk";
 const PERSON: &str = "person#";
 const SETTING: &str = "setting#";
 const VERSION_PK: &str = "meta#gallery_version";
+/// Key prefix of class memberships (one item per class and person).
+const MEMBER: &str = "member#";
+/// Key prefix of session attendance (one item per session).
+const ATTENDANCE: &str = "attendance#";
 /// Most samples stored with one person (item size limit).
 pub const MAX_SAMPLES: usize = 150;
 /// Key prefix of gallery snapshots in the bucket (outside `clips/`: no recognition is triggered).
@@ -316,6 +323,16 @@ impl DynamoDirectory {
     /// Every item of the table with only `attributes` (all when empty): a gallery scan reads
     /// templates without the samples beside them.
     fn scan_attributes(&self, attributes: &[&str]) -> Result<Vec<Item>, DirectoryError> {
+        self.scan_where(attributes, None)
+    }
+
+    /// Every item (with only `attributes`, all when empty) whose key starts with `prefix`
+    /// (every item when `None`).
+    fn scan_where(
+        &self,
+        attributes: &[&str],
+        prefix: Option<&str>,
+    ) -> Result<Vec<Item>, DirectoryError> {
         let (projection, names): (Option<String>, Option<HashMap<String, String>>) =
             if attributes.is_empty() {
                 (None, None)
@@ -332,6 +349,20 @@ impl DynamoDirectory {
                     .join(", ");
                 (Some(projection), Some(names))
             };
+        let (filter, mut names, values) = match prefix {
+            Some(prefix) => (
+                Some("begins_with(#pk, :prefix)".to_string()),
+                Some(names.unwrap_or_default()),
+                Some(HashMap::from([(
+                    ":prefix".to_string(),
+                    AttributeValue::S(prefix.to_string()),
+                )])),
+            ),
+            None => (None, names, None),
+        };
+        if let Some(names) = names.as_mut().filter(|_| filter.is_some()) {
+            names.insert("#pk".to_string(), PK.to_string());
+        }
         self.run(|client, table| async move {
             let mut items = Vec::new();
             let mut start: Option<Item> = None;
@@ -341,7 +372,9 @@ impl DynamoDirectory {
                     .table_name(&table)
                     .consistent_read(true)
                     .set_projection_expression(projection.clone())
+                    .set_filter_expression(filter.clone())
                     .set_expression_attribute_names(names.clone())
+                    .set_expression_attribute_values(values.clone())
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
@@ -884,18 +917,7 @@ impl PeopleDirectory for DynamoDirectory {
 
     fn remove(&self, person_id: &str) -> Result<bool, DirectoryError> {
         validate_person_id(person_id)?;
-        let pk = format!("{PERSON}{person_id}");
-        let existed = self.run(|client, table| async move {
-            let out = client
-                .delete_item()
-                .table_name(table)
-                .key(PK, AttributeValue::S(pk))
-                .return_values(ReturnValue::AllOld)
-                .send()
-                .await
-                .map_err(|e| sdk_message(&e))?;
-            Ok(out.attributes.is_some_and(|a| !a.is_empty()))
-        })?;
+        let existed = self.delete_key(format!("{PERSON}{person_id}"))?;
         if existed {
             self.bump_version(None)?;
         }
@@ -988,5 +1010,178 @@ impl PeopleDirectory for DynamoDirectory {
             .and_then(|item| item.get("version").and_then(|v| v.as_n().ok()).cloned())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0))
+    }
+}
+
+impl DynamoDirectory {
+    /// The items whose key starts with `prefix` (a scan: classes and attendance are small
+    /// beside the people).
+    fn items_with_prefix(&self, prefix: &str) -> Result<Vec<Item>, DirectoryError> {
+        self.scan_where(&[], Some(prefix))
+    }
+
+    /// Delete the item `pk`; whether it existed.
+    fn delete_key(&self, pk: String) -> Result<bool, DirectoryError> {
+        self.run(|client, table| async move {
+            let out = client
+                .delete_item()
+                .table_name(table)
+                .key(PK, AttributeValue::S(pk))
+                .return_values(ReturnValue::AllOld)
+                .send()
+                .await
+                .map_err(|e| sdk_message(&e))?;
+            Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        })
+    }
+
+    fn attendance_of(&self, item: &Item) -> Result<SessionAttendance, DirectoryError> {
+        let record = item
+            .get("record")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| self.corrupt("attendance item without record".into()))?;
+        serde_json::from_str(record)
+            .map_err(|e| self.corrupt(format!("an attendance record is unreadable: {e}")))
+    }
+}
+
+/// The key of one class membership: the pair JSON-encoded, so no class or id can collide.
+fn member_key(class: &str, person_id: &str) -> String {
+    format!("{MEMBER}{}", serde_json::json!([class, person_id]))
+}
+
+impl AttendanceBook for DynamoDirectory {
+    fn add_to_class(&self, class: &str, person_ids: &[String]) -> Result<usize, DirectoryError> {
+        validate_class(class)?;
+        for id in person_ids {
+            validate_person_id(id)?;
+        }
+        let on_roster = self.roster(class)?;
+        let mut items = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for id in person_ids {
+            if on_roster.contains(id) || !seen.insert(id.as_str()) {
+                continue;
+            }
+            items.push(HashMap::from([
+                (PK.to_string(), AttributeValue::S(member_key(class, id))),
+                ("class".to_string(), AttributeValue::S(class.to_string())),
+                ("member".to_string(), AttributeValue::S(id.clone())),
+            ]));
+        }
+        let added = items.len();
+        self.put_many(items)?;
+        Ok(added)
+    }
+
+    fn remove_from_class(
+        &self,
+        class: &str,
+        person_ids: &[String],
+    ) -> Result<usize, DirectoryError> {
+        validate_class(class)?;
+        let ids: Vec<String> = if person_ids.is_empty() {
+            self.roster(class)?
+        } else {
+            person_ids.to_vec()
+        };
+        let mut removed = 0;
+        for id in ids {
+            if self.delete_key(member_key(class, &id))? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn classes(&self) -> Result<BTreeMap<String, Vec<String>>, DirectoryError> {
+        let mut classes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for item in self.items_with_prefix(MEMBER)? {
+            let s = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            let (Some(class), Some(member)) = (s("class"), s("member")) else {
+                return Err(self.corrupt("class membership item without class or member".into()));
+            };
+            classes.entry(class).or_default().push(member);
+        }
+        for members in classes.values_mut() {
+            members.sort();
+        }
+        Ok(classes)
+    }
+
+    fn roster(&self, class: &str) -> Result<Vec<String>, DirectoryError> {
+        validate_class(class)?;
+        Ok(self.classes()?.remove(class).unwrap_or_default())
+    }
+
+    fn store_attendance(&self, attendance: &SessionAttendance) -> Result<(), DirectoryError> {
+        check_attendance(attendance)?;
+        let record = serde_json::to_string(attendance)
+            .map_err(|e| self.corrupt(format!("attendance cannot be written: {e}")))?;
+        let item: Item = HashMap::from([
+            (
+                PK.to_string(),
+                AttributeValue::S(format!("{ATTENDANCE}{}", attendance.session_id)),
+            ),
+            (
+                "session_id".to_string(),
+                AttributeValue::S(attendance.session_id.clone()),
+            ),
+            (
+                "class".to_string(),
+                AttributeValue::S(attendance.class.clone()),
+            ),
+            (
+                "device".to_string(),
+                AttributeValue::S(attendance.device.clone()),
+            ),
+            (
+                "started_at".to_string(),
+                AttributeValue::S(attendance.started_at.clone()),
+            ),
+            (
+                "ended_at".to_string(),
+                AttributeValue::S(attendance.ended_at.clone()),
+            ),
+            ("record".to_string(), AttributeValue::S(record)),
+        ]);
+        self.run(|client, table| async move {
+            client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(|e| sdk_message(&e))?;
+            Ok(())
+        })
+    }
+
+    fn attendance(&self, session_id: &str) -> Result<Option<SessionAttendance>, DirectoryError> {
+        self.get(format!("{ATTENDANCE}{session_id}"))?
+            .map(|item| self.attendance_of(&item))
+            .transpose()
+    }
+
+    fn attendance_history(&self) -> Result<Vec<SessionAttendance>, DirectoryError> {
+        let mut out = self
+            .items_with_prefix(ATTENDANCE)?
+            .iter()
+            .map(|item| self.attendance_of(item))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| (&a.started_at, &a.session_id).cmp(&(&b.started_at, &b.session_id)));
+        Ok(out)
+    }
+
+    fn prune_attendance(&self, before: &str) -> Result<usize, DirectoryError> {
+        let mut removed = 0;
+        for session in self.attendance_history()? {
+            if session.ended_at.as_str() < before
+                && self.delete_key(format!("{ATTENDANCE}{}", session.session_id))?
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }

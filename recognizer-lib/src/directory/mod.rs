@@ -36,6 +36,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub mod attendance;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod records_csv;
@@ -50,6 +51,23 @@ pub const MAX_PERSON_ID_LEN: usize = 128;
 pub const SETTING_MATCH_THRESHOLD: &str = "match_threshold";
 /// Setting key under which the name of the embedding model that produced the gallery is stored.
 pub const SETTING_EMBEDDING_MODEL: &str = "embedding_model";
+
+/// Setting key that, when `true`, makes recognition name only people whose record gives
+/// consent ([`has_consent`]); everyone else comes out unknown.
+pub const SETTING_REQUIRE_CONSENT: &str = "require_consent";
+/// The record detail (a `consent` column of the records CSV) read by [`has_consent`].
+pub const CONSENT_DETAIL: &str = "consent";
+
+/// Whether the record's `consent` detail says yes (`yes`, `y`, `true`, `1`, `granted`,
+/// `given`; any case). A missing or other value is no consent.
+pub fn has_consent(record: &PersonRecord) -> bool {
+    record.details.get(CONSENT_DETAIL).is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "yes" | "y" | "true" | "1" | "granted" | "given"
+        )
+    })
+}
 
 /// Academic record + enrolment state of one person.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -181,6 +199,23 @@ pub enum DirectoryError {
         /// The stored value.
         value: String,
         /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A class name that [`attendance::validate_class`] refuses.
+    #[error("invalid class name {class:?}: {reason}")]
+    InvalidClass {
+        /// The offending name.
+        class: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An attendance record or a correction that cannot be stored (no reason given, a status
+    /// that cannot be set, a person twice).
+    #[error("attendance of session {session_id:?}: {reason}")]
+    InvalidCorrection {
+        /// The session concerned.
+        session_id: String,
+        /// What is wrong.
         reason: String,
     },
     /// A file could not be read or created.
@@ -513,6 +548,23 @@ mod tests {
         assert!(validate_person_id(&"a".repeat(MAX_PERSON_ID_LEN)).is_ok());
         let msg = validate_person_id("a/b").unwrap_err().to_string();
         assert!(msg.contains("separator"), "{msg}");
+    }
+
+    #[test]
+    fn consent_is_an_explicit_yes() {
+        let mut r = PersonRecord::new("ann").unwrap();
+        assert!(!has_consent(&r));
+        for (value, expected) in [
+            ("Yes", true),
+            (" granted ", true),
+            ("1", true),
+            ("no", false),
+            ("", false),
+            ("withdrawn", false),
+        ] {
+            r.details.insert(CONSENT_DETAIL.into(), value.into());
+            assert_eq!(has_consent(&r), expected, "{value:?}");
+        }
     }
 
     #[test]

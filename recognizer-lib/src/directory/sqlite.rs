@@ -11,7 +11,14 @@
 //! - `people(person_id, name, details JSON, enrolled_at, image_count, embedding BLOB,
 //!   photos_digest)` (`photos_digest` is added to older files on their first enrolment: readers
 //!   of schema version 1 ignore it);
-//! - `samples(person_id, seq, image, embedding BLOB)`.
+//! - `samples(person_id, seq, image, embedding BLOB)`;
+//! - `class_members(class, person_id)`: the class rosters ([`AttendanceBook`]);
+//! - `attendance(session_id, class, device, started_at, ended_at, record JSON)`: one row per
+//!   session, the whole [`SessionAttendance`] (rows and corrections) in `record`.
+//!
+//! The last two are created by the first writable open of a file written before they existed
+//! (readers of schema version 1 ignore them); a read-only open of such a file sees no classes
+//! and no attendance.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +30,7 @@ use rusqlite::{
     TransactionBehavior,
 };
 
+use super::attendance::{check_attendance, validate_class, AttendanceBook, SessionAttendance};
 use super::{
     check_enrollment, check_enrollments, default_display_name, rfc3339_utc, validate_person_id,
     DirectoryError, EnrollmentSample, GalleryEntry, NewEnrollment, PeopleDirectory, PersonRecord,
@@ -61,6 +69,25 @@ CREATE TABLE samples (
     embedding BLOB NOT NULL,
     PRIMARY KEY (person_id, seq)
 );
+";
+
+/// Classes and attendance (added after schema version 1 without changing it: older files gain
+/// them at their first writable open).
+const CREATE_ATTENDANCE: &str = "
+CREATE TABLE IF NOT EXISTS class_members (
+    class     TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    PRIMARY KEY (class, person_id)
+);
+CREATE TABLE IF NOT EXISTS attendance (
+    session_id TEXT PRIMARY KEY NOT NULL,
+    class      TEXT NOT NULL,
+    device     TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at   TEXT NOT NULL,
+    record     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attendance_by_start ON attendance (started_at);
 ";
 
 const PERSON_COLUMNS: &str = "person_id, name, details, enrolled_at, image_count";
@@ -192,6 +219,7 @@ impl SqliteDirectory {
                 reason,
             })?;
         }
+        tx.execute_batch(CREATE_ATTENDANCE).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -779,6 +807,181 @@ impl PeopleDirectory for SqliteDirectory {
     }
 }
 
+impl SqliteDirectory {
+    /// Whether the attendance tables exist (a read-only open of an older file lacks them).
+    fn has_attendance_tables(&self, conn: &Connection) -> Result<bool, DirectoryError> {
+        let tables = table_names(conn).map_err(|e| self.err(e))?;
+        Ok(tables.iter().any(|t| t == "attendance") && tables.iter().any(|t| t == "class_members"))
+    }
+
+    fn read_attendance(&self, record: &str) -> Result<SessionAttendance, DirectoryError> {
+        serde_json::from_str(record)
+            .map_err(|e| self.corrupt(format!("an attendance record is unreadable: {e}")))
+    }
+}
+
+impl AttendanceBook for SqliteDirectory {
+    fn add_to_class(&self, class: &str, person_ids: &[String]) -> Result<usize, DirectoryError> {
+        validate_class(class)?;
+        for id in person_ids {
+            validate_person_id(id)?;
+        }
+        let mut conn = self.lock();
+        let tx = self.write_tx(&mut conn)?;
+        let mut added = 0;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO class_members (class, person_id) VALUES (?1, ?2)
+                     ON CONFLICT DO NOTHING",
+                )
+                .map_err(|e| self.err(e))?;
+            for id in person_ids {
+                added += insert
+                    .execute(params![class, id])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(added)
+    }
+
+    fn remove_from_class(
+        &self,
+        class: &str,
+        person_ids: &[String],
+    ) -> Result<usize, DirectoryError> {
+        validate_class(class)?;
+        let mut conn = self.lock();
+        let tx = self.write_tx(&mut conn)?;
+        let removed = if person_ids.is_empty() {
+            tx.execute("DELETE FROM class_members WHERE class = ?1", [class])
+                .map_err(|e| self.err(e))?
+        } else {
+            let mut removed = 0;
+            for id in person_ids {
+                removed += tx
+                    .execute(
+                        "DELETE FROM class_members WHERE class = ?1 AND person_id = ?2",
+                        params![class, id],
+                    )
+                    .map_err(|e| self.err(e))?;
+            }
+            removed
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+
+    fn classes(&self) -> Result<BTreeMap<String, Vec<String>>, DirectoryError> {
+        let conn = self.lock();
+        let mut classes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if !self.has_attendance_tables(&conn)? {
+            return Ok(classes);
+        }
+        let mut stmt = conn
+            .prepare("SELECT class, person_id FROM class_members ORDER BY class, person_id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (class, id) = row.map_err(|e| self.err(e))?;
+            classes.entry(class).or_default().push(id);
+        }
+        Ok(classes)
+    }
+
+    fn roster(&self, class: &str) -> Result<Vec<String>, DirectoryError> {
+        validate_class(class)?;
+        let conn = self.lock();
+        if !self.has_attendance_tables(&conn)? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT person_id FROM class_members WHERE class = ?1 ORDER BY person_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([class], |row| row.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    fn store_attendance(&self, attendance: &SessionAttendance) -> Result<(), DirectoryError> {
+        check_attendance(attendance)?;
+        let record = serde_json::to_string(attendance)
+            .map_err(|e| self.corrupt(format!("attendance cannot be written: {e}")))?;
+        let mut conn = self.lock();
+        let tx = self.write_tx(&mut conn)?;
+        tx.execute(
+            "INSERT INTO attendance (session_id, class, device, started_at, ended_at, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (session_id) DO UPDATE SET class = excluded.class,
+                 device = excluded.device, started_at = excluded.started_at,
+                 ended_at = excluded.ended_at, record = excluded.record",
+            params![
+                attendance.session_id,
+                attendance.class,
+                attendance.device,
+                attendance.started_at,
+                attendance.ended_at,
+                record
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn attendance(&self, session_id: &str) -> Result<Option<SessionAttendance>, DirectoryError> {
+        let conn = self.lock();
+        if !self.has_attendance_tables(&conn)? {
+            return Ok(None);
+        }
+        let record: Option<String> = conn
+            .query_row(
+                "SELECT record FROM attendance WHERE session_id = ?1",
+                [session_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        record.map(|r| self.read_attendance(&r)).transpose()
+    }
+
+    fn attendance_history(&self) -> Result<Vec<SessionAttendance>, DirectoryError> {
+        let conn = self.lock();
+        if !self.has_attendance_tables(&conn)? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = conn
+            .prepare("SELECT record FROM attendance ORDER BY started_at, session_id")
+            .map_err(|e| self.err(e))?;
+        let records = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for record in records {
+            out.push(self.read_attendance(&record.map_err(|e| self.err(e))?)?);
+        }
+        Ok(out)
+    }
+
+    fn prune_attendance(&self, before: &str) -> Result<usize, DirectoryError> {
+        let mut conn = self.lock();
+        let tx = self.write_tx(&mut conn)?;
+        let removed = tx
+            .execute("DELETE FROM attendance WHERE ended_at < ?1", [before])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1296,5 +1499,98 @@ mod tests {
         again.photos_digest = Some("d1".into());
         dir.enroll_many(&[again]).unwrap();
         assert_eq!(dir.photos_digests().unwrap()["student-000001"], "d1");
+    }
+
+    fn attendance_of(session_id: &str, ended_at: &str, ids: &[&str]) -> SessionAttendance {
+        use crate::directory::attendance::{AttendanceRow, AttendanceStatus};
+        SessionAttendance {
+            session_id: session_id.into(),
+            class: "c".into(),
+            device: "cam".into(),
+            started_at: "2026-01-01T08:00:00Z".into(),
+            ended_at: ended_at.into(),
+            confirm_clips: 2,
+            rows: ids
+                .iter()
+                .map(|id| AttendanceRow {
+                    person_id: id.to_string(),
+                    name: id.to_string(),
+                    status: AttendanceStatus::Absent,
+                    decided: None,
+                    clips: 0,
+                    best_similarity: None,
+                    first_seen_ns: None,
+                    last_seen_ns: None,
+                })
+                .collect(),
+            corrections: vec![],
+        }
+    }
+
+    #[test]
+    fn classes_attendance_prune_and_erase() {
+        let dir = SqliteDirectory::open_in_memory().unwrap();
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            dir.add_to_class("c", &ids(&["bob", "ann", "bob"])).unwrap(),
+            2
+        );
+        assert_eq!(dir.add_to_class("c", &ids(&["ann"])).unwrap(), 0);
+        dir.add_to_class("d", &ids(&["ann"])).unwrap();
+        assert_eq!(dir.roster("c").unwrap(), ids(&["ann", "bob"]));
+        assert!(dir.add_to_class("a/b", &ids(&["ann"])).is_err());
+        assert!(dir.add_to_class("c", &ids(&["../x"])).is_err());
+
+        dir.store_attendance(&attendance_of(
+            "s1",
+            "2026-01-01T09:00:00Z",
+            &["ann", "bob"],
+        ))
+        .unwrap();
+        dir.store_attendance(&attendance_of("s2", "2026-03-01T09:00:00Z", &["ann"]))
+            .unwrap();
+        assert!(dir
+            .store_attendance(&attendance_of(
+                "s3",
+                "2026-03-01T09:00:00Z",
+                &["ann", "ann"]
+            ))
+            .is_err());
+        assert_eq!(dir.attendance_history().unwrap().len(), 2);
+
+        let erased = dir.erase_person("ann").unwrap();
+        assert_eq!(
+            (erased.roster_entries, erased.attendance_rows),
+            (2, 2),
+            "{erased:?}"
+        );
+        assert_eq!(dir.roster("c").unwrap(), ids(&["bob"]));
+        assert!(dir.roster("d").unwrap().is_empty());
+        assert!(!dir.attendance("s1").unwrap().unwrap().mentions("ann"));
+
+        assert_eq!(dir.prune_attendance("2026-02-01T00:00:00Z").unwrap(), 1);
+        assert!(dir.attendance("s1").unwrap().is_none());
+        assert!(dir.attendance("s2").unwrap().is_some());
+        assert_eq!(dir.remove_from_class("c", &[]).unwrap(), 1);
+        assert!(dir.classes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn files_without_the_attendance_tables_read_as_empty_and_gain_them_when_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("people.db");
+        SqliteDirectory::open(&path).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("DROP TABLE class_members; DROP TABLE attendance;")
+                .unwrap();
+        }
+        let reader = SqliteDirectory::open_read_only(&path).unwrap();
+        assert!(reader.classes().unwrap().is_empty());
+        assert!(reader.attendance("s1").unwrap().is_none());
+        assert!(reader.attendance_history().unwrap().is_empty());
+        let writer = SqliteDirectory::open_existing(&path).unwrap();
+        writer.add_to_class("c", &["ann".to_string()]).unwrap();
+        assert_eq!(reader.roster("c").unwrap(), vec!["ann"]);
     }
 }

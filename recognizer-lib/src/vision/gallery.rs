@@ -170,6 +170,10 @@ pub struct Gallery {
     matrix: Vec<f32>,
     dimension: usize,
     threshold: f32,
+    /// Template rows whose person may not be named (no consent): a face matching one of them
+    /// comes out unknown, without a closest candidate. Kept as templates rather than dropped,
+    /// so such a face cannot be named as the next most similar person instead.
+    withheld: std::collections::HashSet<String>,
 }
 
 impl Gallery {
@@ -182,6 +186,7 @@ impl Gallery {
             matrix: Vec::with_capacity(templates.len() * dimension),
             dimension,
             threshold,
+            withheld: Default::default(),
         };
         for t in templates {
             if t.embedding.len() != dimension {
@@ -332,9 +337,33 @@ impl Gallery {
             .collect()
     }
 
+    /// Never name the people of `person_ids` (e.g. no consent): a face matching one of them
+    /// is [`Identity::Unknown`] with no closest candidate. Returns how many templates that
+    /// withholds.
+    pub fn withhold(&mut self, person_ids: &std::collections::HashSet<String>) -> usize {
+        self.withheld = self
+            .person_ids
+            .iter()
+            .filter(|id| person_ids.contains(*id))
+            .cloned()
+            .collect();
+        self.withheld.len()
+    }
+
+    fn is_withheld(&self, person_id: &str) -> bool {
+        self.withheld.contains(person_id)
+    }
+
     /// The verdict for one face given its scores.
     fn decide(&self, scores: &[f32]) -> Identity {
-        match self.top_k_of(scores, 1).into_iter().next() {
+        let best = self.top_k_of(scores, 1).into_iter().next();
+        if best
+            .as_ref()
+            .is_some_and(|b| self.is_withheld(&b.person_id))
+        {
+            return Identity::Unknown { closest: None };
+        }
+        match best {
             Some(best) if best.similarity >= self.threshold => Identity::Known(best),
             closest => Identity::Unknown { closest },
         }
@@ -470,6 +499,7 @@ fn closest_other_scores(means: &[(&str, Vec<f32>)], probes: &[(&str, &[f32])]) -
             .collect(),
         dimension,
         threshold: 0.0,
+        withheld: Default::default(),
     };
     if gallery.matrix.len() != means.len() * dimension {
         // Mixed dimensions: nothing sensible to compare.
@@ -788,5 +818,15 @@ mod tests {
         assert_eq!(c.threshold, DEFAULT_MATCH_THRESHOLD);
         assert!(c.fallback.is_some());
         assert_eq!(calibrate_threshold(&[]).threshold, DEFAULT_MATCH_THRESHOLD);
+    }
+
+    #[test]
+    fn withheld_people_come_out_unknown_without_a_closest_candidate() {
+        let mut g = gallery(0.5);
+        let first = g.person_ids()[0].clone();
+        let probe = g.template(0).unwrap().embedding;
+        assert_eq!(g.identify(&probe).person_id(), Some(first.as_str()));
+        assert_eq!(g.withhold(&[first.clone()].into_iter().collect()), 1);
+        assert_eq!(g.identify(&probe), Identity::Unknown { closest: None });
     }
 }

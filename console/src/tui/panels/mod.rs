@@ -1,5 +1,6 @@
 //! One file per panel; [`draw`] lays them out.
 
+mod attendance;
 mod help;
 pub(crate) mod latency;
 mod logs;
@@ -27,11 +28,29 @@ pub fn draw(frame: &mut Frame, state: &ConsoleState) {
         Layout::horizontal([Constraint::Length(46), Constraint::Min(30)]).areas(top);
     session::draw(frame, session_area, state);
     latency::draw(frame, latency_area, state);
-    people::draw(frame, people_area, state);
+    draw_people_or_attendance(frame, people_area, state);
     logs::draw(frame, logs_area, state);
     draw_footer(frame, footer, state);
     if state.mode == InputMode::Help {
         help::draw(frame, frame.area());
+    }
+}
+
+/// People, and beside it the attendance panel with `--class`; on narrow terminals one of the
+/// two (`a` switches).
+fn draw_people_or_attendance(frame: &mut Frame, area: Rect, state: &ConsoleState) {
+    let Some(view) = &state.attendance else {
+        return people::draw(frame, area, state);
+    };
+    if area.width >= 110 {
+        let [people_area, attendance_area] =
+            Layout::horizontal([Constraint::Min(60), Constraint::Length(44)]).areas(area);
+        people::draw(frame, people_area, state);
+        attendance::draw(frame, attendance_area, view);
+    } else if view.shown {
+        attendance::draw(frame, area, view);
+    } else {
+        people::draw(frame, area, state);
     }
 }
 
@@ -61,6 +80,16 @@ fn draw_footer(frame: &mut Frame, area: Rect, state: &ConsoleState) {
                 key("q"),
                 Span::raw(" quit "),
             ];
+            if state.attendance.is_some() {
+                spans.extend([
+                    key("a"),
+                    Span::raw(" attendance "),
+                    key("x"),
+                    Span::raw("/"),
+                    key("m"),
+                    Span::raw(" mark wrong/present "),
+                ]);
+            }
             if !state.status.is_empty() {
                 spans.push(Span::raw(format!(" {}", state.status)));
             }

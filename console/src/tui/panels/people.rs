@@ -10,10 +10,13 @@ use crate::tui::state::{ConsoleState, IN_VIEW_FOR};
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &ConsoleState) {
     let now = rollcall_edge::source::now_ns();
+    // With --class, the selected row is the one `x` / `m` mark.
+    let selected = state.attendance.as_ref().map(|a| a.selected);
     let rows: Vec<Row> = state
         .people_by_recency()
         .into_iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             let details = record_text(&p.details);
             let in_view = now.saturating_sub(p.last_seen_ns) <= IN_VIEW_FOR.as_nanos() as u64;
             let style = if in_view {
@@ -22,6 +25,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &ConsoleState) {
                     .add_modifier(Modifier::BOLD)
             } else {
                 Style::default()
+            };
+            let style = if selected == Some(i) {
+                style.add_modifier(Modifier::REVERSED)
+            } else {
+                style
             };
             Row::new(vec![
                 Cell::from(p.name.clone()),
