@@ -167,6 +167,18 @@ pub fn person_line(person: &rollcall_protocol::wire::RecognizedPerson) -> String
     )
 }
 
+/// Why capture ended, in words: `the source ended`, `the time limit was reached`, `stopped`,
+/// `capture failed`.
+pub fn ended_text(report: &SessionReport) -> &'static str {
+    use rollcall_edge::session::EndReason;
+    match report.ended {
+        EndReason::EndOfSource => "the source ended",
+        EndReason::Duration => "the time limit was reached",
+        EndReason::Stopped => "stopped",
+        EndReason::Failed => "capture failed",
+    }
+}
+
 /// 1 when capture failed or skipped frames, nothing was captured, a clip got no result (lost,
 /// or still in the spool) or its result is an error (the function could not recognise it); 0
 /// otherwise.

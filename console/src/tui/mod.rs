@@ -30,7 +30,7 @@ use crate::plan::report::{report_json, session_exit_code, write_report};
 use crate::plan::CapturePlan;
 use crate::service::{RecognitionService, RunningSession};
 use input::TerminalInput;
-use state::{ConsoleState, InputMode};
+use state::{ConsoleState, InputMode, Severity};
 
 pub use logs::LogFeed;
 
@@ -136,6 +136,7 @@ impl Console {
             plan.device.clone(),
         );
         state.limit = plan.duration;
+        state.grace = plan.grace;
         state.logs.origin = logs.origin();
         state.pool = service.pool_stats();
         #[cfg(feature = "gpio")]
@@ -152,6 +153,7 @@ impl Console {
                 Err(e) => {
                     tracing::warn!(error = %e, "GPIO off");
                     state.gpio = format!("off: {e}");
+                    state.notify(Severity::Warning, format!("GPIO off: {e}"));
                     None
                 }
             },
@@ -221,9 +223,12 @@ impl Console {
             if let Some(signal) = self.signals.first() {
                 self.signal_seen = true;
                 self.quit();
-                self.state.status = format!(
-                    "{}: quitting after the session drains (again: at once)",
-                    signal.name()
+                self.state.notify(
+                    Severity::Warning,
+                    format!(
+                        "{}: quitting after the session drains (again: at once)",
+                        signal.name()
+                    ),
                 );
             }
         }
@@ -240,7 +245,9 @@ impl Console {
         self.state.pool = self.service.pool_stats();
         match self.logs.poll() {
             Ok(lines) => self.state.logs.extend(lines),
-            Err(e) => self.state.status = format!("log tail: {e}"),
+            Err(e) => self
+                .state
+                .notify(Severity::Warning, format!("log tail: {e}")),
         }
         #[cfg(feature = "gpio")]
         if let Some(mut gpio) = self.gpio.take() {
@@ -278,7 +285,7 @@ impl Console {
                         &stats_since(&self.events.stats(), &self.events_at_start),
                     );
                     if let Err(e) = write_report(path, &json) {
-                        self.state.status = format!("{e:#}");
+                        self.state.notify(Severity::Error, format!("{e:#}"));
                     }
                 }
             }
@@ -297,9 +304,11 @@ impl Console {
         match &self.session {
             Some(session) if !session.stopping() => {
                 session.stop();
-                self.state.status = "stopping: waiting for the last results".into();
+                self.state.draining(false);
+                self.state
+                    .notify(Severity::Info, "stopping: waiting for the last results");
             }
-            Some(_) => self.state.status = "already stopping".into(),
+            Some(_) => self.state.notify(Severity::Info, "already stopping"),
             None => self.start_session(),
         }
     }
@@ -313,11 +322,14 @@ impl Console {
             Ok(session) => {
                 self.state.session_started(&session_id, self.plan.duration);
                 self.state.source = self.source.to_string();
-                self.state.status = format!("session {session_id} started");
+                self.state
+                    .notify(Severity::Info, format!("session {session_id} started"));
                 tracing::info!(session = %session_id, source = %self.source, "session started");
                 self.session = Some(session);
             }
-            Err(e) => self.state.status = format!("cannot start: {e:#}"),
+            Err(e) => self
+                .state
+                .notify(Severity::Error, format!("cannot start: {e:#}")),
         }
     }
 
@@ -332,7 +344,7 @@ impl Console {
             return;
         }
         match std::mem::replace(&mut self.state.mode, InputMode::Normal) {
-            InputMode::Help => {}
+            InputMode::Help | InputMode::Message => {}
             InputMode::Source(text) => self.edit_source(key, text),
             InputMode::Filter(text) => self.edit_filter(key, text),
             InputMode::Normal => match key.code {
@@ -345,7 +357,22 @@ impl Console {
                     self.state.mode = InputMode::Filter(self.state.logs.filter.clone());
                 }
                 KeyCode::Char('p') => self.state.logs.toggle_pause(),
-                KeyCode::Char('c') => self.state.people.clear(),
+                KeyCode::Char('c') => self.state.clear_people(),
+                KeyCode::Char('e') if !self.state.status.is_empty() => {
+                    self.state.mode = InputMode::Message;
+                }
+                KeyCode::Char('f') | KeyCode::End => self.state.logs.follow(),
+                KeyCode::Up => self.state.logs.scroll_up(1),
+                KeyCode::Down => self.state.logs.scroll_down(1),
+                KeyCode::PageUp => {
+                    let page = self.state.logs.page_rows();
+                    self.state.logs.scroll_up(page);
+                }
+                KeyCode::PageDown => {
+                    let page = self.state.logs.page_rows();
+                    self.state.logs.scroll_down(page);
+                }
+                KeyCode::Home => self.state.logs.scroll_up(usize::MAX / 2),
                 KeyCode::Char('?') | KeyCode::F(1) => self.state.mode = InputMode::Help,
                 _ => {}
             },
@@ -357,8 +384,11 @@ impl Console {
         match &self.session {
             Some(session) => {
                 session.stop();
-                self.state.status =
-                    "quitting after the session drains (ctrl-c again: at once)".into();
+                self.state.draining(true);
+                self.state.notify(
+                    Severity::Info,
+                    "quitting after the session drains (Ctrl-C again: at once)",
+                );
             }
             None => self.quit_now = true,
         }
@@ -370,17 +400,20 @@ impl Console {
             KeyCode::Enter if text.trim() == self.source.to_string() => {}
             KeyCode::Enter => match SourceSpec::parse(&text) {
                 Ok(source) => {
-                    self.state.status = if self.session.is_some() {
-                        format!("source {source}: used by the next session")
-                    } else {
-                        format!("source {source}: press s to start")
-                    };
+                    self.state.notify(
+                        Severity::Info,
+                        if self.session.is_some() {
+                            format!("source {source}: used by the next session")
+                        } else {
+                            format!("source {source}: press s to start")
+                        },
+                    );
                     self.source = source;
                     if self.session.is_none() {
                         self.state.source = self.source.to_string();
                     }
                 }
-                Err(e) => self.state.status = e.to_string(),
+                Err(e) => self.state.notify(Severity::Error, e.to_string()),
             },
             KeyCode::Esc => {}
             KeyCode::Backspace => {
