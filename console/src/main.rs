@@ -4,6 +4,7 @@
 mod cmd;
 mod demo_video;
 mod embedded;
+mod errors;
 mod exit_codes;
 mod headless;
 mod logs;
@@ -85,7 +86,11 @@ fn init_logging(filter: &str) {
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer};
 
+    // Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let stderr = tracing_subscriber::fmt::layer()
+        .with_ansi(colour)
         .with_writer(logs::ring::StderrUnlessMuted)
         .with_filter(EnvFilter::new(filter));
     let ring = logs::ring::RingLayer::new(std::sync::Arc::clone(logs::ring::global())).with_filter(
@@ -125,11 +130,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            let text = format!("{error:#}");
-            eprintln!(
-                "error: {}",
-                rollcall_protocol::terminal_text::terminal_safe(&text)
-            );
+            eprintln!("error: {}", errors::one_line(&error));
             exit_codes::exit_code_of(&error)
         }
     }

@@ -8,7 +8,7 @@
 //!   memory); [`cloudwatch::CloudWatchLogShipper`] sends lines to one in batches from a background
 //!   task; [`shipping`] is `rollcall worker`'s tracing layer in front of it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 #[cfg(feature = "aws")]
 pub mod cloudwatch;
@@ -141,12 +141,9 @@ impl LogLine {
 
     /// The timestamp as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T21:00:00.123Z`.
     pub fn rfc3339(&self) -> String {
-        let ms = self.timestamp_ms.max(0) as u64;
-        let seconds = rollcall_recognizer::directory::rfc3339_utc(
-            UNIX_EPOCH + Duration::from_secs(ms / 1000),
-        );
-        let without_z = seconds.strip_suffix('Z').unwrap_or(&seconds);
-        format!("{without_z}.{:03}Z", ms % 1000)
+        crate::plan::durations::rfc3339_ns(
+            (self.timestamp_ms.max(0) as u64).saturating_mul(1_000_000),
+        )
     }
 }
 

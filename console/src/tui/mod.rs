@@ -26,7 +26,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use rollcall_edge::source::SourceSpec;
 
 use crate::plan::publish::{publish_lines, stats_since, Events};
-use crate::plan::report::{report_json, session_exit_code, write_report};
+use crate::plan::report::{failed_start_report_json, report_json, session_exit_code, write_report};
 use crate::plan::CapturePlan;
 use crate::service::{RecognitionService, RunningSession};
 use input::TerminalInput;
@@ -49,11 +49,19 @@ pub struct ConsoleOptions {
     pub gpio: Option<rollcall_edge::gpio::GpioConfig>,
     /// AWS backend: the CloudWatch log group to tail (default: the Lambda's).
     pub log_group: Option<String>,
+    /// What the Session panel says about GPIO when it is not used, and why.
+    pub gpio_off_reason: String,
+    /// Start-up warnings, shown in the status bar.
+    pub warnings: Vec<String>,
 }
 
 /// Run the console until the operator quits. The exit status is the last session's (non-zero
 /// when clips were lost or the session failed), success when no session ran.
-pub fn run(plan: CapturePlan, options: ConsoleOptions) -> Result<ExitCode> {
+pub fn run(plan: CapturePlan, mut options: ConsoleOptions) -> Result<ExitCode> {
+    // Warnings while the service starts (nobody enrolled, no log group...) are printed before
+    // the console takes the screen: the status bar repeats them.
+    let ring = crate::logs::ring::global();
+    let before_start = ring.last_seq();
     eprintln!(
         "rollcall console: starting the {} backend...",
         plan.recognition.backend
@@ -64,6 +72,17 @@ pub fn run(plan: CapturePlan, options: ConsoleOptions) -> Result<ExitCode> {
     );
     let logs = LogFeed::for_service(&service, options.log_group.as_deref())?;
     let events = Events::start(&plan.publish, &plan.device).context("cannot publish events")?;
+    options.warnings.extend(
+        ring.after(before_start)
+            .into_iter()
+            .filter(|captured| {
+                captured
+                    .line
+                    .level
+                    .is_some_and(|level| level <= crate::logs::LogLevel::Warn)
+            })
+            .map(|captured| captured.line.message),
+    );
     let signals = {
         let spool = plan.spool_root.join(&plan.device);
         crate::signals::watch(
@@ -132,13 +151,19 @@ impl Console {
         let mut state = ConsoleState::new(
             plan.source.to_string(),
             service.backend().to_string(),
-            service.describe(),
+            service.describe(&plan.device),
             plan.device.clone(),
         );
         state.limit = plan.duration;
         state.grace = plan.grace;
         state.logs.origin = logs.origin();
         state.pool = service.pool_stats();
+        if !options.gpio_off_reason.is_empty() {
+            state.gpio = options.gpio_off_reason.clone();
+        }
+        if !options.warnings.is_empty() {
+            state.notify(Severity::Warning, options.warnings.join("; "));
+        }
         #[cfg(feature = "gpio")]
         let gpio = match &options.gpio {
             None => None,
@@ -283,6 +308,7 @@ impl Console {
                         &session.config.session_id,
                         self.service.pool_stats().as_ref(),
                         &stats_since(&self.events.stats(), &self.events_at_start),
+                        self.signals.first().map(|signal| signal.name()),
                     );
                     if let Err(e) = write_report(path, &json) {
                         self.state.notify(Severity::Error, format!("{e:#}"));
@@ -291,7 +317,19 @@ impl Console {
             }
             Err(e) => {
                 self.state.session_ended(Err(&e));
+                self.state
+                    .notify(Severity::Error, format!("session failed: {e}"));
                 self.exit = ExitCode::FAILURE;
+                if let Some(path) = &self.options.report {
+                    let json = failed_start_report_json(
+                        &self.plan,
+                        &session.config.session_id,
+                        &anyhow::anyhow!(e),
+                    );
+                    if let Err(e) = write_report(path, &json) {
+                        tracing::warn!("{}", crate::errors::one_line(&e));
+                    }
+                }
             }
         }
         if let Some(outcome) = &self.state.last_outcome {
@@ -327,9 +365,18 @@ impl Console {
                 tracing::info!(session = %session_id, source = %self.source, "session started");
                 self.session = Some(session);
             }
-            Err(e) => self
-                .state
-                .notify(Severity::Error, format!("cannot start: {e:#}")),
+            Err(e) => {
+                self.state.notify(
+                    Severity::Error,
+                    format!("cannot start: {}", crate::errors::one_line(&e)),
+                );
+                if let Some(path) = &self.options.report {
+                    let json = failed_start_report_json(&self.plan, &session_id, &e);
+                    if let Err(e) = write_report(path, &json) {
+                        tracing::warn!("{}", crate::errors::one_line(&e));
+                    }
+                }
+            }
         }
     }
 
