@@ -14,6 +14,7 @@
 mod input;
 mod logs;
 pub mod panels;
+pub mod source_picker;
 pub mod state;
 
 use std::path::PathBuf;
@@ -133,6 +134,8 @@ struct Console {
     terminal_lost: bool,
     exit: ExitCode,
     summaries: Vec<String>,
+    /// Sources of this process's sessions, newest first (the `o` picker lists them).
+    recent_sources: Vec<String>,
     /// `--publish`: every result and each session's summary; counters when the current
     /// session started (a report holds its session's share).
     events: Events,
@@ -200,6 +203,7 @@ impl Console {
             terminal_lost: false,
             exit: ExitCode::SUCCESS,
             summaries: Vec::new(),
+            recent_sources: Vec::new(),
             events,
             events_at_start: Vec::new(),
         }
@@ -358,6 +362,10 @@ impl Console {
         let events = self.events.clone();
         match self.service.spawn(config, move |got| events.on_result(got)) {
             Ok(session) => {
+                let spec = self.source.to_string();
+                self.recent_sources.retain(|s| *s != spec);
+                self.recent_sources.insert(0, spec);
+                self.recent_sources.truncate(8);
                 self.state.session_started(&session_id, self.plan.duration);
                 self.state.source = self.source.to_string();
                 self.state
@@ -392,13 +400,18 @@ impl Console {
         }
         match std::mem::replace(&mut self.state.mode, InputMode::Normal) {
             InputMode::Help | InputMode::Message => {}
-            InputMode::Source(text) => self.edit_source(key, text),
+            InputMode::Source(picker) => self.edit_source(key, picker),
             InputMode::Filter(text) => self.edit_filter(key, text),
             InputMode::Normal => match key.code {
                 KeyCode::Char('q') => self.quit(),
                 KeyCode::Char('s') => self.toggle_session(),
                 KeyCode::Char('o') => {
-                    self.state.mode = InputMode::Source(self.source.to_string());
+                    let mut recent = self.recent_sources.clone();
+                    recent.push(self.plan.source.to_string());
+                    self.state.mode = InputMode::Source(source_picker::SourcePicker::open(
+                        &self.source.to_string(),
+                        &recent,
+                    ));
                 }
                 KeyCode::Char('/') => {
                     self.state.mode = InputMode::Filter(self.state.logs.filter.clone());
@@ -441,11 +454,11 @@ impl Console {
         }
     }
 
-    fn edit_source(&mut self, key: KeyEvent, mut text: String) {
+    fn edit_source(&mut self, key: KeyEvent, mut picker: source_picker::SourcePicker) {
         match key.code {
-            // The current source shows its URL redacted: unchanged text keeps its password.
-            KeyCode::Enter if text.trim() == self.source.to_string() => {}
-            KeyCode::Enter => match SourceSpec::parse(&text) {
+            // The current source shows its URL redacted: choosing it keeps its password.
+            KeyCode::Enter if picker.chosen() == self.source.to_string() => {}
+            KeyCode::Enter => match source_picker::validate(picker.chosen()) {
                 Ok(source) => {
                     self.state.notify(
                         Severity::Info,
@@ -460,18 +473,29 @@ impl Console {
                         self.state.source = self.source.to_string();
                     }
                 }
-                Err(e) => self.state.notify(Severity::Error, e.to_string()),
+                Err(e) => {
+                    picker.error = Some(e);
+                    self.state.mode = InputMode::Source(picker);
+                }
             },
             KeyCode::Esc => {}
+            KeyCode::Up => {
+                picker.move_by(-1);
+                self.state.mode = InputMode::Source(picker);
+            }
+            KeyCode::Down | KeyCode::Tab => {
+                picker.move_by(1);
+                self.state.mode = InputMode::Source(picker);
+            }
             KeyCode::Backspace => {
-                text.pop();
-                self.state.mode = InputMode::Source(text);
+                picker.backspace();
+                self.state.mode = InputMode::Source(picker);
             }
             KeyCode::Char(c) => {
-                text.push(c);
-                self.state.mode = InputMode::Source(text);
+                picker.type_char(c);
+                self.state.mode = InputMode::Source(picker);
             }
-            _ => self.state.mode = InputMode::Source(text),
+            _ => self.state.mode = InputMode::Source(picker),
         }
     }
 

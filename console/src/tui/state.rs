@@ -41,8 +41,8 @@ pub enum InputMode {
     Help,
     /// The status message whole, in a popup (`e`).
     Message,
-    /// Typing a new source.
-    Source(String),
+    /// Choosing a new source (`o`).
+    Source(crate::tui::source_picker::SourcePicker),
     /// Typing the log filter.
     Filter(String),
 }

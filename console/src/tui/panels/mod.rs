@@ -77,6 +77,7 @@ pub fn draw(frame: &mut Frame, state: &ConsoleState) {
     match &state.mode {
         InputMode::Help => help::draw(frame, area),
         InputMode::Message => draw_message(frame, area, state),
+        InputMode::Source(picker) => draw_picker(frame, area, picker),
         _ => {}
     }
 }
@@ -193,10 +194,10 @@ fn footer_lines(state: &ConsoleState, width: u16) -> Vec<Line<'static>> {
         lines
     };
     match &state.mode {
-        InputMode::Source(text) => typing(
+        InputMode::Source(picker) => typing(
             "source",
-            text,
-            "Enter: check and use, Esc: cancel (file:PATH, v4l2:/dev/videoN, rpicam, test, rtsp://...)",
+            &picker.text,
+            "\u{2191}\u{2193}: choose, type: another (file:PATH, rtsp://...), Enter: check and use, Esc: cancel",
         ),
         InputMode::Filter(text) => typing("filter", text, "Enter: apply, Esc: cancel"),
         _ => {
@@ -218,6 +219,60 @@ fn footer_lines(state: &ConsoleState, width: u16) -> Vec<Line<'static>> {
             lines
         }
     }
+}
+
+/// `o`: the sources to choose from, the free-text line last, and why the last choice was
+/// refused.
+fn draw_picker(frame: &mut Frame, area: Rect, picker: &crate::tui::source_picker::SourcePicker) {
+    let width = area.width.saturating_sub(4).clamp(10, 90);
+    let inner = width.saturating_sub(2) as usize;
+    let mut lines: Vec<Line> = Vec::new();
+    let highlight = Style::default().add_modifier(Modifier::REVERSED);
+    for (i, choice) in picker.choices.iter().enumerate() {
+        let style = if i == picker.selected {
+            highlight
+        } else {
+            Style::default()
+        };
+        for row in wrap(&format!("{} ({})", choice.spec, choice.what), inner) {
+            lines.push(Line::from(Span::styled(row, style)));
+        }
+    }
+    let free = format!("other: {}_", picker.text);
+    let style = if picker.selected == picker.choices.len() {
+        highlight
+    } else {
+        Style::default()
+    };
+    for row in wrap(&free, inner) {
+        lines.push(Line::from(Span::styled(row, style)));
+    }
+    if let Some(error) = &picker.error {
+        for row in wrap(error, inner) {
+            lines.push(Line::from(Span::styled(
+                row,
+                severity_style(Severity::Error),
+            )));
+        }
+    }
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let [_, middle, _] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(height),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    let [_, popup, _] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(width),
+        Constraint::Fill(1),
+    ])
+    .areas(middle);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" Source ")),
+        popup,
+    );
 }
 
 /// `e`: the status message whole, in a popup.

@@ -33,12 +33,12 @@ fn rows(state: &ConsoleState, latency_row: bool) -> Vec<Row> {
             Some(outcome) => outcome.clone(),
             None => "idle: press s to start".to_string(),
         },
-        (phase, limit) => {
-            let what = if *phase == Phase::Draining {
-                "draining after"
-            } else {
-                "running"
-            };
+        (Phase::Draining, _) => format!(
+            "draining: capture stopped, waiting for the answers ({} in all)",
+            short_duration(state.elapsed)
+        ),
+        (_, limit) => {
+            let what = "running";
             match limit {
                 Some(limit) => format!(
                     "{what} {} / {}, {} left",
