@@ -23,11 +23,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "rollcall", version, about, long_about = None)]
 struct Cli {
     /// Log filter (tracing-subscriber syntax), e.g. `info`, `debug`, `rollcall_recognizer=trace`.
+    /// ffmpeg's own messages (`moov atom not found`) only from `ffmpeg=warn` or `debug` on: the
+    /// error they lead to already says what is wrong with the input.
     #[arg(
         long,
         global = true,
         env = "ROLLCALL_LOG",
-        default_value = "warn,ort=error"
+        default_value = "warn,ort=error,ffmpeg=error"
     )]
     log: String,
 

@@ -265,6 +265,11 @@ fn a_session_that_cannot_start_still_writes_its_report() {
     assert_eq!(out.status.code(), Some(1), "{output}");
     let errors: Vec<&str> = output.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "one error line: {output}");
+    assert_eq!(
+        errors[0].matches("session on").count(),
+        1,
+        "the error does not repeat its prefix: {output}"
+    );
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report).expect("report written")).unwrap();
     println!("{r:#}");
@@ -277,4 +282,63 @@ fn a_session_that_cannot_start_still_writes_its_report() {
     );
     assert!(is_rfc3339(&r["started_at"]), "{r:#}");
     assert_eq!(r["clips"]["captured"], 0, "{r:#}");
+}
+
+#[test]
+fn json_lines_prints_one_object_per_result_and_ffmpeg_stays_quiet() {
+    if !models_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = common::people_directory_without_faces(tmp.path());
+    let args = |source: &str| {
+        vec![
+            "session".to_string(),
+            "--headless".to_string(),
+            "--json-lines".to_string(),
+            "--source".to_string(),
+            source.to_string(),
+            "--duration".to_string(),
+            "3s".to_string(),
+            "--db".to_string(),
+            db.display().to_string(),
+            "--spool".to_string(),
+            tmp.path().join("spool").display().to_string(),
+            "--objects".to_string(),
+            tmp.path().join("objects").display().to_string(),
+        ]
+    };
+    let out = common::rollcall_command()
+        .args(args("test"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= 4, "{}", text(&out));
+    for line in &lines {
+        let result: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(result["seq"].is_u64(), "{line}");
+        assert!(result["received_at"].is_string(), "{line}");
+        assert!(result["end_to_end_ms"].is_number(), "{line}");
+    }
+    // The header and summary went to standard error.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("clips: "));
+
+    // A video whose index is missing: one error naming the file, no ffmpeg chatter.
+    let broken = tmp.path().join("broken.mp4");
+    std::fs::write(&broken, b"\0\0\0\x18ftypisom\0\0\0\0isommp41 and no moov").unwrap();
+    let out = common::rollcall_command()
+        .args(args(&format!("file:{}", broken.display())))
+        .output()
+        .unwrap();
+    let output = text(&out);
+    println!("{output}");
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert!(output.contains("broken.mp4"), "{output}");
+    assert!(
+        !output.contains("moov atom"),
+        "ffmpeg's own line leaked: {output}"
+    );
 }

@@ -456,6 +456,26 @@ mod tests {
     }
 
     #[test]
+    fn a_link_warning_goes_from_the_status_bar_once_the_link_is_back() {
+        let mut state =
+            ConsoleState::new("test".into(), "aws".into(), "aws".into(), "cam-1".into());
+        let mut snapshot = SessionSnapshot::default();
+        snapshot.link.store_down_since_ns = Some(1_000_000_000);
+        snapshot.link.last_error = Some("s3 store: request has timed out".into());
+        state.on_snapshot(snapshot.clone(), Duration::from_secs(1));
+        assert!(state.status.contains("request has timed out"));
+        assert_eq!(state.status_severity, Severity::Warning);
+        snapshot.link = LinkStatus::default();
+        state.on_snapshot(snapshot, Duration::from_secs(2));
+        assert!(!state.status.contains("timed out"), "{}", state.status);
+        assert_eq!(state.status_severity, Severity::Info);
+        // Other messages stay.
+        state.notify(Severity::Error, "cannot start: camera busy");
+        state.on_snapshot(SessionSnapshot::default(), Duration::from_secs(3));
+        assert_eq!(state.status, "cannot start: camera busy");
+    }
+
+    #[test]
     fn log_filter_is_case_insensitive_and_pause_holds_lines() {
         let mut logs = LogView::default();
         logs.extend([entry("clip recognised Ada"), entry("gallery loaded")]);
