@@ -14,8 +14,8 @@ use rollcall_edge::source::Pace;
 
 use crate::plan::publish::{publish_lines, Events};
 use crate::plan::report::{
-    camera_offline_line, failed_start_report_json, person_line, progress_line, report_json,
-    result_line, say, say_err, summary_lines, write_report,
+    camera_offline_line, failed_start_report_json, link_outage_line, person_line, progress_line,
+    report_json, result_line, say, say_err, say_err_warning, summary_lines, write_report,
 };
 use crate::plan::CapturePlan;
 use crate::signals::Interrupt;
@@ -157,11 +157,16 @@ pub fn run(
         }
         if !options.progress.is_zero() && last_progress.elapsed() >= options.progress {
             last_progress = Instant::now();
+            let snapshot = running.probe.snapshot();
             say_err(&progress_line(
-                &running.probe.snapshot(),
+                &snapshot,
                 running.started.elapsed(),
                 plan.duration,
             ));
+            // The health line, in colour on a terminal, while the store or queue is away.
+            if let Some(down) = link_outage_line(&snapshot.link, snapshot.spooled) {
+                say_err_warning(&down);
+            }
         }
     }
     // A session that could not open its source ends here (the error names the source).

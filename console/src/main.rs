@@ -89,8 +89,7 @@ fn init_logging(filter: &str) {
     use tracing_subscriber::{EnvFilter, Layer};
 
     // Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = plan::report::stderr_has_colour();
     let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(colour)
         .with_writer(logs::ring::StderrUnlessMuted)

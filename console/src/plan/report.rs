@@ -302,7 +302,8 @@ pub fn link_outage_line(link: &LinkStatus, spooled: u64) -> Option<String> {
     Some(parts.join(", "))
 }
 
-/// `progress: 1m30s of 5m0s, 180 clips captured, ...`, and the outage line while there is one.
+/// `progress: 1m30s of 5m0s, 180 clips captured, ...`; the outage line comes from
+/// [`link_outage_line`] on its own.
 pub fn progress_line(live: &SessionSnapshot, elapsed: Duration, limit: Option<Duration>) -> String {
     let of = limit.map_or(String::new(), |d| format!(" of {}", short_duration(d)));
     let latency = live
@@ -320,7 +321,7 @@ pub fn progress_line(live: &SessionSnapshot, elapsed: Duration, limit: Option<Du
         live.clips.errors,
         live.outstanding,
         live.spooled
-    ) + &link_outage_line(&live.link, live.spooled).map_or(String::new(), |line| format!("\n{line}"))
+    )
 }
 
 /// The JSON report of a session that ran. `interrupted_by`: the signal that stopped it.
@@ -527,6 +528,21 @@ pub fn write_report(path: &Path, json: &serde_json::Value) -> Result<()> {
 pub fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Whether standard error takes colour: a terminal, and `NO_COLOR` unset (https://no-color.org).
+pub fn stderr_has_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// [`say_err`] in yellow when standard error takes colour: an outage, a warning.
+pub fn say_err_warning(line: &str) {
+    if stderr_has_colour() {
+        say_err(&format!("\x1b[33;1m{line}\x1b[0m"));
+    } else {
+        say_err(line);
+    }
 }
 
 /// [`say`] on standard error.
