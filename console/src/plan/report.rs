@@ -604,7 +604,10 @@ pub fn summary_lines(report: &SessionReport, pool: Option<&PoolStats>) -> Vec<St
             p.best_similarity
         ));
     }
-    lines.push(format!("  unknown faces: {}", report.unknown_faces));
+    lines.push(format!(
+        "  strangers: {} summed over clips (each clip counts its distinct strangers; not tracked across clips)",
+        report.unknown_faces
+    ));
     if let Some(s) = report.latency.summary(Stage::EndToEnd) {
         lines.push(format!(
             "end-to-end after clip close: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, max {:.1} ({} clips)",
