@@ -722,6 +722,26 @@ mod tests {
     }
 
     #[test]
+    fn the_source_picker_lists_choices_free_text_and_why_a_choice_was_refused() {
+        let mut state = busy_state();
+        let mut picker = crate::tui::source_picker::SourcePicker::open(
+            "test",
+            &["file:/videos/lecture.mp4".to_string()],
+        );
+        picker.type_char('x');
+        picker.error = Some("x: unknown source kind".into());
+        state.mode = InputMode::Source(picker);
+        let screen = render(&state, 80, 24);
+        assert!(
+            screen.contains("file:/videos/lecture.mp4 (recent)"),
+            "{screen}"
+        );
+        assert!(screen.contains("test (test pattern)"), "{screen}");
+        assert!(screen.contains("other: x_"), "{screen}");
+        assert!(screen.contains("x: unknown source kind"), "{screen}");
+    }
+
+    #[test]
     fn paused_and_filtered_log_says_so() {
         let mut state = busy_state();
         state.logs.filter = "corrupt".into();
