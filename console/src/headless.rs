@@ -14,8 +14,8 @@ use rollcall_edge::source::Pace;
 
 use crate::plan::publish::{publish_lines, Events};
 use crate::plan::report::{
-    camera_offline_line, person_line, progress_line, report_json, result_line, say, say_err,
-    summary_lines, write_report,
+    camera_offline_line, failed_start_report_json, link_outage_line, person_line, progress_line,
+    report_json, result_line, say, say_err, say_err_warning, summary_lines, write_report,
 };
 use crate::plan::CapturePlan;
 use crate::signals::Interrupt;
@@ -33,16 +33,43 @@ pub struct Outcome {
 /// How long the end of a run waits for queued events to be delivered.
 const PUBLISH_DRAIN: Duration = Duration::from_secs(10);
 
-/// A session without the console: one line per result, progress every `progress` (zero:
-/// never), a summary, and the JSON report written to `report_path`.
-pub fn run(plan: &CapturePlan, report_path: Option<&Path>, progress: Duration) -> Result<Outcome> {
-    let service = Arc::new(
-        plan.start_service()
-            .with_context(|| format!("cannot start the {} backend", plan.recognition.backend))?,
-    );
-    let events = Events::start(&plan.publish, &plan.device).context("cannot publish events")?;
+/// How a headless session prints.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeadlessOptions {
+    /// A progress line this often (zero: never).
+    pub progress: Duration,
+    /// One JSON object per result on standard output (the human lines go to standard error).
+    pub json_lines: bool,
+}
+
+/// A session without the console: one line per result, progress lines, a summary, and the
+/// JSON report written to `report_path` (also when the session cannot start: with `error`).
+pub fn run(
+    plan: &CapturePlan,
+    report_path: Option<&Path>,
+    options: HeadlessOptions,
+) -> Result<Outcome> {
     let config_for_session = plan.session_config(&plan.source);
     let session_id = config_for_session.session_id.clone();
+    let started = (|| -> Result<_> {
+        let service =
+            Arc::new(plan.start_service().with_context(|| {
+                format!("cannot start the {} backend", plan.recognition.backend)
+            })?);
+        let events = Events::start(&plan.publish, &plan.device).context("cannot publish events")?;
+        Ok((service, events))
+    })();
+    let (service, events) = match started {
+        Ok(started) => started,
+        Err(error) => return Err(failed_start(plan, &session_id, report_path, error)),
+    };
+    let say = |line: &str| {
+        if options.json_lines {
+            say_err(line)
+        } else {
+            say(line)
+        }
+    };
     say(&format!(
         "session {session_id} on device {}: {} ({} pace) -> {}",
         plan.device,
@@ -51,14 +78,18 @@ pub fn run(plan: &CapturePlan, report_path: Option<&Path>, progress: Duration) -
             Pace::RealTime => "real-time",
             Pace::Fast => "fast",
         },
-        service.describe()
+        service.describe(&plan.device)
     ));
     for target in &plan.publish.targets {
         say(&format!("publishing events to {target}"));
     }
-    let mut running = {
+    let spawned = {
         let events = events.clone();
-        service.spawn(config_for_session, move |got| events.on_result(got))?
+        service.spawn(config_for_session, move |got| events.on_result(got))
+    };
+    let mut running = match spawned {
+        Ok(running) => running,
+        Err(error) => return Err(failed_start(plan, &session_id, report_path, error)),
     };
     let signals = {
         let stop = running.stop_flag();
@@ -117,24 +148,41 @@ pub fn run(plan: &CapturePlan, report_path: Option<&Path>, progress: Duration) -
                         )
                     })
                     .unwrap_or_default();
-                say(&format!("{}{pool}", result_line(&got)));
+                if options.json_lines {
+                    say_json_line(&got);
+                } else {
+                    say(&format!("{}{pool}", result_line(&got)));
+                }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if !progress.is_zero() && last_progress.elapsed() >= progress {
+        if !options.progress.is_zero() && last_progress.elapsed() >= options.progress {
             last_progress = Instant::now();
+            let snapshot = running.probe.snapshot();
             say_err(&progress_line(
-                &running.probe.snapshot(),
+                &snapshot,
                 running.started.elapsed(),
                 plan.duration,
             ));
+            // The health line, in colour on a terminal, while the store or queue is away.
+            if let Some(down) = link_outage_line(&snapshot.link, snapshot.spooled) {
+                say_err_warning(&down);
+            }
         }
     }
-    let report = running
-        .join()
-        .map_err(|e| anyhow::anyhow!(e))
-        .with_context(|| format!("session on {}", plan.source))?;
+    // A session that could not open its source ends here (the error names the source).
+    let report = match running.join() {
+        Ok(report) => report,
+        Err(e) => {
+            return Err(failed_start(
+                plan,
+                &session_id,
+                report_path,
+                anyhow::anyhow!(e),
+            ))
+        }
+    };
     events.on_session_end(&report, &plan.device, &session_id);
     let published = events.shutdown(PUBLISH_DRAIN);
     let function = service.handler_stats();
@@ -155,10 +203,14 @@ pub fn run(plan: &CapturePlan, report_path: Option<&Path>, progress: Duration) -
         ));
     }
     let interrupted = signals.first();
-    let mut json = report_json(&report, plan, &session_id, pool.as_ref(), &published);
-    if let (Some(signal), Some(fields)) = (interrupted, json.as_object_mut()) {
-        fields.insert("interrupted_by".into(), signal.name().into());
-    }
+    let json = report_json(
+        &report,
+        plan,
+        &session_id,
+        pool.as_ref(),
+        &published,
+        interrupted.map(|signal| signal.name()),
+    );
     if let Some(path) = report_path {
         write_report(path, &json)?;
     }
@@ -167,4 +219,38 @@ pub fn run(plan: &CapturePlan, report_path: Option<&Path>, progress: Duration) -
         interrupted,
         session_id,
     })
+}
+
+/// The session could not start: its report says why (when one was asked for), and the error
+/// goes back to the caller.
+fn failed_start(
+    plan: &CapturePlan,
+    session_id: &str,
+    report_path: Option<&Path>,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    if let Some(path) = report_path {
+        let json = failed_start_report_json(plan, session_id, &error);
+        if let Err(e) = write_report(path, &json) {
+            say_err(&format!("error: {}", crate::errors::one_line(&e)));
+        }
+    }
+    error
+}
+
+/// `--json-lines`: the result as the function sent it, with when it arrived and its
+/// end-to-end latency, as one line of JSON on standard output.
+fn say_json_line(got: &rollcall_edge::receive::ReceivedResult) {
+    let mut json = serde_json::to_value(&got.result).unwrap_or(serde_json::Value::Null);
+    if let Some(fields) = json.as_object_mut() {
+        fields.insert(
+            "received_at".into(),
+            crate::plan::durations::rfc3339_ns(got.received_ns).into(),
+        );
+        fields.insert(
+            "end_to_end_ms".into(),
+            got.end_to_end.map(|d| d.as_secs_f64() * 1000.0).into(),
+        );
+    }
+    say(&json.to_string());
 }

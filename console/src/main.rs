@@ -4,6 +4,7 @@
 mod cmd;
 mod demo_video;
 mod embedded;
+mod errors;
 mod exit_codes;
 mod headless;
 mod logs;
@@ -22,11 +23,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "rollcall", version, about, long_about = None)]
 struct Cli {
     /// Log filter (tracing-subscriber syntax), e.g. `info`, `debug`, `rollcall_recognizer=trace`.
+    /// ffmpeg's own messages (`moov atom not found`) only from `ffmpeg=warn` or `debug` on: the
+    /// error they lead to already says what is wrong with the input.
     #[arg(
         long,
         global = true,
         env = "ROLLCALL_LOG",
-        default_value = "warn,ort=error"
+        default_value = "warn,ort=error,ffmpeg=error"
     )]
     log: String,
 
@@ -92,7 +95,10 @@ fn init_logging(filter: &str) {
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer};
 
+    // Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+    let colour = plan::report::stderr_has_colour();
     let stderr = tracing_subscriber::fmt::layer()
+        .with_ansi(colour)
         .with_writer(logs::ring::StderrUnlessMuted)
         .with_filter(EnvFilter::new(filter));
     let ring = logs::ring::RingLayer::new(std::sync::Arc::clone(logs::ring::global())).with_filter(
@@ -134,11 +140,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            let text = format!("{error:#}");
-            eprintln!(
-                "error: {}",
-                rollcall_protocol::terminal_text::terminal_safe(&text)
-            );
+            eprintln!("error: {}", errors::one_line(&error));
             exit_codes::exit_code_of(&error)
         }
     }

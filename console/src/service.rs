@@ -106,16 +106,18 @@ impl RecognitionService {
         }
     }
 
-    /// One line saying where clips go.
-    pub fn describe(&self) -> String {
+    /// One line saying where clips go and where `device`'s results come from.
+    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+    pub fn describe(&self, device: &str) -> String {
         match self {
             RecognitionService::Embedded { max_workers, .. } => {
                 format!("embedded: up to {max_workers} worker(s) in this process")
             }
             #[cfg(feature = "aws")]
             RecognitionService::Aws(edge) => format!(
-                "aws: s3://{}/ -> {}-results-<device>",
-                edge.names.bucket, edge.names.prefix
+                "aws: clips to s3://{}/, results from the queue {}",
+                edge.names.bucket,
+                edge.names.result_queue(device)
             ),
         }
     }

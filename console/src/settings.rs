@@ -315,8 +315,9 @@ impl Recognition {
         let gallery = load_gallery(directory, self.threshold)
             .with_context(|| format!("cannot use the people directory {}", self.db.display()))?;
         if gallery.is_empty() {
-            eprintln!(
-                "warning: nobody is enrolled in {}; every face will be unknown",
+            // Through tracing: on stderr, and in the console's status bar.
+            tracing::warn!(
+                "nobody is enrolled in {}; every face will be unknown",
                 self.db.display()
             );
         }

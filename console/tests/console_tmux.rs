@@ -196,3 +196,97 @@ fn a_console_whose_terminal_goes_away_still_finishes_its_session() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// An AWS console session (moto) whose link to S3 and SQS goes through a proxy the test cuts:
+/// the Session panel turns to "store unreachable since ..., N spooled, retrying", the status
+/// bar's link message goes once the link is back, and quitting during a second outage shows
+/// the drain's countdown and what Ctrl-C abandons; Ctrl-C then leaves the clips in the spool.
+#[cfg(feature = "aws")]
+#[test]
+fn console_shows_an_outage_its_recovery_and_the_drain_countdown() {
+    use common::proxy::BlackholeProxy;
+    use std::net::ToSocketAddrs;
+
+    let Some(endpoint) = common::aws_endpoint() else {
+        return;
+    };
+    if !models_present() || !tmux_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("rc-tmux-outage-{}", std::process::id());
+    let device = "cam-tmux-outage";
+    common::provision(&prefix, device);
+    let _worker = common::start_worker(&prefix, "300s");
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .to_socket_addrs()
+        .expect("moto address")
+        .next()
+        .unwrap();
+    let proxy = BlackholeProxy::start(upstream);
+    let spool = dir.path().join("spool");
+    let script = format!(
+        "env AWS_ENDPOINT_URL={url} ROLLCALL_AWS_PREFIX={prefix} {bin} console --gpio off --start \
+         --backend aws --device {device} --source test --duration 300s --grace 20s \
+         --spool {spool}; echo \"exit=$?\" > {exit}; sleep 60",
+        url = proxy.url(),
+        bin = shell_quote(Path::new(env!("CARGO_BIN_EXE_rollcall"))),
+        spool = shell_quote(&spool),
+        exit = shell_quote(&dir.path().join("exit")),
+    );
+    let tmux = Tmux::new("console-outage");
+    tmux.start(100, 30, &script);
+    tmux.wait_for(
+        &["store and queue reachable", "p50 "],
+        Duration::from_secs(90),
+    );
+
+    // First outage: the health line says so, in the Session panel.
+    proxy.cut();
+    let screen = tmux.wait_for(&["unreachable since", "retrying"], Duration::from_secs(90));
+    println!("{screen}");
+    assert!(screen.contains("spooled"), "{screen}");
+    proxy.restore();
+    let screen = tmux.wait_for(&["store and queue reachable"], Duration::from_secs(90));
+    println!("{screen}");
+    assert!(
+        !screen.contains("unreachable since"),
+        "the outage line stays after recovery:\n{screen}"
+    );
+
+    // Second outage, then quit: the drain counts down and says what Ctrl-C would abandon.
+    proxy.cut();
+    tmux.wait_for(&["unreachable since"], Duration::from_secs(90));
+    tmux.cmd(&["send-keys", "-t", "console", "q"]);
+    let first = tmux.wait_for(
+        &["gives up in", "Ctrl-C again to abandon ("],
+        Duration::from_secs(30),
+    );
+    println!("{first}");
+    let seconds_left = |screen: &str| -> u64 {
+        let at = screen.find("gives up in ").expect("countdown") + "gives up in ".len();
+        screen[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .expect("seconds")
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let later = tmux.screen();
+    println!("{later}");
+    assert!(
+        seconds_left(&later) < seconds_left(&first),
+        "the countdown does not count down:\n{first}\n{later}"
+    );
+    // The line wraps in the panel: its end is on the next row.
+    assert!(later.contains("in the spool)"), "{later}");
+    tmux.cmd(&["send-keys", "-t", "console", "C-c"]);
+    let exit = wait_for_file(&dir.path().join("exit"), Duration::from_secs(60), &tmux);
+    assert_eq!(exit.trim(), "exit=1", "{}", tmux.screen());
+    assert!(
+        !spooled_clips(&spool).is_empty(),
+        "the unanswered clips stay in the spool"
+    );
+}

@@ -190,7 +190,7 @@ fn sigterm_finishes_the_session_writes_the_report_and_exits_143() {
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report).expect("report written")).unwrap();
     assert_eq!(r["interrupted_by"], "SIGTERM", "{r:#}");
-    assert_eq!(r["ended"], "stopped", "{r:#}");
+    assert_eq!(r["ended"], "interrupted", "{r:#}");
     let clips = &r["clips"];
     let captured = clips["captured"].as_u64().unwrap();
     assert!(captured >= 4, "{r:#}");

@@ -180,13 +180,27 @@ impl AwsError {
     }
 }
 
-/// The full message of an SDK error, causes included (`DisplayErrorContext`).
+/// The message of an SDK error in one line, causes included: `dispatch failure: io error:
+/// ... Connection refused (os error 111)`. The SDK's own `DisplayErrorContext` ends with a
+/// `Debug` dump of the whole error (`(DispatchFailure(DispatchFailure { source: ...`), hundreds of
+/// characters an operator cannot use: that goes to the debug log instead.
 pub fn sdk_message<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    aws_sdk_s3::error::DisplayErrorContext(e).to_string()
+    tracing::debug!(error = ?e, "AWS SDK error in full");
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Some errors repeat their cause in their own message.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
 }
 
 /// Whether an SDK error is worth retrying (network, timeout, 5xx, throttling).

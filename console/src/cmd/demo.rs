@@ -180,7 +180,8 @@ pub fn run(args: DemoArgs, config: &ConfigFile) -> Result<ExitCode> {
             },
         );
     }
-    let report = crate::headless::run(&plan, None, std::time::Duration::ZERO)?.report;
+    let report =
+        crate::headless::run(&plan, None, crate::headless::HeadlessOptions::default())?.report;
     let obama_clips = report
         .people
         .iter()

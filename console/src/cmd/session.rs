@@ -8,18 +8,17 @@
 //! or capture failed; 130 / 143 / 129 when SIGINT / SIGTERM / SIGHUP ended the session (after
 //! it waited for the answers and wrote its report).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 
-use crate::plan::attendance::{summary_line, AttendanceArgs};
+use crate::cmd::console::OperatorArgs;
+use crate::headless::HeadlessOptions;
+use crate::plan::attendance::summary_line;
 use crate::plan::durations::parse_duration_or_zero;
-use crate::plan::report::say;
-use crate::plan::report::{check_report_destination, session_exit_code};
-use crate::plan::CaptureArgs;
+use crate::plan::report::{check_report_destination, say, say_err, session_exit_code};
 use crate::settings::ConfigFile;
 use rollcall_protocol::terminal_text::terminal_safe;
 
@@ -29,44 +28,51 @@ pub struct SessionArgs {
     /// Print one line per result, progress and a summary instead of the console UI.
     #[arg(long)]
     headless: bool,
-    /// Write the session report (JSON) to FILE.
-    #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
     /// Headless: print a progress line this often (0 = never).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration_or_zero)]
     progress: Duration,
+    /// Headless: one JSON object per result on standard output, for piping into other tools
+    /// (the other lines go to standard error).
+    #[arg(long, requires = "headless")]
+    json_lines: bool,
+    /// The console's flags (`rollcall console` takes the same) and the capture settings.
     #[command(flatten)]
-    pub capture: CaptureArgs,
-    #[command(flatten)]
-    pub attendance: AttendanceArgs,
+    pub operator: OperatorArgs,
 }
 
 pub fn run(args: SessionArgs, config: &ConfigFile) -> Result<ExitCode> {
-    if let Some(path) = &args.report {
+    if !args.headless {
+        let (plan, options) = args.operator.console(true, config)?;
+        return crate::tui::run(plan, options);
+    }
+    if let Some(path) = &args.operator.report {
         check_report_destination(path)?;
     }
-    let plan = args.capture.plan(config)?;
-    if !args.headless {
-        let attendance = args.attendance.open(&plan)?;
-        return crate::tui::run(
-            plan,
-            crate::tui::ConsoleOptions {
-                autostart: true,
-                report: args.report,
-                attendance,
-                ..crate::tui::ConsoleOptions::default()
-            },
-        );
-    }
+    let plan = args.operator.capture.plan(config)?;
     // The roster is read first: a mistyped class fails before the camera starts.
-    let attendance = args.attendance.open(&plan)?;
-    let outcome = crate::headless::run(&plan, args.report.as_deref(), args.progress)?;
+    let attendance = args.operator.attendance.open(&plan)?;
+    let outcome = crate::headless::run(
+        &plan,
+        args.operator.report.as_deref(),
+        HeadlessOptions {
+            progress: args.progress,
+            json_lines: args.json_lines,
+        },
+    )?;
     if let Some(attendance) = attendance {
         let (stored, pruned) =
             attendance.store(&outcome.report, &outcome.session_id, &plan.device)?;
-        say(&terminal_safe(&summary_line(&stored)));
+        // With --json-lines, standard output carries only the results.
+        let tell = |line: &str| {
+            if args.json_lines {
+                say_err(line)
+            } else {
+                say(line)
+            }
+        };
+        tell(&terminal_safe(&summary_line(&stored)));
         if pruned > 0 {
-            say(&format!(
+            tell(&format!(
                 "{pruned} older session(s) of attendance removed (retention)"
             ));
         }

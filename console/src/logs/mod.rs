@@ -8,7 +8,7 @@
 //!   memory); [`cloudwatch::CloudWatchLogShipper`] sends lines to one in batches from a background
 //!   task; [`shipping`] is `rollcall worker`'s tracing layer in front of it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 #[cfg(feature = "aws")]
 pub mod cloudwatch;
@@ -119,14 +119,31 @@ impl LogLine {
         }
     }
 
+    /// The message without what the console shows beside it: a leading timestamp and the level
+    /// word (`2026-01-01T00:00:00Z  INFO rollcall::x: msg` -> `rollcall::x: msg`), so a line
+    /// does not say `INFO  INFO`. Messages naming no bare level word are returned whole.
+    pub fn text_without_level(&self) -> &str {
+        let Some(level) = self.level else {
+            return &self.message;
+        };
+        let mut rest = self.message.trim_start();
+        for _ in 0..3 {
+            let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            let word = &rest[..word_end];
+            let bare = word.trim_matches(|c: char| matches!(c, '[' | ']' | '(' | ')' | ':'));
+            rest = rest[word_end..].trim_start();
+            if bare == level.as_str() {
+                return rest;
+            }
+        }
+        &self.message
+    }
+
     /// The timestamp as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T21:00:00.123Z`.
     pub fn rfc3339(&self) -> String {
-        let ms = self.timestamp_ms.max(0) as u64;
-        let seconds = rollcall_recognizer::directory::rfc3339_utc(
-            UNIX_EPOCH + Duration::from_secs(ms / 1000),
-        );
-        let without_z = seconds.strip_suffix('Z').unwrap_or(&seconds);
-        format!("{without_z}.{:03}Z", ms % 1000)
+        crate::plan::durations::rfc3339_ns(
+            (self.timestamp_ms.max(0) as u64).saturating_mul(1_000_000),
+        )
     }
 }
 
@@ -249,6 +266,11 @@ mod tests {
     fn line_formatting() {
         let line = LogLine::new(1_764_190_800_123, "worker-1", " INFO x: hello");
         assert_eq!(line.level, Some(LogLevel::Info));
+        assert_eq!(line.text_without_level(), "x: hello");
+        let aws = LogLine::new(0, "w", "2026-01-01T00:00:00.1Z  WARN rollcall: slow");
+        assert_eq!(aws.text_without_level(), "rollcall: slow");
+        let plain = LogLine::new(0, "w", "START RequestId: 1");
+        assert_eq!(plain.text_without_level(), "START RequestId: 1");
         assert_eq!(line.rfc3339(), "2025-11-26T21:00:00.123Z");
         assert_eq!(
             line.to_string(),

@@ -65,6 +65,11 @@ impl LogRing {
         lines.push_back(line);
     }
 
+    /// The number of the latest line (0: none yet).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed) - 1
+    }
+
     /// Lines with `seq > after`, oldest first.
     pub fn after(&self, after: u64) -> Vec<CapturedLine> {
         let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());

@@ -102,6 +102,15 @@ pub fn short_duration(d: Duration) -> String {
     }
 }
 
+/// RFC 3339 UTC with milliseconds of a Unix time in ns, e.g. `2026-11-26T21:00:00.123Z`.
+pub fn rfc3339_ns(ns: u64) -> String {
+    let seconds = rollcall_recognizer::directory::rfc3339_utc(
+        std::time::UNIX_EPOCH + Duration::from_secs(ns / 1_000_000_000),
+    );
+    let without_z = seconds.strip_suffix('Z').unwrap_or(&seconds);
+    format!("{without_z}.{:03}Z", (ns / 1_000_000) % 1000)
+}
+
 /// `hh:mm:ss.mmm` (UTC) of a Unix time in ns.
 pub fn clock(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
@@ -117,6 +126,14 @@ pub fn clock(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_has_milliseconds() {
+        assert_eq!(
+            rfc3339_ns(1_764_190_800_123_456_789),
+            "2025-11-26T21:00:00.123Z"
+        );
+    }
 
     #[test]
     fn durations() {

@@ -20,7 +20,7 @@ use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_recognizer::pool::PoolStats;
 use serde::Serialize;
 
-use super::durations::{clock, short_duration};
+use super::durations::{clock, rfc3339_ns, short_duration};
 use super::CapturePlan;
 use crate::exit_codes::{failed_if, usage};
 
@@ -70,17 +70,86 @@ struct PoolReport {
     workers_retired: u64,
 }
 
+/// Why a session ended, as the report says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ended {
+    /// The source had no more frames.
+    SourceEnd,
+    /// `--duration` was reached.
+    Duration,
+    /// Stopped early: a signal, `q` or `s` in the console.
+    Interrupted,
+    /// Capture failed, or the session could not start.
+    Failed,
+}
+
+impl Ended {
+    fn of(reason: rollcall_edge::session::EndReason) -> Ended {
+        use rollcall_edge::session::EndReason;
+        match reason {
+            EndReason::EndOfSource => Ended::SourceEnd,
+            EndReason::Duration => Ended::Duration,
+            EndReason::Stopped => Ended::Interrupted,
+            EndReason::Failed => Ended::Failed,
+        }
+    }
+}
+
+/// One person in the report: when they were first and last seen (clip close time), in how
+/// many clips, how sure, and their record.
+#[derive(Serialize)]
+struct PersonJson {
+    person_id: String,
+    name: String,
+    first_seen: String,
+    last_seen: String,
+    clips: u64,
+    best_similarity: f32,
+    record: BTreeMap<String, String>,
+}
+
+impl PersonJson {
+    fn of(tally: &PersonTally) -> PersonJson {
+        PersonJson {
+            person_id: tally.person_id.clone(),
+            name: tally.name.clone(),
+            first_seen: rfc3339_ns(tally.first_seen_ns),
+            last_seen: rfc3339_ns(tally.last_seen_ns),
+            clips: tally.clips,
+            best_similarity: tally.best_similarity,
+            record: tally.details.clone(),
+        }
+    }
+}
+
+/// Percentiles of one stage, ms.
+#[derive(Serialize)]
+struct StagePercentiles {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    count: u64,
+}
+
+/// The one session report (`--report`), field by field in docs/report.md.
 #[derive(Serialize)]
 struct SessionReportJson {
     source: String,
     device_id: String,
     session_id: String,
     backend: String,
-    ended: rollcall_edge::session::EndReason,
+    /// Wall clock, RFC 3339: when the session started and ended (after the drain).
+    started_at: String,
+    ended_at: String,
+    ended: Ended,
+    /// The signal that interrupted the session (`SIGTERM`...), if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted_by: Option<String>,
     error: Option<String>,
     capture_s: f64,
     total_s: f64,
-    people: Vec<PersonTally>,
+    people: Vec<PersonJson>,
     /// `spooled`: still in the spool at the end (sent by the next run or `spool drain`);
     /// `lost`: gone without a result, named in `lost_clip_ids`.
     clips: ClipCounters,
@@ -99,6 +168,8 @@ struct SessionReportJson {
     latency_ms: Option<LatencyMs>,
     /// Median per stage.
     stages_ms: BTreeMap<String, f64>,
+    /// p50, p90, p99 per stage (end to end included).
+    stage_percentiles_ms: BTreeMap<String, StagePercentiles>,
     /// The embedded worker pool (absent with the AWS backend).
     pool: Option<PoolReport>,
     /// When a network camera was offline and reconnected (empty for other sources).
@@ -167,6 +238,27 @@ pub fn person_line(person: &rollcall_protocol::wire::RecognizedPerson) -> String
     )
 }
 
+/// `9.2 s`, `4m05s`.
+fn seconds_text(d: Duration) -> String {
+    if d.as_secs() >= 60 {
+        short_duration(d)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// Why capture ended, in words: `the source ended`, `the time limit was reached`, `stopped`,
+/// `capture failed`.
+pub fn ended_text(report: &SessionReport) -> &'static str {
+    use rollcall_edge::session::EndReason;
+    match report.ended {
+        EndReason::EndOfSource => "the source ended",
+        EndReason::Duration => "the time limit was reached",
+        EndReason::Stopped => "stopped",
+        EndReason::Failed => "capture failed",
+    }
+}
+
 /// 1 when capture failed or skipped frames, nothing was captured, a clip got no result (lost,
 /// or still in the spool) or its result is an error (the function could not recognise it); 0
 /// otherwise.
@@ -210,7 +302,8 @@ pub fn link_outage_line(link: &LinkStatus, spooled: u64) -> Option<String> {
     Some(parts.join(", "))
 }
 
-/// `progress: 1m30s of 5m0s, 180 clips captured, ...`, and the outage line while there is one.
+/// `progress: 1m30s of 5m0s, 180 clips captured, ...`; the outage line comes from
+/// [`link_outage_line`] on its own.
 pub fn progress_line(live: &SessionSnapshot, elapsed: Duration, limit: Option<Duration>) -> String {
     let of = limit.map_or(String::new(), |d| format!(" of {}", short_duration(d)));
     let latency = live
@@ -228,29 +321,41 @@ pub fn progress_line(live: &SessionSnapshot, elapsed: Duration, limit: Option<Du
         live.clips.errors,
         live.outstanding,
         live.spooled
-    ) + &link_outage_line(&live.link, live.spooled).map_or(String::new(), |line| format!("\n{line}"))
+    )
 }
 
-/// The JSON report of a session.
+/// The JSON report of a session that ran. `interrupted_by`: the signal that stopped it.
 pub fn report_json(
     report: &SessionReport,
     plan: &CapturePlan,
     session_id: &str,
     pool: Option<&PoolStats>,
     publish: &[PublishStats],
+    interrupted_by: Option<&str>,
 ) -> serde_json::Value {
     let latency = LatencyMs::end_to_end(&report.latency);
     let stages_ms = stage_medians_ms(&report.latency);
+    let ended_ns = rollcall_edge::source::now_ns();
+    let started_ns =
+        ended_ns.saturating_sub(u64::try_from(report.total_time.as_nanos()).unwrap_or(0));
     let json = SessionReportJson {
         source: report.source.clone(),
         device_id: plan.device.clone(),
         session_id: session_id.to_string(),
         backend: plan.recognition.backend.clone(),
-        ended: report.ended,
+        started_at: rfc3339_ns(started_ns),
+        ended_at: rfc3339_ns(ended_ns),
+        ended: match interrupted_by {
+            Some(_) if report.ended != rollcall_edge::session::EndReason::Failed => {
+                Ended::Interrupted
+            }
+            _ => Ended::of(report.ended),
+        },
+        interrupted_by: interrupted_by.map(str::to_string),
         error: session_error(report),
         capture_s: report.capture_time.as_secs_f64(),
         total_s: report.total_time.as_secs_f64(),
-        people: report.people.clone(),
+        people: report.people.iter().map(PersonJson::of).collect(),
         clips: report.clips,
         lost_clip_ids: report.lost_clip_ids.clone(),
         earlier: report.earlier,
@@ -261,6 +366,22 @@ pub fn report_json(
         duplicates: report.duplicates,
         latency_ms: latency,
         stages_ms,
+        stage_percentiles_ms: report
+            .latency
+            .summaries()
+            .into_iter()
+            .map(|(stage, s)| {
+                (
+                    stage.name().to_string(),
+                    StagePercentiles {
+                        p50: s.p50_ms,
+                        p90: s.p90_ms,
+                        p99: s.p99_ms,
+                        count: s.count,
+                    },
+                )
+            })
+            .collect(),
         camera_offline: report
             .camera_offline
             .iter()
@@ -279,6 +400,38 @@ pub fn report_json(
         }),
     };
     serde_json::to_value(json).unwrap_or(serde_json::Value::Null)
+}
+
+/// The report of a session that could not start: what was asked, `ended: failed` and the
+/// `error`, so that a script reading the report learns why.
+pub fn failed_start_report_json(
+    plan: &CapturePlan,
+    session_id: &str,
+    error: &anyhow::Error,
+) -> serde_json::Value {
+    let now = rfc3339_ns(rollcall_edge::source::now_ns());
+    serde_json::json!({
+        "source": plan.source.to_string(),
+        "device_id": plan.device,
+        "session_id": session_id,
+        "backend": plan.recognition.backend,
+        "started_at": now,
+        "ended_at": now,
+        "ended": Ended::Failed,
+        "error": crate::errors::one_line(error),
+        "capture_s": 0.0,
+        "total_s": 0.0,
+        "people": [],
+        "clips": ClipCounters::default(),
+        "lost_clip_ids": [],
+        "retries": 0,
+        "outage_s": 0.0,
+        "peak_spooled": 0,
+        "unknown_faces": 0,
+        "latency_ms": null,
+        "stages_ms": {},
+        "stage_percentiles_ms": {},
+    })
 }
 
 /// Wall clock at the end of capture, for outages still open then.
@@ -377,6 +530,21 @@ pub fn say(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
+/// Whether standard error takes colour: a terminal, and `NO_COLOR` unset (https://no-color.org).
+pub fn stderr_has_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// [`say_err`] in yellow when standard error takes colour: an outage, a warning.
+pub fn say_err_warning(line: &str) {
+    if stderr_has_colour() {
+        say_err(&format!("\x1b[33;1m{line}\x1b[0m"));
+    } else {
+        say_err(line);
+    }
+}
+
 /// [`say`] on standard error.
 pub fn say_err(line: &str) {
     use std::io::Write;
@@ -388,15 +556,15 @@ pub fn summary_lines(report: &SessionReport, pool: Option<&PoolStats>) -> Vec<St
     let mut lines = Vec::new();
     let c = &report.clips;
     lines.push(format!(
-        "clips: {} captured, {} uploaded, {} results, {} errors, {} spooled, {} lost ({:?} after {:.1} s)",
+        "clips: {} captured, {} uploaded, {} results, {} errors, {} spooled, {} lost (capture stopped after {}: {})",
         c.captured,
         c.uploaded,
         c.results,
         c.errors,
         c.spooled,
         c.lost,
-        report.ended,
-        report.capture_time.as_secs_f64()
+        seconds_text(report.capture_time),
+        ended_text(report)
     ));
     let e = &report.earlier;
     if e.recovered > 0 || e.lost > 0 {
@@ -436,7 +604,10 @@ pub fn summary_lines(report: &SessionReport, pool: Option<&PoolStats>) -> Vec<St
             p.best_similarity
         ));
     }
-    lines.push(format!("  unknown faces: {}", report.unknown_faces));
+    lines.push(format!(
+        "  strangers: {} summed over clips (each clip counts its distinct strangers; not tracked across clips)",
+        report.unknown_faces
+    ));
     if let Some(s) = report.latency.summary(Stage::EndToEnd) {
         lines.push(format!(
             "end-to-end after clip close: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, max {:.1} ({} clips)",

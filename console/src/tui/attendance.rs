@@ -8,7 +8,7 @@ use crossterm::event::KeyCode;
 use rollcall_edge::session::{SessionReport, SessionSnapshot};
 use rollcall_recognizer::directory::attendance::{AttendanceRow, AttendanceStatus};
 
-use super::state::ConsoleState;
+use super::state::{ConsoleState, Severity};
 use crate::plan::attendance::{decide, operator_name, summary_line, AttendanceTaker};
 
 /// What the attendance panel shows.
@@ -77,6 +77,7 @@ pub fn on_session_end(
     let (Some(taker), Some(view)) = (taker, state.attendance.as_mut()) else {
         return;
     };
+    let mut failed = None;
     match taker.store(report, session_id, device) {
         Ok((mut stored, _)) => {
             for (person_id, to) in std::mem::take(&mut view.pending) {
@@ -88,14 +89,17 @@ pub fn on_session_end(
                     &operator_name(None),
                 ) {
                     Ok(marked) => stored = marked,
-                    Err(e) => state.status = format!("mark {person_id}: {e:#}"),
+                    Err(e) => failed = Some(format!("mark {person_id}: {e:#}")),
                 }
             }
             tracing::info!("{}", summary_line(&stored));
             view.rows = stored.rows;
             view.stored_session = Some(session_id.to_string());
         }
-        Err(e) => state.status = format!("{e:#}"),
+        Err(e) => failed = Some(format!("{e:#}")),
+    }
+    if let Some(message) = failed {
+        state.notify(Severity::Error, message);
     }
 }
 
@@ -106,7 +110,8 @@ fn console_reason(to: AttendanceStatus) -> String {
     }
 }
 
-/// `a`: switch People / attendance on small terminals; up/down: select a People row;
+/// `a`: switch People / attendance on small terminals; `j`/`k`: select a People row (the arrows
+/// scroll the log);
 /// `x`: the selected person was named wrongly (absent); `m`: they were there (present).
 pub fn on_key(state: &mut ConsoleState, taker: Option<&AttendanceTaker>, key: KeyCode) {
     let people: Vec<String> = state
@@ -116,7 +121,7 @@ pub fn on_key(state: &mut ConsoleState, taker: Option<&AttendanceTaker>, key: Ke
         .collect();
     let Some(view) = state.attendance.as_mut() else {
         if matches!(key, KeyCode::Char('x') | KeyCode::Char('m')) {
-            state.status = "no --class: no attendance to mark".to_string();
+            state.notify(Severity::Warning, "no --class: no attendance to mark");
         }
         return;
     };
@@ -125,11 +130,11 @@ pub fn on_key(state: &mut ConsoleState, taker: Option<&AttendanceTaker>, key: Ke
             view.shown = !view.shown;
             return;
         }
-        KeyCode::Up => {
+        KeyCode::Char('k') => {
             view.selected = view.selected.saturating_sub(1);
             return;
         }
-        KeyCode::Down => {
+        KeyCode::Char('j') => {
             view.selected = (view.selected + 1).min(people.len().saturating_sub(1));
             return;
         }
@@ -138,14 +143,16 @@ pub fn on_key(state: &mut ConsoleState, taker: Option<&AttendanceTaker>, key: Ke
         _ => return,
     };
     let Some(person_id) = people.get(view.selected).cloned() else {
-        state.status = "nobody selected on the People panel".to_string();
+        state.notify(Severity::Warning, "nobody selected on the People panel");
         return;
     };
     let (Some(taker), Some(session_id)) = (taker, view.stored_session.clone()) else {
         view.pending.retain(|(id, _)| *id != person_id);
         view.pending.push((person_id.clone(), to));
-        state.status =
-            format!("{person_id} marked {to}: applied when the session's attendance is stored");
+        state.notify(
+            Severity::Info,
+            format!("{person_id} marked {to}: applied when the session's attendance is stored"),
+        );
         return;
     };
     match taker.mark(
@@ -157,9 +164,12 @@ pub fn on_key(state: &mut ConsoleState, taker: Option<&AttendanceTaker>, key: Ke
     ) {
         Ok(marked) => {
             view.rows = marked.rows;
-            state.status = format!("{person_id} marked {to} in session {session_id}");
+            state.notify(
+                Severity::Info,
+                format!("{person_id} marked {to} in session {session_id}"),
+            );
         }
-        Err(e) => state.status = format!("mark {person_id}: {e:#}"),
+        Err(e) => state.notify(Severity::Error, format!("mark {person_id}: {e:#}")),
     }
 }
 

@@ -15,6 +15,7 @@ mod attendance;
 mod input;
 mod logs;
 pub mod panels;
+pub mod source_picker;
 pub mod state;
 
 use std::path::PathBuf;
@@ -27,11 +28,11 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use rollcall_edge::source::SourceSpec;
 
 use crate::plan::publish::{publish_lines, stats_since, Events};
-use crate::plan::report::{report_json, session_exit_code, write_report};
+use crate::plan::report::{failed_start_report_json, report_json, session_exit_code, write_report};
 use crate::plan::CapturePlan;
 use crate::service::{RecognitionService, RunningSession};
 use input::TerminalInput;
-use state::{ConsoleState, InputMode};
+use state::{ConsoleState, InputMode, Severity};
 
 pub use logs::LogFeed;
 
@@ -50,13 +51,21 @@ pub struct ConsoleOptions {
     pub gpio: Option<rollcall_edge::gpio::GpioConfig>,
     /// AWS backend: the CloudWatch log group to tail (default: the Lambda's).
     pub log_group: Option<String>,
+    /// What the Session panel says about GPIO when it is not used, and why.
+    pub gpio_off_reason: String,
+    /// Start-up warnings, shown in the status bar.
+    pub warnings: Vec<String>,
     /// `--class`: take attendance of this roster (the attendance panel, marks).
     pub attendance: Option<crate::plan::attendance::AttendanceTaker>,
 }
 
 /// Run the console until the operator quits. The exit status is the last session's (non-zero
 /// when clips were lost or the session failed), success when no session ran.
-pub fn run(plan: CapturePlan, options: ConsoleOptions) -> Result<ExitCode> {
+pub fn run(plan: CapturePlan, mut options: ConsoleOptions) -> Result<ExitCode> {
+    // Warnings while the service starts (nobody enrolled, no log group...) are printed before
+    // the console takes the screen: the status bar repeats them.
+    let ring = crate::logs::ring::global();
+    let before_start = ring.last_seq();
     eprintln!(
         "rollcall console: starting the {} backend...",
         plan.recognition.backend
@@ -67,6 +76,17 @@ pub fn run(plan: CapturePlan, options: ConsoleOptions) -> Result<ExitCode> {
     );
     let logs = LogFeed::for_service(&service, options.log_group.as_deref())?;
     let events = Events::start(&plan.publish, &plan.device).context("cannot publish events")?;
+    options.warnings.extend(
+        ring.after(before_start)
+            .into_iter()
+            .filter(|captured| {
+                captured
+                    .line
+                    .level
+                    .is_some_and(|level| level <= crate::logs::LogLevel::Warn)
+            })
+            .map(|captured| captured.line.message),
+    );
     let signals = {
         let spool = plan.spool_root.join(&plan.device);
         crate::signals::watch(
@@ -117,6 +137,8 @@ struct Console {
     terminal_lost: bool,
     exit: ExitCode,
     summaries: Vec<String>,
+    /// Sources of this process's sessions, newest first (the `o` picker lists them).
+    recent_sources: Vec<String>,
     /// `--publish`: every result and each session's summary; counters when the current
     /// session started (a report holds its session's share).
     events: Events,
@@ -135,16 +157,23 @@ impl Console {
         let mut state = ConsoleState::new(
             plan.source.to_string(),
             service.backend().to_string(),
-            service.describe(),
+            service.describe(&plan.device),
             plan.device.clone(),
         );
         state.limit = plan.duration;
+        state.grace = plan.grace;
         state.logs.origin = logs.origin();
         state.pool = service.pool_stats();
         state.attendance = options
             .attendance
             .as_ref()
             .map(attendance::AttendanceView::new);
+        if !options.gpio_off_reason.is_empty() {
+            state.gpio = options.gpio_off_reason.clone();
+        }
+        if !options.warnings.is_empty() {
+            state.notify(Severity::Warning, options.warnings.join("; "));
+        }
         #[cfg(feature = "gpio")]
         let gpio = match &options.gpio {
             None => None,
@@ -159,6 +188,7 @@ impl Console {
                 Err(e) => {
                     tracing::warn!(error = %e, "GPIO off");
                     state.gpio = format!("off: {e}");
+                    state.notify(Severity::Warning, format!("GPIO off: {e}"));
                     None
                 }
             },
@@ -180,6 +210,7 @@ impl Console {
             terminal_lost: false,
             exit: ExitCode::SUCCESS,
             summaries: Vec::new(),
+            recent_sources: Vec::new(),
             events,
             events_at_start: Vec::new(),
         }
@@ -228,9 +259,12 @@ impl Console {
             if let Some(signal) = self.signals.first() {
                 self.signal_seen = true;
                 self.quit();
-                self.state.status = format!(
-                    "{}: quitting after the session drains (again: at once)",
-                    signal.name()
+                self.state.notify(
+                    Severity::Warning,
+                    format!(
+                        "{}: quitting after the session drains (again: at once)",
+                        signal.name()
+                    ),
                 );
             }
         }
@@ -248,7 +282,9 @@ impl Console {
         self.state.pool = self.service.pool_stats();
         match self.logs.poll() {
             Ok(lines) => self.state.logs.extend(lines),
-            Err(e) => self.state.status = format!("log tail: {e}"),
+            Err(e) => self
+                .state
+                .notify(Severity::Warning, format!("log tail: {e}")),
         }
         #[cfg(feature = "gpio")]
         if let Some(mut gpio) = self.gpio.take() {
@@ -291,15 +327,28 @@ impl Console {
                         &session.config.session_id,
                         self.service.pool_stats().as_ref(),
                         &stats_since(&self.events.stats(), &self.events_at_start),
+                        self.signals.first().map(|signal| signal.name()),
                     );
                     if let Err(e) = write_report(path, &json) {
-                        self.state.status = format!("{e:#}");
+                        self.state.notify(Severity::Error, format!("{e:#}"));
                     }
                 }
             }
             Err(e) => {
                 self.state.session_ended(Err(&e));
+                self.state
+                    .notify(Severity::Error, format!("session failed: {e}"));
                 self.exit = ExitCode::FAILURE;
+                if let Some(path) = &self.options.report {
+                    let json = failed_start_report_json(
+                        &self.plan,
+                        &session.config.session_id,
+                        &anyhow::anyhow!(e),
+                    );
+                    if let Err(e) = write_report(path, &json) {
+                        tracing::warn!("{}", crate::errors::one_line(&e));
+                    }
+                }
             }
         }
         if let Some(outcome) = &self.state.last_outcome {
@@ -312,9 +361,11 @@ impl Console {
         match &self.session {
             Some(session) if !session.stopping() => {
                 session.stop();
-                self.state.status = "stopping: waiting for the last results".into();
+                self.state.draining(false);
+                self.state
+                    .notify(Severity::Info, "stopping: waiting for the last results");
             }
-            Some(_) => self.state.status = "already stopping".into(),
+            Some(_) => self.state.notify(Severity::Info, "already stopping"),
             None => self.start_session(),
         }
     }
@@ -326,13 +377,29 @@ impl Console {
         let events = self.events.clone();
         match self.service.spawn(config, move |got| events.on_result(got)) {
             Ok(session) => {
+                let spec = self.source.to_string();
+                self.recent_sources.retain(|s| *s != spec);
+                self.recent_sources.insert(0, spec);
+                self.recent_sources.truncate(8);
                 self.state.session_started(&session_id, self.plan.duration);
                 self.state.source = self.source.to_string();
-                self.state.status = format!("session {session_id} started");
+                self.state
+                    .notify(Severity::Info, format!("session {session_id} started"));
                 tracing::info!(session = %session_id, source = %self.source, "session started");
                 self.session = Some(session);
             }
-            Err(e) => self.state.status = format!("cannot start: {e:#}"),
+            Err(e) => {
+                self.state.notify(
+                    Severity::Error,
+                    format!("cannot start: {}", crate::errors::one_line(&e)),
+                );
+                if let Some(path) = &self.options.report {
+                    let json = failed_start_report_json(&self.plan, &session_id, &e);
+                    if let Err(e) = write_report(path, &json) {
+                        tracing::warn!("{}", crate::errors::one_line(&e));
+                    }
+                }
+            }
         }
     }
 
@@ -347,27 +414,43 @@ impl Console {
             return;
         }
         match std::mem::replace(&mut self.state.mode, InputMode::Normal) {
-            InputMode::Help => {}
-            InputMode::Source(text) => self.edit_source(key, text),
+            InputMode::Help | InputMode::Message => {}
+            InputMode::Source(picker) => self.edit_source(key, picker),
             InputMode::Filter(text) => self.edit_filter(key, text),
             InputMode::Normal => match key.code {
                 KeyCode::Char('q') => self.quit(),
                 KeyCode::Char('s') => self.toggle_session(),
                 KeyCode::Char('o') => {
-                    self.state.mode = InputMode::Source(self.source.to_string());
+                    let mut recent = self.recent_sources.clone();
+                    recent.push(self.plan.source.to_string());
+                    self.state.mode = InputMode::Source(source_picker::SourcePicker::open(
+                        &self.source.to_string(),
+                        &recent,
+                    ));
                 }
                 KeyCode::Char('/') => {
                     self.state.mode = InputMode::Filter(self.state.logs.filter.clone());
                 }
                 KeyCode::Char('p') => self.state.logs.toggle_pause(),
-                KeyCode::Char('c') => self.state.people.clear(),
-                KeyCode::Char('a')
-                | KeyCode::Up
-                | KeyCode::Down
-                | KeyCode::Char('x')
-                | KeyCode::Char('m') => {
+                KeyCode::Char('c') => self.state.clear_people(),
+                KeyCode::Char('a' | 'j' | 'k' | 'x' | 'm') => {
                     attendance::on_key(&mut self.state, self.options.attendance.as_ref(), key.code)
                 }
+                KeyCode::Char('e') if !self.state.status.is_empty() => {
+                    self.state.mode = InputMode::Message;
+                }
+                KeyCode::Char('f') | KeyCode::End => self.state.logs.follow(),
+                KeyCode::Up => self.state.logs.scroll_up(1),
+                KeyCode::Down => self.state.logs.scroll_down(1),
+                KeyCode::PageUp => {
+                    let page = self.state.logs.page_rows();
+                    self.state.logs.scroll_up(page);
+                }
+                KeyCode::PageDown => {
+                    let page = self.state.logs.page_rows();
+                    self.state.logs.scroll_down(page);
+                }
+                KeyCode::Home => self.state.logs.scroll_up(usize::MAX / 2),
                 KeyCode::Char('?') | KeyCode::F(1) => self.state.mode = InputMode::Help,
                 _ => {}
             },
@@ -379,41 +462,58 @@ impl Console {
         match &self.session {
             Some(session) => {
                 session.stop();
-                self.state.status =
-                    "quitting after the session drains (ctrl-c again: at once)".into();
+                self.state.draining(true);
+                self.state.notify(
+                    Severity::Info,
+                    "quitting after the session drains (Ctrl-C again: at once)",
+                );
             }
             None => self.quit_now = true,
         }
     }
 
-    fn edit_source(&mut self, key: KeyEvent, mut text: String) {
+    fn edit_source(&mut self, key: KeyEvent, mut picker: source_picker::SourcePicker) {
         match key.code {
-            // The current source shows its URL redacted: unchanged text keeps its password.
-            KeyCode::Enter if text.trim() == self.source.to_string() => {}
-            KeyCode::Enter => match SourceSpec::parse(&text) {
+            // The current source shows its URL redacted: choosing it keeps its password.
+            KeyCode::Enter if picker.chosen() == self.source.to_string() => {}
+            KeyCode::Enter => match source_picker::validate(picker.chosen()) {
                 Ok(source) => {
-                    self.state.status = if self.session.is_some() {
-                        format!("source {source}: used by the next session")
-                    } else {
-                        format!("source {source}: press s to start")
-                    };
+                    self.state.notify(
+                        Severity::Info,
+                        if self.session.is_some() {
+                            format!("source {source}: used by the next session")
+                        } else {
+                            format!("source {source}: press s to start")
+                        },
+                    );
                     self.source = source;
                     if self.session.is_none() {
                         self.state.source = self.source.to_string();
                     }
                 }
-                Err(e) => self.state.status = e.to_string(),
+                Err(e) => {
+                    picker.error = Some(e);
+                    self.state.mode = InputMode::Source(picker);
+                }
             },
             KeyCode::Esc => {}
+            KeyCode::Up => {
+                picker.move_by(-1);
+                self.state.mode = InputMode::Source(picker);
+            }
+            KeyCode::Down | KeyCode::Tab => {
+                picker.move_by(1);
+                self.state.mode = InputMode::Source(picker);
+            }
             KeyCode::Backspace => {
-                text.pop();
-                self.state.mode = InputMode::Source(text);
+                picker.backspace();
+                self.state.mode = InputMode::Source(picker);
             }
             KeyCode::Char(c) => {
-                text.push(c);
-                self.state.mode = InputMode::Source(text);
+                picker.type_char(c);
+                self.state.mode = InputMode::Source(picker);
             }
-            _ => self.state.mode = InputMode::Source(text),
+            _ => self.state.mode = InputMode::Source(picker),
         }
     }
 

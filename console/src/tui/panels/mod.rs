@@ -1,4 +1,6 @@
-//! One file per panel; [`draw`] lays them out.
+//! One file per panel; [`draw`] lays them out. Heights and widths follow the terminal: the
+//! Session panel wraps its values instead of cutting them, the People panel takes the rows it
+//! needs (up to half of what is left), and the log panel takes the rest.
 
 mod attendance;
 mod help;
@@ -8,31 +10,76 @@ mod people;
 mod session;
 
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::state::{ConsoleState, InputMode};
+use super::state::{ConsoleState, InputMode, Severity};
 
-/// Draw the whole console. Works from 80x24 up; below that panels shrink but nothing panics.
+/// Status bar rows at most; a longer message shows its start and `e` opens it whole.
+const STATUS_ROWS: usize = 3;
+
+/// The keys the footer lists (all of them: the help overlay explains each).
+const FOOTER_KEYS: [(&str, &str); 10] = [
+    ("s", "start"),
+    ("o", "source"),
+    ("/", "filter"),
+    ("p", "pause"),
+    ("\u{2191}\u{2193}", "scroll"),
+    ("f", "follow"),
+    ("c", "clear"),
+    ("e", "msg"),
+    ("?", "help"),
+    ("q", "quit"),
+];
+
+/// Draw the whole console. Laid out for any size; at 60x20 everything still shows uncut.
 pub fn draw(frame: &mut Frame, state: &ConsoleState) {
-    let [top, people_area, logs_area, footer] = Layout::vertical([
-        Constraint::Length(9),
-        Constraint::Min(5),
-        Constraint::Length(7),
-        Constraint::Length(1),
+    let area = frame.area();
+    let footer = footer_lines(state, area.width);
+    let status = status_rows(state, area.width);
+    let [top, middle, status_area, footer_area] = Layout::vertical([
+        Constraint::Length(top_height(state, area)),
+        Constraint::Fill(1),
+        Constraint::Length(status.len() as u16),
+        Constraint::Length(footer.len() as u16),
     ])
-    .areas(frame.area());
-    let [session_area, latency_area] =
-        Layout::horizontal([Constraint::Length(46), Constraint::Min(30)]).areas(top);
-    session::draw(frame, session_area, state);
-    latency::draw(frame, latency_area, state);
+    .areas(area);
+    let [session_area, latency_area] = Layout::horizontal([
+        Constraint::Length(session_width(area.width)),
+        Constraint::Fill(1),
+    ])
+    .areas(top);
+    session::draw(
+        frame,
+        session_area,
+        state,
+        area.width < HISTOGRAM_FROM_WIDTH,
+    );
+    if latency_area.width > 0 {
+        latency::draw(frame, latency_area, state);
+    }
+    // People get the rows they need, up to half; the log panel takes the spare height.
+    let people_rows = people::height(state, area.width);
+    let [people_area, logs_area] = Layout::vertical([
+        Constraint::Length(
+            people_rows
+                .min((middle.height / 2).max(middle.height.saturating_sub(5)))
+                .max(3),
+        ),
+        Constraint::Fill(1),
+    ])
+    .areas(middle);
     draw_people_or_attendance(frame, people_area, state);
     logs::draw(frame, logs_area, state);
-    draw_footer(frame, footer, state);
-    if state.mode == InputMode::Help {
-        help::draw(frame, frame.area());
+    frame.render_widget(Paragraph::new(status), status_area);
+    frame.render_widget(Paragraph::new(footer), footer_area);
+    match &state.mode {
+        InputMode::Help => help::draw(frame, area),
+        InputMode::Message => draw_message(frame, area, state),
+        InputMode::Source(picker) => draw_picker(frame, area, picker),
+        _ => {}
     }
 }
 
@@ -54,49 +101,237 @@ fn draw_people_or_attendance(frame: &mut Frame, area: Rect, state: &ConsoleState
     }
 }
 
-fn draw_footer(frame: &mut Frame, area: Rect, state: &ConsoleState) {
-    let key = |k: &'static str| Span::styled(k, Style::default().add_modifier(Modifier::REVERSED));
-    let line = match &state.mode {
-        InputMode::Source(text) => Line::from(vec![
-            key(" source "),
-            Span::raw(format!(" {text}_  (Enter: use, Esc: cancel)")),
-        ]),
-        InputMode::Filter(text) => Line::from(vec![
-            key(" filter "),
-            Span::raw(format!(" {text}_  (Enter: apply, Esc: cancel)")),
-        ]),
-        _ => {
-            let mut spans = vec![
-                key("s"),
-                Span::raw(" start/stop "),
-                key("o"),
-                Span::raw(" source "),
-                key("/"),
-                Span::raw(" filter "),
-                key("p"),
-                Span::raw(" pause log "),
-                key("?"),
-                Span::raw(" help "),
-                key("q"),
-                Span::raw(" quit "),
-            ];
-            if state.attendance.is_some() {
-                spans.extend([
-                    key("a"),
-                    Span::raw(" attendance "),
-                    key("x"),
-                    Span::raw("/"),
-                    key("m"),
-                    Span::raw(" mark wrong/present "),
-                ]);
+/// The attendance keys, listed in the footer with `--class`.
+const ATTENDANCE_KEYS: [(&str, &str); 3] = [
+    ("a", "attendance"),
+    ("j/k", "select"),
+    ("x/m", "mark wrong/present"),
+];
+
+/// Below this width the histogram has no room beside the Session panel: the panel takes the
+/// whole width and shows the latency percentiles as one of its rows.
+pub(crate) const HISTOGRAM_FROM_WIDTH: u16 = 80;
+
+/// The Session panel's width: half the terminal from 100 columns, more below (its rows
+/// should fit one line each at 80), all of it below [`HISTOGRAM_FROM_WIDTH`].
+fn session_width(width: u16) -> u16 {
+    if width >= 100 {
+        width / 2
+    } else if width >= HISTOGRAM_FROM_WIDTH {
+        width * 62 / 100
+    } else {
+        width
+    }
+}
+
+/// Tall enough for the Session panel's wrapped lines (never cut) and, beside it, a readable
+/// histogram that grows with the terminal.
+fn top_height(state: &ConsoleState, area: Rect) -> u16 {
+    let session = session::height(
+        state,
+        session_width(area.width),
+        area.width < HISTOGRAM_FROM_WIDTH,
+    );
+    if area.width < HISTOGRAM_FROM_WIDTH {
+        return session;
+    }
+    session.max((area.height / 3).clamp(9, 16))
+}
+
+/// Words of `text` in rows of at most `width` columns; a word longer than a row is split.
+/// Nothing is dropped.
+pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut rows = Vec::new();
+    let mut row = String::new();
+    let mut row_width = 0;
+    for word in text.split(' ') {
+        let word_width = Span::raw(word).width();
+        let gap = usize::from(!row.is_empty());
+        if row_width + gap + word_width <= width {
+            if gap == 1 {
+                row.push(' ');
             }
-            if !state.status.is_empty() {
-                spans.push(Span::raw(format!(" {}", state.status)));
-            }
-            Line::from(spans)
+            row.push_str(word);
+            row_width += gap + word_width;
+            continue;
         }
+        if !row.is_empty() {
+            rows.push(std::mem::take(&mut row));
+            row_width = 0;
+        }
+        for c in word.chars() {
+            let w = Span::raw(c.to_string()).width();
+            if row_width + w > width && !row.is_empty() {
+                rows.push(std::mem::take(&mut row));
+                row_width = 0;
+            }
+            row.push(c);
+            row_width += w;
+        }
+    }
+    if !row.is_empty() || rows.is_empty() {
+        rows.push(row);
+    }
+    rows
+}
+
+/// The status bar: the latest message in full over up to [`STATUS_ROWS`] rows (a longer one
+/// ends with how to open it whole); nothing when there is no message.
+fn status_rows(state: &ConsoleState, width: u16) -> Vec<Line<'static>> {
+    if state.status.is_empty() {
+        return Vec::new();
+    }
+    let style = severity_style(state.status_severity);
+    let mut rows = wrap(&state.status, width as usize);
+    if rows.len() > STATUS_ROWS {
+        rows.truncate(STATUS_ROWS - 1);
+        rows.push("... (e: the whole message)".to_string());
+    }
+    rows.into_iter()
+        .map(|row| Line::from(Span::styled(row, style)))
+        .collect()
+}
+
+fn severity_style(severity: Severity) -> Style {
+    match severity {
+        Severity::Info => Style::default(),
+        Severity::Warning => Style::default()
+            .fg(Color::Yellow)
+            .add_modifier(Modifier::BOLD),
+        Severity::Error => Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+    }
+}
+
+/// The footer: every key, on as many rows as the width needs; or the text being typed.
+fn footer_lines(state: &ConsoleState, width: u16) -> Vec<Line<'static>> {
+    let key = |k: &str| {
+        Span::styled(
+            k.to_string(),
+            Style::default().add_modifier(Modifier::REVERSED),
+        )
     };
-    frame.render_widget(Paragraph::new(line), area);
+    let typing = |what: &str, text: &str, hint: &str| {
+        let mut lines = vec![Line::from(vec![key(what), Span::raw(format!(" {text}_"))])];
+        lines.push(Line::from(Span::styled(
+            hint.to_string(),
+            Style::default().fg(Color::DarkGray),
+        )));
+        lines
+    };
+    match &state.mode {
+        InputMode::Source(picker) => typing(
+            "source",
+            &picker.text,
+            "\u{2191}\u{2193}: choose, type: another (file:PATH, rtsp://...), Enter: check and use, Esc: cancel",
+        ),
+        InputMode::Filter(text) => typing("filter", text, "Enter: apply, Esc: cancel"),
+        _ => {
+            let mut lines = Vec::new();
+            let mut spans = Vec::new();
+            let mut used = 0usize;
+            let attendance_keys: &[(&str, &str)] = if state.attendance.is_some() {
+                &ATTENDANCE_KEYS
+            } else {
+                &[]
+            };
+            for &(k, what) in FOOTER_KEYS.iter().chain(attendance_keys) {
+                let entry = Span::raw(k).width() + 1 + what.len() + 1;
+                // The last entry's trailing space may fall off the edge.
+                if used + entry - 1 > width as usize && !spans.is_empty() {
+                    lines.push(Line::from(std::mem::take(&mut spans)));
+                    used = 0;
+                }
+                spans.push(key(k));
+                spans.push(Span::raw(format!(" {what} ")));
+                used += entry;
+            }
+            lines.push(Line::from(spans));
+            lines
+        }
+    }
+}
+
+/// `o`: the sources to choose from, the free-text line last, and why the last choice was
+/// refused.
+fn draw_picker(frame: &mut Frame, area: Rect, picker: &crate::tui::source_picker::SourcePicker) {
+    let width = area.width.saturating_sub(4).clamp(10, 90);
+    let inner = width.saturating_sub(2) as usize;
+    let mut lines: Vec<Line> = Vec::new();
+    let highlight = Style::default().add_modifier(Modifier::REVERSED);
+    for (i, choice) in picker.choices.iter().enumerate() {
+        let style = if i == picker.selected {
+            highlight
+        } else {
+            Style::default()
+        };
+        for row in wrap(&format!("{} ({})", choice.spec, choice.what), inner) {
+            lines.push(Line::from(Span::styled(row, style)));
+        }
+    }
+    let free = format!("other: {}_", picker.text);
+    let style = if picker.selected == picker.choices.len() {
+        highlight
+    } else {
+        Style::default()
+    };
+    for row in wrap(&free, inner) {
+        lines.push(Line::from(Span::styled(row, style)));
+    }
+    if let Some(error) = &picker.error {
+        for row in wrap(error, inner) {
+            lines.push(Line::from(Span::styled(
+                row,
+                severity_style(Severity::Error),
+            )));
+        }
+    }
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let [_, middle, _] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(height),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    let [_, popup, _] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(width),
+        Constraint::Fill(1),
+    ])
+    .areas(middle);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" Source ")),
+        popup,
+    );
+}
+
+/// `e`: the status message whole, in a popup.
+fn draw_message(frame: &mut Frame, area: Rect, state: &ConsoleState) {
+    let width = area.width.saturating_sub(4).clamp(10, 100);
+    let rows = wrap(&state.status, width.saturating_sub(2) as usize);
+    let height = (rows.len() as u16 + 2).min(area.height);
+    let [_, middle, _] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(height),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    let [_, popup, _] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(width),
+        Constraint::Fill(1),
+    ])
+    .areas(middle);
+    let lines: Vec<Line> = rows.into_iter().map(Line::from).collect();
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .style(severity_style(state.status_severity))
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(" Message (any key closes) ")),
+        popup,
+    );
 }
 
 /// `4m05s`, `12s` (re-exported for the panels).
@@ -130,7 +365,7 @@ mod tests {
 
     use super::*;
     use crate::logs::LogLine;
-    use crate::tui::state::Phase;
+    use crate::tui::state::{Phase, Severity};
 
     fn result(seq: u64, people: &[(&str, &str, f32)], unknown: u32) -> ReceivedResult {
         let meta = ClipMeta {
@@ -246,55 +481,235 @@ mod tests {
         text
     }
 
+    /// The cells of a `width` x `height` console.
+    fn render_buffer(state: &ConsoleState, width: u16, height: u16) -> ratatui::buffer::Buffer {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
+        terminal
+            .draw(|frame| draw(frame, state))
+            .expect("draw on the test backend");
+        terminal.backend().buffer().clone()
+    }
+
+    /// The text inside `area` (borders and padding dropped), its rows joined with single
+    /// spaces: a wrapped value reads as one.
+    fn text_in(buffer: &ratatui::buffer::Buffer, area: Rect) -> String {
+        let mut words = Vec::new();
+        for y in area.top()..area.bottom() {
+            let row: String = (area.left()..area.right())
+                .map(|x| buffer[(x, y)].symbol().to_string())
+                .collect();
+            let row = row.replace(
+                [
+                    '\u{2502}', '\u{2500}', '\u{250c}', '\u{2510}', '\u{2514}', '\u{2518}',
+                ],
+                " ",
+            );
+            words.extend(row.split_whitespace().map(str::to_string));
+        }
+        words.join(" ")
+    }
+
+    /// The Session panel's text, wrapped values joined.
+    fn session_text(state: &ConsoleState, width: u16, height: u16) -> String {
+        let buffer = render_buffer(state, width, height);
+        let top = top_height(state, buffer.area);
+        text_in(&buffer, Rect::new(0, 0, session_width(width), top))
+    }
+
+    /// Rows of the panel whose title starts with `title` (borders included).
+    fn panel_height(buffer: &ratatui::buffer::Buffer, title: &str) -> u16 {
+        let rows: Vec<String> = (0..buffer.area.height)
+            .map(|y| {
+                (0..buffer.area.width)
+                    .map(|x| buffer[(x, y)].symbol().to_string())
+                    .collect()
+            })
+            .collect();
+        let top = rows
+            .iter()
+            .position(|r| r.contains(title))
+            .unwrap_or_else(|| panic!("no {title:?} panel:\n{}", rows.join("\n")));
+        let bottom = rows[top..]
+            .iter()
+            .position(|r| r.starts_with('\u{2514}'))
+            .expect("the panel's bottom border");
+        bottom as u16 + 1
+    }
+
+    /// 20+ clips pending, a long capture error, latency over 9 s.
+    fn stressed_state() -> ConsoleState {
+        let mut state = busy_state();
+        state.outstanding = 23;
+        state.clips.captured = 12_345;
+        state.notify(
+            Severity::Error,
+            "cannot start: cannot open the camera /dev/video0: Device or resource busy (os error 16)",
+        );
+        for ms in [9_900, 10_700, 11_500, 11_600, 12_000] {
+            state
+                .latency
+                .record(Stage::EndToEnd, Duration::from_millis(ms));
+        }
+        state
+    }
+
+    #[test]
+    fn values_are_never_cut_at_60x20_80x24_and_200x50() {
+        let state = stressed_state();
+        let mut log_heights = Vec::new();
+        for (width, height) in [(60, 20), (80, 24), (200, 50)] {
+            let buffer = render_buffer(&state, width, height);
+            let screen = text_in(&buffer, buffer.area);
+            println!("{width}x{height}:\n{}", render(&state, width, height));
+            let top = top_height(&state, buffer.area);
+            let session = text_in(&buffer, Rect::new(0, 0, session_width(width), top));
+            for value in [
+                "results 40, errors 1, lost 0, pending 23",
+                "captured 12345, uploaded 41, spooled 1",
+                "file:/videos/lecture.mp4",
+                "2 worker(s), 1 busy, backlog 3",
+                "running 1m05s / 5m00s, 3m55s left",
+                "store and queue reachable",
+            ] {
+                assert!(
+                    session.contains(value),
+                    "{width}x{height}: {value:?} cut in the Session panel: {session}"
+                );
+            }
+            let error: Vec<&str> = state.status.split_whitespace().collect();
+            assert!(
+                screen.contains(&error.join(" ")),
+                "{width}x{height}: the error is cut: {screen}"
+            );
+            if width < HISTOGRAM_FROM_WIDTH {
+                assert!(
+                    session.contains("latency p50 90 p90 11608 p99 12001 max 12001 ms"),
+                    "{width}x{height}: {session}"
+                );
+                log_heights.push(panel_height(&buffer, " Function log"));
+                continue;
+            }
+            // Every histogram bar's label (its upper bound) and count, in full.
+            let latency_area =
+                Rect::new(session_width(width), 0, width - session_width(width), top);
+            let latency = text_in(&buffer, latency_area);
+            let buckets = latency::chart_buckets(&state, latency_area.width - 2);
+            assert!(buckets.len() >= 3, "{width}x{height}: {buckets:?}");
+            let words: Vec<&str> = latency.split_whitespace().collect();
+            for (upper, count) in &buckets {
+                let label = latency::short_number(*upper);
+                assert!(
+                    words.contains(&label.as_str()),
+                    "{width}x{height}: bar label {label} missing: {latency}"
+                );
+                let count = latency::short_number(*count as f64);
+                assert!(
+                    words.contains(&count.as_str()),
+                    "{width}x{height}: bar count {count} missing: {latency}"
+                );
+            }
+            assert!(
+                latency.contains("median: fn 51"),
+                "{width}x{height}: stage medians cut: {latency}"
+            );
+            log_heights.push(panel_height(&buffer, " Function log"));
+        }
+        assert!(
+            log_heights[0] >= 3
+                && log_heights[0] < log_heights[1]
+                && log_heights[1] < log_heights[2],
+            "the log panel grows with the terminal: {log_heights:?}"
+        );
+        assert!(log_heights[2] >= 20, "{log_heights:?}");
+    }
+
     #[test]
     fn panels_show_names_records_latency_and_counters_at_80x24() {
         let screen = render(&busy_state(), 80, 24);
         println!("{screen}");
         for expected in [
-            // People: names, academic record, counts.
+            // People: names, academic record, strangers.
             "Ada Lovelace",
             "Alan Turing",
             "S-ada, Computer Science, year 3",
-            "2 recognised, 3 unknown face(s)",
-            // Session counters and time.
-            "captured 42 uploaded 41 spooled 1",
-            "results 40 errors 1 lost 0 pending 2",
-            "running 1m05s / 5m00s, 3m55s left",
-            "2 worker(s), 1 busy, backlog 3",
-            // Latency: percentiles, stage medians, histogram bucket labels.
+            "People: 2 recognised",
+            "strangers: at most 1 per clip, 3 summed over clips (not tracked across clips)",
+            // Latency: percentiles and histogram.
             "p50 61",
-            "max 164",
+            "p99 164",
             "10 clips",
-            "median: fn 51",
-            // Logs.
-            "INFO clip recognised people=Ada Lovelace",
-            "WARN",
+            // Logs, without the repeated level.
+            "INFO  clip recognised people=Ada Lovelace",
+            "WARN  clip not processed",
             // Keys.
-            "start/stop",
+            "s start",
+            "c clear",
+            "q quit",
         ] {
             assert!(screen.contains(expected), "{expected:?} not on screen");
         }
+    }
+
+    #[test]
+    fn the_log_scrolls_wraps_and_says_when_the_filter_matches_nothing() {
+        let mut state = busy_state();
+        let long = format!("INFO {}", "word ".repeat(60));
+        state
+            .logs
+            .extend((0..40).map(|i| LogLine::new(1_700_000_000_000, "w", format!("line {i}"))));
+        state.logs.extend([LogLine::new(0, "w", long)]);
+        let screen = render(&state, 100, 40);
+        println!("{screen}");
+        // Wrapped: the 60 words all show, over several rows.
+        assert_eq!(screen.matches("word").count(), 60, "{screen}");
+        state.logs.scroll_up(1000);
+        let screen = render(&state, 80, 24);
         assert!(
-            screen.contains("164") || screen.contains("165"),
-            "the histogram's last bucket label"
+            screen.contains("clip recognised"),
+            "the oldest line: {screen}"
+        );
+        assert!(screen.contains("rows up, f: follow"), "{screen}");
+        state.logs.follow();
+        state.logs.filter = "no such text".into();
+        let screen = render(&state, 80, 24);
+        assert!(
+            screen.contains("no line matches the filter \"no such text\""),
+            "{screen}"
         );
     }
 
     #[test]
-    fn histogram_labels_are_bucket_bounds() {
-        let state = busy_state();
-        // At 100 columns the latency panel is 100 - 46 wide, 2 of them borders.
-        let buckets = state
-            .latency
-            .buckets(Stage::EndToEnd, latency::bar_count(100 - 46 - 2));
-        assert!(buckets.len() > 4);
-        let screen = render(&state, 100, 30);
-        for (upper, _) in &buckets {
-            assert!(
-                screen.contains(&format!("{upper:.0}")),
-                "bucket label {upper:.0} missing"
-            );
-        }
+    fn c_clears_names_and_strangers_and_the_count_stays_cleared() {
+        let mut state = busy_state();
+        state.clear_people();
+        assert!(state.people.is_empty());
+        let mut snapshot = SessionSnapshot {
+            unknown_faces: 5,
+            ..SessionSnapshot::default()
+        };
+        state.on_snapshot(snapshot.clone(), Duration::from_secs(70));
+        // 3 before `c`, 2 since.
+        assert_eq!(state.unknown_faces, 2);
+        snapshot.unknown_faces = 3;
+        state.on_snapshot(snapshot, Duration::from_secs(71));
+        assert_eq!(state.unknown_faces, 0);
+        assert!(render(&state, 80, 24).contains("no stranger seen"));
+    }
+
+    #[test]
+    fn the_drain_counts_down_and_says_what_ctrl_c_abandons() {
+        let mut state = busy_state();
+        state.grace = Duration::from_secs(20);
+        state.draining(true);
+        let screen = session_text(&state, 100, 30);
+        assert!(
+            screen.contains("gives up in 19s") || screen.contains("gives up in 20s"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("Ctrl-C again to abandon (2 clips stay in the spool)"),
+            "{screen}"
+        );
     }
 
     #[test]
@@ -325,16 +740,36 @@ mod tests {
     #[test]
     fn an_outage_shows_in_the_session_panel_while_it_lasts() {
         let mut state = busy_state();
-        assert!(render(&state, 80, 24).contains("gpio"));
+        assert!(render(&state, 80, 24).contains("store and queue reachable"));
         // 10:55:20 UTC on some day.
         state.link.store_down_since_ns = Some((10 * 3600 + 55 * 60 + 20) * 1_000_000_000);
-        let screen = render(&state, 80, 24);
+        let session = session_text(&state, 80, 24);
         assert!(
-            screen.contains("store down since 10:55:20, retrying"),
-            "{screen}"
+            session.contains("link store unreachable since 10:55:20, 1 spooled, retrying"),
+            "{session}"
         );
         state.link = rollcall_edge::link::LinkStatus::default();
-        assert!(!render(&state, 80, 24).contains("down since"));
+        assert!(!render(&state, 80, 24).contains("unreachable since"));
+    }
+
+    #[test]
+    fn the_source_picker_lists_choices_free_text_and_why_a_choice_was_refused() {
+        let mut state = busy_state();
+        let mut picker = crate::tui::source_picker::SourcePicker::open(
+            "test",
+            &["file:/videos/lecture.mp4".to_string()],
+        );
+        picker.type_char('x');
+        picker.error = Some("x: unknown source kind".into());
+        state.mode = InputMode::Source(picker);
+        let screen = render(&state, 80, 24);
+        assert!(
+            screen.contains("file:/videos/lecture.mp4 (recent)"),
+            "{screen}"
+        );
+        assert!(screen.contains("test (test pattern)"), "{screen}");
+        assert!(screen.contains("other: x_"), "{screen}");
+        assert!(screen.contains("x: unknown source kind"), "{screen}");
     }
 
     #[test]
