@@ -276,20 +276,37 @@ impl Recognition {
         &self,
         access: DirectoryAccess,
     ) -> Result<DirectoryWithAttendance> {
+        self.people_and_attendance_in(access, None)
+    }
+
+    /// [`people_and_attendance`](Self::people_and_attendance); on AWS in the table and bucket
+    /// of `names` when given (a session's `--prefix` / `--bucket`), else of
+    /// `ROLLCALL_AWS_PREFIX` / `ROLLCALL_BUCKET`.
+    pub fn people_and_attendance_in(
+        &self,
+        access: DirectoryAccess,
+        names: Option<&rollcall_protocol::aws::Names>,
+    ) -> Result<DirectoryWithAttendance> {
         if self.backend == "aws" {
             #[cfg(feature = "aws")]
             {
-                let prefix = std::env::var("ROLLCALL_AWS_PREFIX")
-                    .ok()
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| "rollcall".to_string());
-                let mut names = rollcall_protocol::aws::Names::new(&prefix);
-                if let Some(bucket) = std::env::var("ROLLCALL_BUCKET")
-                    .ok()
-                    .filter(|b| !b.is_empty())
-                {
-                    names.bucket = bucket;
-                }
+                let names = match names {
+                    Some(names) => names.clone(),
+                    None => {
+                        let prefix = std::env::var("ROLLCALL_AWS_PREFIX")
+                            .ok()
+                            .filter(|p| !p.is_empty())
+                            .unwrap_or_else(|| "rollcall".to_string());
+                        let mut names = rollcall_protocol::aws::Names::new(&prefix);
+                        if let Some(bucket) = std::env::var("ROLLCALL_BUCKET")
+                            .ok()
+                            .filter(|b| !b.is_empty())
+                        {
+                            names.bucket = bucket;
+                        }
+                        names
+                    }
+                };
                 let table = names.table();
                 // The gallery snapshot sits in the clips bucket (see directory/dynamodb.rs).
                 let directory = Arc::new(
@@ -302,7 +319,10 @@ impl Recognition {
                 return Ok((directory.clone(), directory, format!("dynamodb:{table}")));
             }
             #[cfg(not(feature = "aws"))]
-            anyhow::bail!("this rollcall was built without the `aws` feature");
+            {
+                let _ = names;
+                anyhow::bail!("this rollcall was built without the `aws` feature");
+            }
         }
         let directory = Arc::new(self.directory(access)?);
         Ok((directory.clone(), directory, self.db.display().to_string()))

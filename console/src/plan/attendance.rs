@@ -147,9 +147,14 @@ impl AttendanceArgs {
         if self.class.is_none() {
             return Ok(None);
         }
+        // On AWS the roster is in the session's deployment (`--prefix` / `--bucket`).
+        #[cfg(feature = "aws")]
+        let names = Some(&plan.names);
+        #[cfg(not(feature = "aws"))]
+        let names = None;
         let (people, book, _) = plan
             .recognition
-            .people_and_attendance(DirectoryAccess::Existing)?;
+            .people_and_attendance_in(DirectoryAccess::Existing, names)?;
         let Some(roster) = self.roster(people.as_ref(), book.as_ref())? else {
             return Ok(None);
         };
