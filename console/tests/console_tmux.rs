@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    data_dir, example_photos, models_present, people_directory_without_faces, rollcall,
-    send_signal, spooled_clips, text, tmux_present, Tmux,
+    data_dir, models_present, people_directory_without_faces, send_signal, spooled_clips, text,
+    tmux_present, Tmux,
 };
 
 /// `path` quoted for sh.
@@ -23,25 +23,7 @@ fn console_in_tmux_starts_a_session_shows_a_name_and_latency_and_restores_the_te
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let photos = example_photos(&data, dir.path(), &[("barack_obama", "obama.jpg")]);
-    let records = dir.path().join("records.csv");
-    std::fs::write(
-        &records,
-        "person_id,name,student_id,programme,year\n\
-         barack_obama,Barack Obama,S-0044,Political Science,4\n",
-    )
-    .unwrap();
-    let db = dir.path().join("people.db");
-    let out = rollcall(&[
-        "enroll",
-        "--photos",
-        photos.to_str().unwrap(),
-        "--records",
-        records.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    let db = common::obama_with_record(&data, dir.path());
 
     let video = data.join("videos/armbiantest_obama/obama.mp4");
     let stty = dir.path().join("stty.txt");

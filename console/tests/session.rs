@@ -133,25 +133,7 @@ fn sigterm_ends_a_headless_session_with_the_full_report_and_status_143() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let photos = common::example_photos(&data, tmp.path(), &[("barack_obama", "obama.jpg")]);
-    let records = tmp.path().join("records.csv");
-    std::fs::write(
-        &records,
-        "person_id,name,student_id,programme,year\n\
-         barack_obama,Barack Obama,S-0044,Political Science,4\n",
-    )
-    .unwrap();
-    let db = tmp.path().join("people.db");
-    let out = rollcall(&[
-        "enroll",
-        "--photos",
-        photos.to_str().unwrap(),
-        "--records",
-        records.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    let db = common::obama_with_record(&data, tmp.path());
     let video = data.join("videos/armbiantest_obama/obama.mp4");
     let report = tmp.path().join("report.json");
     let stdout = tmp.path().join("stdout.txt");

@@ -419,3 +419,28 @@ pub fn provision(prefix: &str, device: &str) {
     );
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A people directory in `dir` with Barack Obama enrolled from his `obama.jpg` of `examples/`
+/// and an academic record (S-0044, Political Science, year 4); its path.
+pub fn obama_with_record(data: &Path, dir: &Path) -> PathBuf {
+    let photos = example_photos(data, dir, &[("barack_obama", "obama.jpg")]);
+    let records = dir.join("records.csv");
+    std::fs::write(
+        &records,
+        "person_id,name,student_id,programme,year\n\
+         barack_obama,Barack Obama,S-0044,Political Science,4\n",
+    )
+    .expect("write the records");
+    let db = dir.join("people.db");
+    let out = rollcall(&[
+        "enroll",
+        "--photos",
+        photos.to_str().unwrap(),
+        "--records",
+        records.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    db
+}

@@ -1,6 +1,6 @@
 //! The `?` overlay.
 
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
@@ -34,18 +34,7 @@ const KEYS: [(&str, &str); 16] = [
 ];
 
 pub fn draw(frame: &mut Frame, area: Rect) {
-    let [_, middle, _] = Layout::vertical([
-        Constraint::Fill(1),
-        Constraint::Length(KEYS.len() as u16 + 2),
-        Constraint::Fill(1),
-    ])
-    .areas(area);
-    let [_, popup, _] = Layout::horizontal([
-        Constraint::Fill(1),
-        Constraint::Max(74),
-        Constraint::Fill(1),
-    ])
-    .areas(middle);
+    let popup = super::centred(area, 74, KEYS.len() as u16 + 2);
     let lines: Vec<Line> = KEYS
         .iter()
         .map(|(key, what)| Line::from(format!(" {key:<9} {what}")))

@@ -286,19 +286,7 @@ fn draw_picker(frame: &mut Frame, area: Rect, picker: &crate::tui::source_picker
             )));
         }
     }
-    let height = (lines.len() as u16 + 2).min(area.height);
-    let [_, middle, _] = Layout::vertical([
-        Constraint::Fill(1),
-        Constraint::Length(height),
-        Constraint::Fill(1),
-    ])
-    .areas(area);
-    let [_, popup, _] = Layout::horizontal([
-        Constraint::Fill(1),
-        Constraint::Length(width),
-        Constraint::Fill(1),
-    ])
-    .areas(middle);
+    let popup = centred(area, width, lines.len() as u16 + 2);
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" Source ")),
@@ -306,23 +294,28 @@ fn draw_picker(frame: &mut Frame, area: Rect, picker: &crate::tui::source_picker
     );
 }
 
-/// `e`: the status message whole, in a popup.
-fn draw_message(frame: &mut Frame, area: Rect, state: &ConsoleState) {
-    let width = area.width.saturating_sub(4).clamp(10, 100);
-    let rows = wrap(&state.status, width.saturating_sub(2) as usize);
-    let height = (rows.len() as u16 + 2).min(area.height);
+/// A popup of `width` x `height` (at most the area's) in the middle of `area`.
+pub(crate) fn centred(area: Rect, width: u16, height: u16) -> Rect {
     let [_, middle, _] = Layout::vertical([
         Constraint::Fill(1),
-        Constraint::Length(height),
+        Constraint::Length(height.min(area.height)),
         Constraint::Fill(1),
     ])
     .areas(area);
     let [_, popup, _] = Layout::horizontal([
         Constraint::Fill(1),
-        Constraint::Length(width),
+        Constraint::Length(width.min(area.width)),
         Constraint::Fill(1),
     ])
     .areas(middle);
+    popup
+}
+
+/// `e`: the status message whole, in a popup.
+fn draw_message(frame: &mut Frame, area: Rect, state: &ConsoleState) {
+    let width = area.width.saturating_sub(4).clamp(10, 100);
+    let rows = wrap(&state.status, width.saturating_sub(2) as usize);
+    let popup = centred(area, width, rows.len() as u16 + 2);
     let lines: Vec<Line> = rows.into_iter().map(Line::from).collect();
     frame.render_widget(Clear, popup);
     frame.render_widget(
