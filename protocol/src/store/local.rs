@@ -109,13 +109,7 @@ impl LocalClipStore {
             key: key.to_string(),
             message: e.to_string(),
         })?;
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                key: key.to_string(),
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
+        create_parent(key, &path)?;
         self.write_atomic(key, &meta_path, &json)?;
         self.write_atomic(key, &path, bytes)?;
         tracing::debug!(%key, bytes = bytes.len(), root = %self.root.display(), "clip stored");
@@ -209,6 +203,7 @@ impl LocalClipStore {
         holder: &str,
     ) -> Result<Claim, StoreError> {
         let path = self.ledger_path(key, version)?;
+        create_parent(key, &path)?;
         let io_error = |path: &Path, source: io::Error| StoreError::Io {
             key: key.to_string(),
             path: path.to_path_buf(),
@@ -247,6 +242,7 @@ impl LocalClipStore {
         result: &RecognitionResult,
     ) -> Result<(), StoreError> {
         let path = self.ledger_path(key, version)?;
+        create_parent(key, &path)?;
         let entry = LedgerEntry::answered(holder, result);
         self.write_atomic(key, &path, &entry.to_bytes())
     }
@@ -264,20 +260,12 @@ impl LocalClipStore {
         }
     }
 
-    /// The ledger file of `version` of `key`, its folder created.
+    /// The ledger file of `version` of `key`.
     fn ledger_path(&self, key: &str, version: &str) -> Result<PathBuf, StoreError> {
         validate_key(key)?;
         let ledger = answer_key(key, version);
         validate_key(&ledger)?;
-        let path = self.root.join(&ledger);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                key: key.to_string(),
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        Ok(path)
+        Ok(self.root.join(&ledger))
     }
 
     fn write_atomic(&self, key: &str, path: &Path, data: &[u8]) -> Result<(), StoreError> {
@@ -304,6 +292,18 @@ impl LocalClipStore {
             }
         })
     }
+}
+
+/// Create the folder `path` (of `key`) goes into.
+fn create_parent(key: &str, path: &Path) -> Result<(), StoreError> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+        key: key.to_string(),
+        path: parent.to_path_buf(),
+        source,
+    })
 }
 
 impl ClipStore for LocalClipStore {
