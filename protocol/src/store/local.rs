@@ -44,7 +44,6 @@ pub type CreatedFn = dyn Fn(ClipEvent) + Send + Sync;
 pub struct LocalClipStore {
     root: PathBuf,
     durable: bool,
-    counter: AtomicU64,
     notify: Option<Arc<CreatedFn>>,
 }
 
@@ -65,7 +64,6 @@ impl LocalClipStore {
         LocalClipStore {
             root: root.into(),
             durable: true,
-            counter: AtomicU64::new(0),
             notify: None,
         }
     }
@@ -209,19 +207,21 @@ impl LocalClipStore {
             path: path.to_path_buf(),
             source,
         };
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut file) => {
-                file.write_all(&LedgerEntry::claim(holder).to_bytes())
-                    .map_err(|e| io_error(&path, e))?;
-                if self.durable {
-                    file.sync_all().map_err(|e| io_error(&path, e))?;
-                }
-                Ok(Claim::Claimed)
+        // The entry is written whole under a temporary name, then linked into place: linking
+        // fails when the name exists (the exclusive part) and never shows a half-written entry.
+        let tmp = self.temp_path(&path);
+        let written = (|| {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(&LedgerEntry::claim(holder).to_bytes())?;
+            if self.durable {
+                file.sync_all()?;
             }
+            Ok::<_, io::Error>(())
+        })();
+        let linked = written.and_then(|()| fs::hard_link(&tmp, &path));
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(Claim::Claimed),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let mut bytes = Vec::new();
                 open_regular_file(&path)
@@ -268,13 +268,20 @@ impl LocalClipStore {
         Ok(self.root.join(&ledger))
     }
 
-    fn write_atomic(&self, key: &str, path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    /// A temporary name beside `path`, unique to this process and call (the counter is shared
+    /// by every store of the process: two stores on one folder must not pick the same name).
+    fn temp_path(&self, path: &Path) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("object");
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+    }
+
+    fn write_atomic(&self, key: &str, path: &Path, data: &[u8]) -> Result<(), StoreError> {
+        let tmp = self.temp_path(path);
         let result = (|| {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(data)?;

@@ -201,8 +201,9 @@ impl LedgerEntry {
         }
     }
 
-    /// What a reader of this entry learns. An entry that cannot be parsed is one being written
-    /// (the local store creates the file, then fills it): held since now.
+    /// What a reader of this entry learns. An entry that cannot be parsed (damaged, or released
+    /// between a failed claim and the read) counts as held since now: the delivery is handed
+    /// back and tried again.
     pub fn read(bytes: &[u8]) -> Claim {
         match serde_json::from_slice::<LedgerEntry>(bytes) {
             Ok(LedgerEntry {
