@@ -6,6 +6,7 @@
 //! ```toml
 //! db = "/var/lib/rollcall/people.db"   # people directory (SQLite)
 //! threads = 1                          # ONNX Runtime threads per inference (at most the cores)
+//! conv_layout = "auto"                 # convolution layout: auto (timed at load), blocked, plain
 //! min_face = 20                        # smallest face side searched, pixels (MTCNN and YuNet)
 //! max_detect_side = 1920               # photos longer than this are searched on a shrunken copy
 //! max_megapixels = 150                 # larger photos are refused before decoding
@@ -35,6 +36,7 @@ use rollcall_recognizer::directory::attendance::AttendanceBook;
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::directory::{DirectoryError, PeopleDirectory};
 use rollcall_recognizer::enrollment::load_gallery;
+use rollcall_recognizer::runtime::ConvLayout;
 use rollcall_recognizer::vision::image::MAX_IMAGE_SIDE;
 use rollcall_recognizer::vision::{DetectorKind, FacePipeline, Gallery, PipelineOptions};
 
@@ -49,6 +51,7 @@ pub type DirectoryWithAttendance = (Arc<dyn PeopleDirectory>, Arc<dyn Attendance
 pub struct ConfigFile {
     pub db: Option<PathBuf>,
     pub threads: Option<usize>,
+    pub conv_layout: Option<ConvLayout>,
     pub min_face: Option<f32>,
     pub max_detect_side: Option<u32>,
     pub max_megapixels: Option<f64>,
@@ -135,7 +138,7 @@ pub struct ClipArgs {
 }
 
 /// Flags of every command that recognises faces.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct RecognizerArgs {
     /// People directory (SQLite file). Default: $ROLLCALL_HOME/people.db.
     #[arg(long, env = "ROLLCALL_DB", value_name = "PATH")]
@@ -151,6 +154,11 @@ pub struct RecognizerArgs {
     /// / PX) pixels are then not found.
     #[arg(long, env = "ROLLCALL_MAX_DETECT_SIDE", value_name = "PX")]
     pub max_detect_side: Option<u32>,
+    /// Convolution layout of ONNX Runtime: `auto` (the embedder is timed both ways when it
+    /// loads and the faster kept; detectors blocked), `blocked` (NCHWc) or `plain`. Which is
+    /// faster depends on the CPU (see docs/benchmarks.md).
+    #[arg(long, env = "ROLLCALL_CONV_LAYOUT", value_name = "auto|blocked|plain")]
+    pub conv_layout: Option<ConvLayout>,
     /// Photos with more megapixels are refused before decoding (default 150).
     #[arg(long, env = "ROLLCALL_MAX_MEGAPIXELS", value_name = "MP")]
     pub max_megapixels: Option<f64>,
@@ -199,6 +207,9 @@ impl RecognizerArgs {
         };
         if let Some(threads) = threads {
             options.runtime.intra_threads = threads;
+        }
+        if let Some(layout) = self.conv_layout.or(config.conv_layout) {
+            options.runtime.conv_layout = layout;
         }
         if let Some(min_face) = self.min_face.or(config.min_face) {
             if !(4.0..=4096.0).contains(&min_face) {

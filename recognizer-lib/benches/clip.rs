@@ -164,8 +164,29 @@ fn bench_clip(c: &mut Criterion) {
         }
     };
     if !pipeline.has_fast_detector() || !pipeline.has_yunet() {
+        // Say which one and why: the pipeline only logs it at debug level.
+        let cache = ModelCache::from_env().ok();
+        let why = |model: &str, loaded: bool| match (&cache, loaded) {
+            (_, true) => None,
+            (Some(cache), false) => Some(match cache.model_path(model) {
+                Ok(path) => format!("{model} at {} did not load", path.display()),
+                Err(e) => e.to_string(),
+            }),
+            (None, false) => Some(format!("{model}: no model cache")),
+        };
+        let missing: Vec<String> = [
+            why("fr_detect.onnx", pipeline.has_fast_detector()),
+            why(
+                "face_detection_yunet_2023mar_int8bq.onnx",
+                pipeline.has_yunet(),
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         eprintln!(
-            "clip analysis bench skipped: a video detector is missing (rollcall models fetch)"
+            "clip analysis bench skipped: a video detector is missing (rollcall models fetch): {}",
+            missing.join("; ")
         );
         return;
     }

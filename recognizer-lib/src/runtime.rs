@@ -34,6 +34,8 @@ pub struct RuntimeOptions {
     /// faster (outputs equal to ~1e-6; see [`prelu`]). On by default; off loads the files as
     /// they are.
     pub rewrite_prelu: bool,
+    /// Whether convolutions run in ONNX Runtime's blocked (NCHWc) layout; see [`ConvLayout`].
+    pub conv_layout: ConvLayout,
 }
 
 impl Default for RuntimeOptions {
@@ -42,9 +44,84 @@ impl Default for RuntimeOptions {
             intra_threads: 1,
             sessions_per_model: 1,
             rewrite_prelu: true,
+            conv_layout: ConvLayout::Auto,
         }
     }
 }
+
+/// The memory layout ONNX Runtime's CPU provider runs convolutions in.
+///
+/// Why a choice: with its highest optimisation level ONNX Runtime rewrites convolutions into a
+/// blocked layout (NCHWc, 8 or 16 channels per block) for its AVX2/AVX-512 kernels. On most
+/// machines that is the fastest, and it is what the detectors want (measured 2026-12-06 on an
+/// Ice Lake server VM: YuNet 9.5 vs 30 ms, UltraFace 5.1 vs 16 ms, MTCNN 52 vs 82 ms per frame).
+/// But the same VM ran the embedder's pointwise convolutions 128 -> 256 channels at 14x14 about
+/// 10x slower blocked than plain (`fr_feature` 66 vs 21 ms per face), while a machine measured on
+/// 2026-11-27 ran it fastest blocked (5 ms). Which wins depends on the CPU, so a model that
+/// offers a probe input is timed both ways when it loads ([`ConvLayout::Auto`]).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvLayout {
+    /// Time a probe run of the model both ways at load and keep the faster (models without a
+    /// probe input use [`ConvLayout::Blocked`]). Costs a few runs of the model at start-up.
+    #[default]
+    Auto,
+    /// Always the blocked layout (ONNX Runtime's default at its highest optimisation level).
+    Blocked,
+    /// Never the blocked layout: plain NCHW convolutions.
+    Plain,
+}
+
+impl ConvLayout {
+    /// The name used in settings: `auto`, `blocked` or `plain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConvLayout::Auto => "auto",
+            ConvLayout::Blocked => "blocked",
+            ConvLayout::Plain => "plain",
+        }
+    }
+}
+
+impl std::fmt::Display for ConvLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ConvLayout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(ConvLayout::Auto),
+            "blocked" | "nchwc" => Ok(ConvLayout::Blocked),
+            "plain" | "nchw" => Ok(ConvLayout::Plain),
+            other => Err(format!(
+                "unknown convolution layout {other:?} (expected auto, blocked or plain)"
+            )),
+        }
+    }
+}
+
+/// A float input of a fixed shape that [`ConvLayout::Auto`] times a model with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeInput {
+    /// The input's shape, e.g. `[1, 3, 112, 112]`.
+    pub shape: Vec<usize>,
+}
+
+/// Timed runs per layout in a probe (after one untimed run that lets ONNX Runtime allocate);
+/// the fastest counts, so a run slowed by another process does not decide.
+const PROBE_RUNS: usize = 3;
+
+/// The plain layout is kept only when it is clearly faster: within this ratio the blocked
+/// layout (ONNX Runtime's own choice) stays.
+const PROBE_MARGIN: f64 = 0.85;
+
+/// ONNX Runtime's name of the graph transformer that introduces the blocked layout.
+const NCHWC_TRANSFORMER: &str = "NchwcTransformer";
 
 /// The loaded library and its environment; ort only keeps a weak reference, so it lives here.
 static ORT_LIBRARY: OnceLock<Result<(PathBuf, ort::environment::Environment), String>> =
@@ -115,7 +192,55 @@ fn edit_graph(
 pub struct SessionPool {
     name: String,
     sessions: Vec<Mutex<Session>>,
+    layout: ConvLayout,
     next: AtomicUsize,
+}
+
+/// Build the model both ways, time [`PROBE_RUNS`] runs of each on `probe`, and return the
+/// faster layout with its session (the other is dropped).
+fn choose_layout(
+    name: &str,
+    probe: &ProbeInput,
+    build: &dyn Fn(ConvLayout) -> Result<Session, RecognizerError>,
+) -> Result<(ConvLayout, Session), RecognizerError> {
+    let values: Vec<f32> = (0..probe.shape.iter().product::<usize>())
+        // Varied, normal values: zeros or denormals could take other paths than real inputs.
+        .map(|i| ((i % 255) as f32 - 127.5) / 128.0)
+        .collect();
+    let time = |session: &mut Session| -> Result<std::time::Duration, ort::Error> {
+        let mut best = std::time::Duration::MAX;
+        for run in 0..=PROBE_RUNS {
+            let tensor =
+                ort::value::TensorRef::from_array_view((probe.shape.clone(), values.as_slice()))?;
+            let started = std::time::Instant::now();
+            session.run(ort::inputs![tensor])?;
+            if run > 0 {
+                best = best.min(started.elapsed());
+            }
+        }
+        Ok(best)
+    };
+    let probe_error = |e: ort::Error| RecognizerError::Model {
+        model: name.to_string(),
+        message: format!("probe run on {:?}: {e}", probe.shape),
+    };
+    let mut blocked = build(ConvLayout::Blocked)?;
+    let blocked_time = time(&mut blocked).map_err(probe_error)?;
+    let mut plain = build(ConvLayout::Plain)?;
+    let plain_time = time(&mut plain).map_err(probe_error)?;
+    let plain_wins = plain_time.as_secs_f64() < blocked_time.as_secs_f64() * PROBE_MARGIN;
+    tracing::debug!(
+        model = %name,
+        blocked_ms = blocked_time.as_secs_f64() * 1e3,
+        plain_ms = plain_time.as_secs_f64() * 1e3,
+        chosen = if plain_wins { "plain" } else { "blocked" },
+        "convolution layout timed"
+    );
+    Ok(if plain_wins {
+        (ConvLayout::Plain, plain)
+    } else {
+        (ConvLayout::Blocked, blocked)
+    })
 }
 
 impl SessionPool {
@@ -135,6 +260,18 @@ impl SessionPool {
         path: &Path,
         options: &RuntimeOptions,
         axes: DynamicAxes,
+    ) -> Result<SessionPool, RecognizerError> {
+        SessionPool::load_probed(path, options, axes, None)
+    }
+
+    /// [`load_with`](Self::load_with); with [`ConvLayout::Auto`] and a `probe`, the convolution
+    /// layout is chosen by timing the model on the probe input both ways (logged at debug level,
+    /// see [`layout`](Self::layout)).
+    pub fn load_probed(
+        path: &Path,
+        options: &RuntimeOptions,
+        axes: DynamicAxes,
+        probe: Option<&ProbeInput>,
     ) -> Result<SessionPool, RecognizerError> {
         let name = path
             .file_name()
@@ -158,9 +295,7 @@ impl SessionPool {
             }
         };
         let edited = edit_graph(path, &name, options, axes)?;
-        let count = options.sessions_per_model.max(1);
-        let mut sessions = Vec::with_capacity(count);
-        for _ in 0..count {
+        let build = |layout: ConvLayout| -> Result<Session, RecognizerError> {
             let mut builder = Session::builder(environment)
                 .map_err(model_error)?
                 .with_optimization_level(GraphOptimizationLevel::All)
@@ -169,18 +304,42 @@ impl SessionPool {
                 .map_err(|e| model_error(e.into()))?
                 .with_inter_threads(1)
                 .map_err(|e| model_error(e.into()))?;
-            let session = match &edited {
+            if layout == ConvLayout::Plain {
+                builder = builder
+                    .with_disabled_optimizers(NCHWC_TRANSFORMER)
+                    .map_err(|e| model_error(e.into()))?;
+            }
+            match &edited {
                 Some(bytes) => builder.commit_from_memory(bytes),
                 None => builder.commit_from_file(path),
             }
-            .map_err(model_error)?;
-            sessions.push(Mutex::new(session));
+            .map_err(model_error)
+        };
+        let count = options.sessions_per_model.max(1);
+        let mut sessions = Vec::with_capacity(count);
+        let layout = match (options.conv_layout, probe) {
+            (ConvLayout::Auto, Some(probe)) => {
+                let (layout, session) = choose_layout(&name, probe, &build)?;
+                sessions.push(Mutex::new(session));
+                layout
+            }
+            (ConvLayout::Auto, None) => ConvLayout::Blocked,
+            (chosen, _) => chosen,
+        };
+        while sessions.len() < count {
+            sessions.push(Mutex::new(build(layout)?));
         }
         Ok(SessionPool {
             name,
             sessions,
+            layout,
             next: AtomicUsize::new(0),
         })
+    }
+
+    /// The convolution layout the sessions use (never [`ConvLayout::Auto`]: the choice made).
+    pub fn layout(&self) -> ConvLayout {
+        self.layout
     }
 
     /// The model's file name, for messages.
@@ -211,5 +370,20 @@ impl SessionPool {
         self.sessions[index]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_layout_names_round_trip_and_unknown_names_are_refused() {
+        for layout in [ConvLayout::Auto, ConvLayout::Blocked, ConvLayout::Plain] {
+            assert_eq!(layout.as_str().parse::<ConvLayout>(), Ok(layout));
+        }
+        assert_eq!(" NCHWC ".parse::<ConvLayout>(), Ok(ConvLayout::Blocked));
+        let refused = "fast".parse::<ConvLayout>().unwrap_err();
+        assert!(refused.contains("\"fast\""), "{refused}");
     }
 }

@@ -14,6 +14,7 @@ use rollcall_recognizer::enrollment::{
     embed_person_photos, load_gallery, recalibrate, scan_photo_tree, store_enrollment, PhotoOutcome,
 };
 use rollcall_recognizer::evaluation::{summarize, ProbeResult};
+use rollcall_recognizer::runtime::{ConvLayout, RuntimeOptions};
 use rollcall_recognizer::vision::ultraface::iou;
 use rollcall_recognizer::vision::{
     decode_image, load_image, DetectorKind, FacePipeline, Identity, PipelineOptions, YuNet,
@@ -128,17 +129,45 @@ fn group_photo_yields_several_faces_and_a_blank_image_none() {
     assert!(pipeline.faces(&blank).unwrap().0.is_empty());
 }
 
-/// The models run with `PRelu` rewritten (the default, see `runtime::prelu`) must find the same
-/// faces and give the same embeddings as the files as they are.
+/// How the models run changes speed, never results: the default pipeline (`PRelu` rewritten,
+/// see `runtime::prelu`; the embedder's convolution layout timed at load, see
+/// `runtime::ConvLayout`) must find the same faces and give the same embeddings as the files as
+/// they are, and as every convolution layout forced.
 #[test]
-fn prelu_rewrite_keeps_detections_and_embeddings() {
-    let (Some(data), Some(rewritten)) = (common::data_dir(), common::pipeline()) else {
+fn runtime_variants_keep_detections_and_embeddings() {
+    let (Some(data), Some(default)) = (common::data_dir(), common::pipeline()) else {
         return;
     };
     let cache = rollcall_models::ModelCache::from_env().expect("model cache");
-    let mut options = PipelineOptions::default();
-    options.runtime.rewrite_prelu = false;
-    let original = FacePipeline::load(&cache, options).expect("models as they are");
+    let as_they_are = RuntimeOptions {
+        rewrite_prelu: false,
+        ..RuntimeOptions::default()
+    };
+    for runtime in [
+        as_they_are,
+        RuntimeOptions {
+            conv_layout: ConvLayout::Blocked,
+            ..RuntimeOptions::default()
+        },
+        RuntimeOptions {
+            conv_layout: ConvLayout::Plain,
+            ..RuntimeOptions::default()
+        },
+    ] {
+        let variant = format!(
+            "prelu rewritten: {}, layout {}",
+            runtime.rewrite_prelu, runtime.conv_layout
+        );
+        let options = PipelineOptions {
+            runtime,
+            ..PipelineOptions::default()
+        };
+        let other = FacePipeline::load(&cache, options).expect("models load");
+        compare_pipelines(&data, &default, &other, &variant);
+    }
+}
+
+fn compare_pipelines(data: &Path, default: &FacePipeline, other: &FacePipeline, variant: &str) {
     let mut compared = 0;
     let tree = scan_photo_tree(&data.join("faces/val")).expect("probe tree");
     let chosen = [
@@ -154,9 +183,9 @@ fn prelu_rewrite_keeps_detections_and_embeddings() {
     {
         for file in files.iter().take(3) {
             let image = load_image(file).expect("probe decodes");
-            let (a, _) = original.faces(&image).expect("original models");
-            let (b, _) = rewritten.faces(&image).expect("rewritten models");
-            assert_eq!(a.len(), b.len(), "{}", file.display());
+            let (a, _) = other.faces(&image).expect("variant models");
+            let (b, _) = default.faces(&image).expect("default models");
+            assert_eq!(a.len(), b.len(), "{variant}: {}", file.display());
             for (fa, fb) in a.iter().zip(&b) {
                 let moved = [
                     fa.detection.bbox.x1 - fb.detection.bbox.x1,
@@ -166,16 +195,16 @@ fn prelu_rewrite_keeps_detections_and_embeddings() {
                 ];
                 assert!(
                     moved.iter().all(|d| d.abs() < 0.01),
-                    "{}: {moved:?}",
+                    "{variant}: {}: {moved:?}",
                     file.display()
                 );
                 let cos = rollcall_recognizer::vision::cosine(&fa.embedding, &fb.embedding);
-                assert!(cos > 0.9999, "{}: cosine {cos}", file.display());
+                assert!(cos > 0.9999, "{variant}: {}: cosine {cos}", file.display());
                 compared += 1;
             }
         }
     }
-    assert!(compared >= 6, "only {compared} faces compared");
+    assert!(compared >= 6, "{variant}: only {compared} faces compared");
 }
 
 /// `fr_feature` runs with its batch dimension freed at load time (the file fixes it to 1):

@@ -73,12 +73,8 @@ impl DirectoryArgs {
         let recognizer = RecognizerArgs {
             db: self.db.clone(),
             backend: self.backend.clone(),
-            threads: None,
-            min_face: None,
-            max_detect_side: None,
-            max_megapixels: None,
-            detector: None,
-            threshold: None,
+            // Only the directory is opened: no model settings apply.
+            ..RecognizerArgs::default()
         };
         recognizer.resolve(config)?.people_and_attendance(access)
     }

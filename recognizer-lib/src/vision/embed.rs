@@ -7,7 +7,7 @@ use ort::value::TensorRef;
 use super::align::ALIGNED_SIDE;
 use super::RgbImage;
 use crate::error::RecognizerError;
-use crate::runtime::{DynamicAxes, RuntimeOptions, SessionPool};
+use crate::runtime::{DynamicAxes, ProbeInput, RuntimeOptions, SessionPool};
 
 /// Length of an `fr_feature` embedding.
 pub const EMBEDDING_DIM: usize = 512;
@@ -23,10 +23,18 @@ pub struct FaceEmbedder {
 
 impl FaceEmbedder {
     /// Load `fr_feature.onnx`, with its batch dimension made free (the file declares a batch of
-    /// 1) so that several faces go through one run.
+    /// 1) so that several faces go through one run. With [`crate::runtime::ConvLayout::Auto`]
+    /// its convolution layout is chosen by timing one face both ways.
     pub fn load(path: &Path, runtime: &RuntimeOptions) -> Result<FaceEmbedder, RecognizerError> {
         Ok(FaceEmbedder {
-            model: SessionPool::load_with(path, runtime, DynamicAxes::Batch)?,
+            model: SessionPool::load_probed(
+                path,
+                runtime,
+                DynamicAxes::Batch,
+                Some(&ProbeInput {
+                    shape: vec![1, 3, ALIGNED_SIDE, ALIGNED_SIDE],
+                }),
+            )?,
         })
     }
 
