@@ -376,6 +376,60 @@ fn yunet_keeps_the_small_faces_the_fast_detector_loses() {
     }
 }
 
+/// Issue 11: YuNet's memory grew with the frame (a 1920x1080 run peaked ~330 MB above a
+/// 960x540 one), so frames over its pixel budget are detected in tiles plus the whole frame
+/// shrunk (`YuNet::faces`). On 1920x1080 grids of faces from 20 to 260 px, the tiled detection
+/// must find what one whole-frame run finds, each face once (no duplicates where tiles overlap).
+#[test]
+fn tiled_yunet_finds_what_one_whole_run_finds() {
+    let (Some(data), Some(pipeline)) = (common::data_dir(), common::pipeline()) else {
+        return;
+    };
+    let cache = rollcall_models::ModelCache::from_env().expect("model cache");
+    let yunet = YuNet::load(
+        &cache
+            .model_path(YUNET_MODEL)
+            .expect("YuNet in the manifest"),
+        &Default::default(),
+    )
+    .expect("YuNet loads");
+    let whole = YuNetOptions {
+        max_input_pixels: usize::MAX,
+        ..YuNetOptions::default()
+    };
+    let tiled = YuNetOptions::default();
+    for face_px in [20.0f32, 24.0, 32.0, 48.0, 80.0, 140.0, 260.0] {
+        let (frame, centres) =
+            lecture_hall::face_grid(&data, &pipeline, face_px, 1920, 1080).expect("grid");
+        let mut counts = Vec::new();
+        for options in [&whole, &tiled] {
+            let faces = yunet.faces(&frame, options).expect("YuNet runs");
+            let boxes: Vec<_> = faces.iter().map(|f| f.proposal.bbox).collect();
+            counts.push((lecture_hall::found(&centres, face_px, &boxes), faces.len()));
+        }
+        let [(found_whole, all_whole), (found_tiled, all_tiled)] = counts[..] else {
+            unreachable!()
+        };
+        eprintln!(
+            "1920x1080, {face_px} px faces: whole run {found_whole} ({all_whole} boxes), \
+             tiled {found_tiled} ({all_tiled} boxes) of {}",
+            centres.len()
+        );
+        // A face on the edge of detection may flip either way with its surroundings.
+        let slack = (centres.len() / 20).max(1);
+        assert!(
+            found_tiled + slack >= found_whole
+                && (face_px < 24.0 || found_tiled * 10 >= centres.len() * 9),
+            "{face_px} px: tiled found {found_tiled}, whole {found_whole} of {}",
+            centres.len()
+        );
+        assert!(
+            all_tiled <= all_whole + 1 + centres.len() / 20,
+            "{face_px} px: tiled gave {all_tiled} boxes for {found_tiled} faces, whole {all_whole}"
+        );
+    }
+}
+
 #[test]
 fn subset_enrolment_identifies_people_and_rejects_strangers() {
     let (Some(data), Some(pipeline)) = (common::data_dir(), common::pipeline()) else {

@@ -22,9 +22,10 @@ pub struct FaceEmbedder {
 }
 
 impl FaceEmbedder {
-    /// Load `fr_feature.onnx`, with its batch dimension made free (the file declares a batch of
-    /// 1) so that several faces go through one run. With [`crate::runtime::ConvLayout::Auto`]
-    /// its convolution layout is chosen by timing one face both ways.
+    /// Load `fr_feature.onnx`, with its batch dimension made free (the file declares one face
+    /// per run) so that several faces go through one run. With
+    /// [`crate::runtime::ConvLayout::Auto`] its convolution layout is chosen by timing one face
+    /// both ways.
     pub fn load(path: &Path, runtime: &RuntimeOptions) -> Result<FaceEmbedder, RecognizerError> {
         Ok(FaceEmbedder {
             model: SessionPool::load_probed(

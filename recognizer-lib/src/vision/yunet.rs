@@ -25,7 +25,7 @@ use std::path::Path;
 use ort::value::TensorRef;
 
 use super::detect::{Detection, FaceBox, FaceDetector, Landmarks};
-use super::resize::resize_area_rgb;
+use super::resize::{AreaResizer, Window};
 use super::ultraface::{hard_nms, onet_square, Proposal, Scored};
 use super::RgbImage;
 use crate::error::RecognizerError;
@@ -64,7 +64,15 @@ pub struct YuNetOptions {
     /// smaller, cheaper size, while O-Net and everything after it still see the frame at full
     /// resolution. Proposals smaller than half this are ignored.
     pub min_face_size: f32,
+    /// Most pixels (padded width x height) of one YuNet run; larger inputs are detected in tiles
+    /// (see [`YuNet::faces`]). Bounds the run's memory, which grows with the input area (a
+    /// 1920x1088 run peaked ~330 MB above a 960x544 one).
+    pub max_input_pixels: usize,
 }
+
+/// Default [`YuNetOptions::max_input_pixels`]: a 640x640 input. A 640x360 clip runs whole, a
+/// 1280x720 or 1920x1080 frame in tiles.
+pub const DEFAULT_MAX_INPUT_PIXELS: usize = 640 * 640;
 
 impl Default for YuNetOptions {
     fn default() -> Self {
@@ -75,6 +83,7 @@ impl Default for YuNetOptions {
             box_scale: 1.0,
             box_shift_y: 0.0,
             min_face_size: 20.0,
+            max_input_pixels: DEFAULT_MAX_INPUT_PIXELS,
         }
     }
 }
@@ -137,6 +146,12 @@ impl YuNet {
 
     /// Faces in `image` by YuNet alone (score at or above the threshold, after NMS), highest
     /// score first.
+    ///
+    /// The frame is scaled for [`YuNetOptions::min_face_size`]; when the result is larger than
+    /// [`YuNetOptions::max_input_pixels`] it is detected in several runs ([`plan_passes`]): the
+    /// whole frame shrunk to fit the budget finds the larger faces, and overlapping tiles at the
+    /// full scale find the small ones, each face reported by the one tile whose core holds its
+    /// centre. Peak memory then depends on the budget, not on the frame's size.
     pub fn faces(
         &self,
         image: &RgbImage,
@@ -146,27 +161,73 @@ impl YuNet {
         if width == 0 || height == 0 {
             return Ok(Vec::new());
         }
-        let scale = input_scale(options.min_face_size);
-        let (in_w, in_h) = if scale < 1.0 {
-            (
-                ((width as f32 * scale).round() as usize).max(1),
-                ((height as f32 * scale).round() as usize).max(1),
-            )
-        } else {
-            (width, height)
-        };
-        let (pad_w, pad_h) = (padded(in_w), padded(in_h));
-        let input = if (in_w, in_h) == (width, height) {
-            input_tensor(image.as_raw(), width, height, pad_w, pad_h)
-        } else {
-            let resized = resize_area_rgb(image.as_raw(), width, height, in_w, in_h);
-            input_tensor(&resized, in_w, in_h, pad_w, pad_h)
-        };
-        // Back to the frame's pixels.
-        let (sx, sy) = (width as f32 / in_w as f32, height as f32 / in_h as f32);
+        let passes = plan_passes(
+            (width, height),
+            input_scale(options.min_face_size),
+            options.max_input_pixels,
+        );
+        let mut resizer = AreaResizer::default();
+        let mut pixels = Vec::new();
+        let mut found = Vec::new();
+        for pass in &passes {
+            let (in_w, in_h) = pass.input;
+            let window = pass.window;
+            let input = if (in_w, in_h) == (width, height) {
+                input_tensor(image.as_raw(), width, height, padded(in_w), padded(in_h))
+            } else {
+                resizer.resize_window(
+                    image.as_raw(),
+                    (width, height),
+                    Window {
+                        x: window.x as i64,
+                        y: window.y as i64,
+                        width: window.width,
+                        height: window.height,
+                    },
+                    (in_w, in_h),
+                    &mut pixels,
+                );
+                input_tensor(&pixels, in_w, in_h, padded(in_w), padded(in_h))
+            };
+            // Back to the frame's pixels.
+            let sx = window.width as f32 / in_w as f32;
+            let sy = window.height as f32 / in_h as f32;
+            for mut face in self.run(&input, padded(in_w), padded(in_h), options)? {
+                let b = &mut face.proposal.bbox;
+                (b.x1, b.x2) = (b.x1 * sx + window.x as f32, b.x2 * sx + window.x as f32);
+                (b.y1, b.y2) = (b.y1 * sy + window.y as f32, b.y2 * sy + window.y as f32);
+                for mark in &mut face.landmarks {
+                    mark[0] = mark[0] * sx + window.x as f32;
+                    mark[1] = mark[1] * sy + window.y as f32;
+                }
+                if pass.keeps(&face.proposal.bbox) {
+                    found.push(face);
+                }
+            }
+        }
+        let found: Vec<YuNetFace> = found
+            .into_iter()
+            .filter(|f| {
+                let b = &f.proposal.bbox;
+                [b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite())
+                    && b.width().max(b.height()) >= options.min_face_size * 0.5
+            })
+            .collect();
+        Ok(hard_nms(found, options.nms_iou, options.top_k))
+    }
+
+    /// One run on a padded `[3, pad_h, pad_w]` input: the faces scoring at least the threshold,
+    /// in pixels of that input.
+    fn run(
+        &self,
+        input: &[f32],
+        pad_w: usize,
+        pad_h: usize,
+        options: &YuNetOptions,
+    ) -> Result<Vec<YuNetFace>, RecognizerError> {
         let threshold = options.score_threshold;
         let found = self.model.with_session(|session| {
-            let tensor = TensorRef::from_array_view(([1usize, 3, pad_h, pad_w], input.as_slice()))?;
+            let tensor = TensorRef::from_array_view(([1usize, 3, pad_h, pad_w], input))?;
             let outputs = session.run(ort::inputs![tensor])?;
             let mut found = Vec::new();
             for stride in STRIDES {
@@ -187,33 +248,222 @@ impl YuNet {
             }
             Ok(Some(found))
         })?;
-        let Some(found) = found else {
-            return Err(RecognizerError::ModelOutput {
-                model: self.model.name().to_string(),
-                message: format!(
-                    "output sizes do not match a {pad_w}x{pad_h} input (strides 8, 16, 32)"
-                ),
-            });
-        };
-        let found: Vec<YuNetFace> = found
-            .into_iter()
-            .map(|mut f| {
-                let b = &mut f.proposal.bbox;
-                (b.x1, b.x2, b.y1, b.y2) = (b.x1 * sx, b.x2 * sx, b.y1 * sy, b.y2 * sy);
-                for mark in &mut f.landmarks {
-                    mark[0] *= sx;
-                    mark[1] *= sy;
-                }
-                f
-            })
-            .filter(|f| {
-                let b = &f.proposal.bbox;
-                [b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite())
-                    && b.width().max(b.height()) >= options.min_face_size * 0.5
-            })
-            .collect();
-        Ok(hard_nms(found, options.nms_iou, options.top_k))
+        found.ok_or_else(|| RecognizerError::ModelOutput {
+            model: self.model.name().to_string(),
+            message: format!(
+                "output sizes do not match a {pad_w}x{pad_h} input (strides 8, 16, 32)"
+            ),
+        })
     }
+}
+
+/// A rectangle of the frame, in its pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Region {
+    x: usize,
+    y: usize,
+    width: usize,
+    height: usize,
+}
+
+/// One YuNet run: `window` of the frame scaled to `input` (width, height), and which of its
+/// faces count.
+#[derive(Clone, Debug, PartialEq)]
+struct Pass {
+    window: Region,
+    input: (usize, usize),
+    /// For a tile: the faces whose centre lies in this core (frame pixels) and whose longer
+    /// side is at most `largest` count; the others belong to a neighbouring tile or to the
+    /// whole-frame pass. `None`: every face counts.
+    core: Option<(Region, f32)>,
+}
+
+impl Pass {
+    fn keeps(&self, bbox: &FaceBox) -> bool {
+        let Some((core, largest)) = self.core else {
+            return true;
+        };
+        let (cx, cy) = ((bbox.x1 + bbox.x2) / 2.0, (bbox.y1 + bbox.y2) / 2.0);
+        cx >= core.x as f32
+            && cx < (core.x + core.width) as f32
+            && cy >= core.y as f32
+            && cy < (core.y + core.height) as f32
+            && bbox.width().max(bbox.height()) <= largest
+    }
+}
+
+/// Faces a tile must hold whole, as a multiple of the smallest face the whole-frame pass finds:
+/// the tiles' overlap is this large, so the two passes' face sizes overlap by half.
+const TILE_OVERLAP_FACES: f32 = 1.5;
+
+/// The runs that detect a `frame` (width, height) scaled by `scale` with at most `budget`
+/// padded input pixels per run.
+///
+/// Within the budget: one run. Otherwise (1) the whole frame shrunk to fit the budget, which
+/// finds faces from [`YUNET_SMALLEST_FACE`] of its input up, i.e. `smallest` frame pixels; and
+/// (2) a grid of tiles at `scale`, each within the budget, overlapping by `1.5 x smallest`
+/// (scaled): a face up to that size whose centre lies in a tile's core (the tile less half the
+/// overlap on each inner side; the cores partition the frame) lies wholly inside that tile. Of
+/// the grids that fit, the one with the fewest input pixels in all is chosen.
+fn plan_passes(frame: (usize, usize), scale: f32, budget: usize) -> Vec<Pass> {
+    let (width, height) = frame;
+    let scaled = |side: usize, by: f32| ((side as f32 * by).round() as usize).clamp(1, side);
+    let (in_w, in_h) = (scaled(width, scale), scaled(height, scale));
+    let whole = Region {
+        x: 0,
+        y: 0,
+        width,
+        height,
+    };
+    let budget = budget.max(PAD_MULTIPLE * PAD_MULTIPLE);
+    if padded(in_w) * padded(in_h) <= budget {
+        return vec![Pass {
+            window: whole,
+            input: (in_w, in_h),
+            core: None,
+        }];
+    }
+    // (1) The whole frame, shrunk until its padded input fits.
+    let mut shrink = (budget as f32 / (padded(in_w) * padded(in_h)) as f32).sqrt();
+    let (mut coarse_w, mut coarse_h) = (scaled(in_w, shrink), scaled(in_h, shrink));
+    while padded(coarse_w) * padded(coarse_h) > budget && shrink > 0.01 {
+        shrink *= 0.98;
+        (coarse_w, coarse_h) = (scaled(in_w, shrink), scaled(in_h, shrink));
+    }
+    let mut passes = vec![Pass {
+        window: whole,
+        input: (coarse_w, coarse_h),
+        core: None,
+    }];
+    // (2) Tiles at `scale`, in input pixels, overlapping by 1.5 x the smallest face of (1).
+    // Tiles start at multiples of the largest stride, so their cells fall where the cells of
+    // one whole-frame run would (YuNet's scores depend on where a face sits in the cell grid).
+    let smallest_in = YUNET_SMALLEST_FACE * in_w as f32 / coarse_w as f32;
+    let overlap = (TILE_OVERLAP_FACES * smallest_in).ceil() as usize;
+    let Some((x_axis, y_axis)) = tile_grid(in_w, in_h, overlap, budget) else {
+        // No grid fits (a budget below a few faces): the shrunk frame alone.
+        return passes;
+    };
+    // Input pixels -> frame pixels.
+    let (fx, fy) = (width as f32 / in_w as f32, height as f32 / in_h as f32);
+    let to_frame = |v: usize, f: f32, side: usize| ((v as f32 * f).round() as usize).min(side);
+    let largest = overlap as f32 * fx;
+    for (y, y_core) in y_axis.tiles() {
+        for (x, x_core) in x_axis.tiles() {
+            // The last tile may reach past the frame: that part is padding, as in a whole run.
+            let (x0, x1) = (x, (x + x_axis.tile).min(in_w));
+            let (y0, y1) = (y, (y + y_axis.tile).min(in_h));
+            let (fx0, fx1) = (to_frame(x0, fx, width), to_frame(x1, fx, width));
+            let (fy0, fy1) = (to_frame(y0, fy, height), to_frame(y1, fy, height));
+            let (cx0, cx1) = (to_frame(x_core.0, fx, width), to_frame(x_core.1, fx, width));
+            let (cy0, cy1) = (
+                to_frame(y_core.0, fy, height),
+                to_frame(y_core.1, fy, height),
+            );
+            passes.push(Pass {
+                window: Region {
+                    x: fx0,
+                    y: fy0,
+                    width: fx1 - fx0,
+                    height: fy1 - fy0,
+                },
+                input: (x1 - x0, y1 - y0),
+                core: Some((
+                    Region {
+                        x: cx0,
+                        y: cy0,
+                        width: cx1 - cx0,
+                        height: cy1 - cy0,
+                    },
+                    largest,
+                )),
+            });
+        }
+    }
+    passes
+}
+
+/// Tiles along one side of the input: `count` tiles of `tile` pixels, `step` apart (both
+/// multiples of 32), overlapping by at least the requested overlap and covering `side`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TileAxis {
+    side: usize,
+    count: usize,
+    tile: usize,
+    step: usize,
+}
+
+impl TileAxis {
+    /// The smallest tile (a multiple of 32) that covers `side` in `count` tiles overlapping by
+    /// at least `overlap`; `None` if there is none.
+    fn new(side: usize, count: usize, overlap: usize) -> Option<TileAxis> {
+        let step_of = |tile: usize| (tile.saturating_sub(overlap) / PAD_MULTIPLE) * PAD_MULTIPLE;
+        let mut tile = padded((side + (count - 1) * overlap).div_ceil(count));
+        while tile <= padded(side) {
+            let step = step_of(tile);
+            if count == 1 || (step > 0 && (count - 1) * step + tile >= side) {
+                return Some(TileAxis {
+                    side,
+                    count,
+                    tile,
+                    step,
+                });
+            }
+            tile += PAD_MULTIPLE;
+        }
+        None
+    }
+
+    /// Each tile's start and its core (start, end): the cores split the overlaps in the middle
+    /// and together cover `0..side` once.
+    fn tiles(&self) -> Vec<(usize, (usize, usize))> {
+        let start = |i: usize| i * self.step;
+        let end = |i: usize| (start(i) + self.tile).min(self.side);
+        (0..self.count)
+            .map(|i| {
+                let lo = if i == 0 {
+                    0
+                } else {
+                    (start(i) + end(i - 1)) / 2
+                };
+                let hi = if i + 1 == self.count {
+                    self.side
+                } else {
+                    (start(i + 1) + end(i)) / 2
+                };
+                (start(i), (lo, hi))
+            })
+            .collect()
+    }
+}
+
+/// The grid of tiles over an `in_w` x `in_h` input, each within `budget` padded pixels and
+/// overlapping by at least `overlap`, with the fewest pixels in all; `None` if none fits.
+fn tile_grid(
+    in_w: usize,
+    in_h: usize,
+    overlap: usize,
+    budget: usize,
+) -> Option<(TileAxis, TileAxis)> {
+    let mut best: Option<(TileAxis, TileAxis, usize)> = None;
+    for cols in 1..=in_w.div_ceil(PAD_MULTIPLE) {
+        let Some(x) = TileAxis::new(in_w, cols, overlap) else {
+            continue;
+        };
+        if x.tile * PAD_MULTIPLE > budget {
+            continue;
+        }
+        let y = (1..=in_h.div_ceil(PAD_MULTIPLE))
+            .filter_map(|rows| TileAxis::new(in_h, rows, overlap))
+            .find(|y| x.tile * y.tile <= budget);
+        if let Some(y) = y {
+            let total = x.count * y.count * x.tile * y.tile;
+            if best.is_none_or(|(.., t)| total < t) {
+                best = Some((x, y, total));
+            }
+        }
+    }
+    best.map(|(x, y, _)| (x, y))
 }
 
 /// The factor the frame is scaled by for YuNet so that faces of `min_face_size` become
@@ -323,6 +573,107 @@ mod tests {
         assert_eq!(input_scale(YuNetOptions::default().min_face_size), 1.0);
         assert_eq!(input_scale(2.0 * YUNET_SMALLEST_FACE), 0.5);
         assert_eq!(input_scale(f32::NAN), 1.0);
+    }
+
+    /// Every pass fits the budget, the tiles' cores cover every frame pixel exactly once, and a
+    /// face up to the tiles' largest size centred in a core lies wholly inside that tile.
+    fn check_plan(frame: (usize, usize), scale: f32, budget: usize) -> Vec<Pass> {
+        let passes = plan_passes(frame, scale, budget);
+        for pass in &passes {
+            let (w, h) = pass.input;
+            assert!(padded(w) * padded(h) <= budget, "{frame:?}: {pass:?}");
+        }
+        let tiles: Vec<&Pass> = passes.iter().filter(|p| p.core.is_some()).collect();
+        if tiles.is_empty() {
+            return passes;
+        }
+        assert_eq!(passes[0].core, None, "the whole frame comes first");
+        let step = 7;
+        for y in (0..frame.1).step_by(step) {
+            for x in (0..frame.0).step_by(step) {
+                let holders: Vec<&&Pass> = tiles
+                    .iter()
+                    .filter(|t| {
+                        t.keeps(&FaceBox {
+                            x1: x as f32,
+                            y1: y as f32,
+                            x2: x as f32 + 1.0,
+                            y2: y as f32 + 1.0,
+                        })
+                    })
+                    .collect();
+                assert_eq!(holders.len(), 1, "{frame:?}: ({x}, {y}) in {holders:?}");
+                let (window, (_, largest)) = (holders[0].window, holders[0].core.unwrap());
+                let half = largest / 2.0;
+                let (cx, cy) = (x as f32 + 0.5, y as f32 + 0.5);
+                let inside_x = (cx - half).max(0.0) >= window.x as f32 - 1.0
+                    && (cx + half).min(frame.0 as f32) <= (window.x + window.width) as f32 + 1.0;
+                let inside_y = (cy - half).max(0.0) >= window.y as f32 - 1.0
+                    && (cy + half).min(frame.1 as f32) <= (window.y + window.height) as f32 + 1.0;
+                assert!(
+                    inside_x && inside_y,
+                    "{frame:?}: ({x}, {y}) face {largest} px cut by {window:?}"
+                );
+            }
+        }
+        // The whole-frame pass finds faces from YUNET_SMALLEST_FACE of its input: the tiles
+        // must hold faces a half larger whole.
+        let coarse = passes[0].input.0 as f32 / frame.0 as f32;
+        let smallest = YUNET_SMALLEST_FACE / coarse;
+        let (_, largest) = tiles[0].core.unwrap();
+        assert!(
+            largest >= 1.5 * smallest * scale.min(1.0) - 1.0,
+            "{largest} vs {smallest}"
+        );
+        passes
+    }
+
+    #[test]
+    fn frames_within_the_budget_run_whole() {
+        let passes = check_plan((640, 360), 1.0, DEFAULT_MAX_INPUT_PIXELS);
+        assert_eq!(passes.len(), 1);
+        assert_eq!(passes[0].input, (640, 360));
+        // Scaled down for a larger min-face, a 1080p frame fits too.
+        let passes = check_plan((1920, 1080), 0.25, DEFAULT_MAX_INPUT_PIXELS);
+        assert_eq!(passes.len(), 1);
+        assert_eq!(passes[0].input, (480, 270));
+    }
+
+    #[test]
+    fn large_frames_are_detected_whole_and_in_tiles_within_the_budget() {
+        for (frame, scale) in [
+            ((1920, 1080), 1.0),
+            ((1280, 720), 1.0),
+            ((1920, 1080), 0.8),
+            ((3840, 2160), 1.0),
+            ((1080, 1920), 1.0),
+            ((4000, 100), 1.0),
+        ] {
+            let passes = check_plan(frame, scale, DEFAULT_MAX_INPUT_PIXELS);
+            assert!(passes.len() > 2, "{frame:?}: {passes:?}");
+            // Tiles cost at most ~1.7x one whole run (plus the shrunk frame).
+            let tiles: usize = passes[1..]
+                .iter()
+                .map(|p| padded(p.input.0) * padded(p.input.1))
+                .sum();
+            let whole = padded((frame.0 as f32 * scale) as usize)
+                * padded((frame.1 as f32 * scale) as usize);
+            assert!(tiles * 10 <= whole * 17, "{frame:?}: {tiles} vs {whole}");
+        }
+        // 1080p: the frame shrunk to 817x459, then 4 x 2 tiles of at most 576x608 starting at
+        // multiples of 32.
+        let passes = plan_passes((1920, 1080), 1.0, DEFAULT_MAX_INPUT_PIXELS);
+        assert_eq!(passes.len(), 9, "{passes:?}");
+        assert!(passes[1..]
+            .iter()
+            .all(|p| p.window.x % 32 == 0 && p.window.y % 32 == 0));
+    }
+
+    #[test]
+    fn a_tiny_budget_still_detects_the_shrunk_frame() {
+        let passes = check_plan((1920, 1080), 1.0, 64 * 64);
+        assert!(!passes.is_empty());
+        assert_eq!(passes[0].core, None);
     }
 
     #[test]
