@@ -39,6 +39,7 @@ use rollcall_recognizer::directory::PeopleDirectory;
 use rollcall_recognizer::handler::{
     default_instance_id, ClipOutcome, HandlerConfig, RecognitionHandler,
 };
+use rollcall_recognizer::runtime::ConvLayout;
 use rollcall_recognizer::vision::{FacePipeline, PipelineOptions};
 use serde_json::{json, Value};
 
@@ -68,6 +69,7 @@ pub struct ConfigError {
 /// | `ROLLCALL_MAX_CLIP_BYTES` | 8 MiB | largest clip fetched |
 /// | `ROLLCALL_SAMPLE` | `auto` | frames analysed per clip (`auto`, `auto:N`, `all`, `every:K`) |
 /// | `ROLLCALL_THREADS` | 1 | ONNX Runtime threads per inference |
+/// | `ROLLCALL_CONV_LAYOUT` | `auto` | ONNX Runtime's convolution layout (`auto`: the embedder timed both ways at start, `blocked`, `plain`); a fixed value saves the timing at cold start |
 #[derive(Clone, Debug, PartialEq)]
 pub struct FunctionConfig {
     /// Resource names (prefix and bucket); result queues are `<prefix>-results-<device>`.
@@ -84,6 +86,8 @@ pub struct FunctionConfig {
     pub sample: SamplePolicy,
     /// ONNX Runtime threads per inference call.
     pub threads: usize,
+    /// ONNX Runtime's convolution layout.
+    pub conv_layout: ConvLayout,
     /// Reported in every result: the Lambda sandbox (`<function>-<log stream id>`).
     pub instance_id: String,
 }
@@ -119,6 +123,8 @@ impl FunctionConfig {
             .unwrap_or(DEFAULT_MAX_CLIP_BYTES);
         let threads =
             parse(&var, "ROLLCALL_THREADS", |t: &usize| (1..=64).contains(t))?.unwrap_or(1);
+        let conv_layout =
+            parse(&var, "ROLLCALL_CONV_LAYOUT", |_: &ConvLayout| true)?.unwrap_or_default();
         let sample = match var("ROLLCALL_SAMPLE") {
             Some(text) => {
                 text.parse()
@@ -140,6 +146,7 @@ impl FunctionConfig {
             max_clip_bytes,
             sample,
             threads,
+            conv_layout,
             instance_id: instance_id(
                 var("AWS_LAMBDA_FUNCTION_NAME").as_deref(),
                 var("AWS_LAMBDA_LOG_STREAM_NAME").as_deref(),
@@ -238,6 +245,7 @@ pub fn build_handler(
     let cache = ModelCache::at(&config.model_dir);
     let mut options = PipelineOptions::default();
     options.runtime.intra_threads = config.threads;
+    options.runtime.conv_layout = config.conv_layout;
     let pipeline =
         FacePipeline::load(&cache, options).map_err(|source| ColdStartError::Models {
             dir: config.model_dir.clone(),
@@ -561,6 +569,7 @@ mod tests {
         assert_eq!(config.model_dir, PathBuf::from("/opt/models"));
         assert_eq!(config.threshold, Some(0.4));
         assert_eq!(config.threads, 1);
+        assert_eq!(config.conv_layout, ConvLayout::Auto);
         assert_eq!(config.instance_id, "rollcall-recognize-0a1b2c");
 
         // The deployment package's models win over the user cache.
@@ -574,12 +583,19 @@ mod tests {
         assert_eq!(config.model_dir, task_root.path());
         assert_eq!(config.names.bucket, "my-clips");
         assert_eq!(config.table, "rollcall-people");
+        let config = FunctionConfig::from_vars(vars(&[
+            ("ROLLCALL_HOME", "/x"),
+            ("ROLLCALL_CONV_LAYOUT", "plain"),
+        ]))
+        .unwrap();
+        assert_eq!(config.conv_layout, ConvLayout::Plain);
 
         for bad in [
             ("ROLLCALL_THRESHOLD", "2"),
             ("ROLLCALL_THREADS", "0"),
             ("ROLLCALL_SAMPLE", "sometimes"),
             ("ROLLCALL_MAX_CLIP_BYTES", "lots"),
+            ("ROLLCALL_CONV_LAYOUT", "sideways"),
         ] {
             let error =
                 FunctionConfig::from_vars(vars(&[("ROLLCALL_HOME", "/x"), bad])).unwrap_err();
