@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use super::embed::l2_normalised;
 use crate::error::RecognizerError;
+use crate::vision::gallery::compact::CompactTemplates;
+
+mod compact;
 
 /// Threshold used when enrolment data cannot support a calibration (too few people or photos).
 /// Close to the best value measured for `fr_feature` on public faces (see docs/accuracy.md).
@@ -157,11 +160,18 @@ const QUERY_BATCH: usize = 8;
 /// the batch is scored against them.
 const ROW_BLOCK: usize = 64;
 
+/// Galleries of at least this many people are searched through their compact int8 copy (see
+/// [`Gallery::identify`]); smaller ones exactly, template by template. Measured with `rollcall
+/// bench directory` (docs/benchmarks.md): the two-step search pays from a few hundred people.
+pub const COMPACT_SEARCH_MIN_PEOPLE: usize = 256;
+
 /// All enrolled templates plus the decision threshold.
 ///
 /// The templates are one contiguous row-major matrix (one unit-length row per person), so a
 /// search is one matrix-vector product (a matrix-matrix product for [`Gallery::identify_batch`])
-/// over memory read front to back.
+/// over memory read front to back. From [`COMPACT_SEARCH_MIN_PEOPLE`] people on, the gallery also
+/// keeps an int8 copy of the matrix (a quarter of its size) to find candidates quickly; every
+/// verdict and similarity is still computed on the f32 templates (see [`Gallery::identify`]).
 #[derive(Clone, Debug, Default)]
 pub struct Gallery {
     person_ids: Vec<String>,
@@ -174,6 +184,9 @@ pub struct Gallery {
     /// comes out unknown, without a closest candidate. Kept as templates rather than dropped,
     /// so such a face cannot be named as the next most similar person instead.
     withheld: std::collections::HashSet<String>,
+    /// The int8 copy of `matrix` searched first (galleries of [`COMPACT_SEARCH_MIN_PEOPLE`] or
+    /// more people).
+    compact: Option<CompactTemplates>,
 }
 
 impl Gallery {
@@ -187,6 +200,7 @@ impl Gallery {
             dimension,
             threshold,
             withheld: Default::default(),
+            compact: None,
         };
         for t in templates {
             if t.embedding.len() != dimension {
@@ -202,6 +216,9 @@ impl Gallery {
             gallery.matrix.extend_from_slice(&row);
             gallery.person_ids.push(t.person_id);
             gallery.image_counts.push(t.image_count);
+        }
+        if gallery.len() >= COMPACT_SEARCH_MIN_PEOPLE {
+            gallery.compact = CompactTemplates::new(&gallery.matrix, dimension);
         }
         Ok(gallery)
     }
@@ -238,6 +255,11 @@ impl Gallery {
     /// Bytes held by the templates (the matrix alone; ids and counts are small beside it).
     pub fn matrix_bytes(&self) -> usize {
         self.matrix.len() * std::mem::size_of::<f32>()
+    }
+    /// Bytes held by the int8 copy of the templates used to find candidates (0 when the
+    /// gallery is searched exactly: fewer than [`COMPACT_SEARCH_MIN_PEOPLE`] people).
+    pub fn compact_bytes(&self) -> usize {
+        self.compact.as_ref().map_or(0, CompactTemplates::bytes)
     }
     /// Cosine similarity at or above which a face is named.
     pub fn threshold(&self) -> f32 {
@@ -294,47 +316,90 @@ impl Gallery {
     }
 
     /// The `k` most similar people, most similar first.
+    ///
+    /// Exactly the `k` best of [`scores`](Self::scores) (ties: the earlier template first),
+    /// found through the compact copy when the gallery has one (see [`identify`](Self::identify)).
     pub fn top_k(&self, embedding: &[f32], k: usize) -> Vec<Candidate> {
-        self.top_k_of(&self.scores(embedding), k)
+        self.top_k_batch(&[embedding], k).pop().unwrap_or_default()
     }
 
-    /// The `k` best of one face's [`scores`](Self::scores), most similar first.
-    fn top_k_of(&self, scores: &[f32], k: usize) -> Vec<Candidate> {
-        if k == 1 {
-            // The common case (identify): one pass, no index array.
-            let best =
-                scores
-                    .iter()
-                    .enumerate()
-                    .fold(None, |best: Option<(usize, f32)>, (i, &s)| match best {
-                        Some((_, b)) if b >= s => best,
-                        _ => Some((i, s)),
-                    });
-            return best
-                .map(|(i, similarity)| Candidate {
-                    person_id: self.person_ids[i].clone(),
-                    similarity,
-                })
-                .into_iter()
-                .collect();
+    /// [`top_k`](Self::top_k) of several faces, reading the templates once per
+    /// [`QUERY_BATCH`] faces.
+    fn top_k_batch(&self, embeddings: &[&[f32]], k: usize) -> Vec<Vec<Candidate>> {
+        let Some(compact) = &self.compact else {
+            return self.top_k_batch_exact(embeddings, k);
+        };
+        let mut out: Vec<Option<Vec<Candidate>>> = vec![None; embeddings.len()];
+        let quantised: Vec<(usize, compact::CompactQuery)> = embeddings
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| compact.quantise(e).map(|q| (i, q)))
+            .collect();
+        for batch in quantised.chunks(QUERY_BATCH) {
+            let queries: Vec<&compact::CompactQuery> = batch.iter().map(|(_, q)| q).collect();
+            let approximate = compact.approximate_batch(&queries);
+            for ((face, query), approximate) in batch.iter().zip(&approximate) {
+                let embedding = embeddings[*face];
+                // Only the candidates are scored exactly, with the same dot product as
+                // `scores`, so their scores (and the ranking below) are bit for bit the same.
+                let rescored = compact
+                    .candidates(query, approximate, k)
+                    .into_iter()
+                    .filter_map(|row| self.row(row).map(|t| (row, dot(embedding, t))));
+                out[*face] = Some(self.best_of(rescored, k));
+            }
         }
-        let mut best: Vec<usize> = (0..scores.len()).collect();
+        // Faces the compact copy cannot take (wrong dimension, zero, not finite) are searched
+        // exactly, which also gives them the same answer as a gallery without the copy.
+        let rest: Vec<usize> = (0..embeddings.len())
+            .filter(|i| out[*i].is_none())
+            .collect();
+        let rest_embeddings: Vec<&[f32]> = rest.iter().map(|i| embeddings[*i]).collect();
+        for (i, ranked) in rest
+            .into_iter()
+            .zip(self.top_k_batch_exact(&rest_embeddings, k))
+        {
+            out[i] = Some(ranked);
+        }
+        out.into_iter().map(Option::unwrap_or_default).collect()
+    }
+
+    /// [`top_k_batch`](Self::top_k_batch) from every template's exact score (the definition
+    /// the compact search must reproduce).
+    fn top_k_batch_exact(&self, embeddings: &[&[f32]], k: usize) -> Vec<Vec<Candidate>> {
+        self.scores_batch(embeddings)
+            .iter()
+            .map(|scores| self.best_of(scores.iter().copied().enumerate(), k))
+            .collect()
+    }
+
+    /// The `k` best of (template index, score) pairs, most similar first; equal scores in
+    /// template order.
+    fn best_of(&self, scored: impl Iterator<Item = (usize, f32)>, k: usize) -> Vec<Candidate> {
+        let candidate = |(i, similarity): (usize, f32)| Candidate {
+            person_id: self.person_ids[i].clone(),
+            similarity,
+        };
+        if k == 1 {
+            // The common case (identify): one pass, no list.
+            let best = scored.fold(None, |best: Option<(usize, f32)>, (i, s)| match best {
+                Some((_, b)) if b >= s => best,
+                _ => Some((i, s)),
+            });
+            return best.map(candidate).into_iter().collect();
+        }
+        let mut best: Vec<(usize, f32)> = scored.collect();
         let k = k.min(best.len());
         if k == 0 {
             return Vec::new();
         }
-        let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+        let by_score = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if k < best.len() {
             best.select_nth_unstable_by(k - 1, by_score);
             best.truncate(k);
         }
         best.sort_by(by_score);
-        best.into_iter()
-            .map(|i| Candidate {
-                person_id: self.person_ids[i].clone(),
-                similarity: scores[i],
-            })
-            .collect()
+        best.into_iter().map(candidate).collect()
     }
 
     /// Never name the people of `person_ids` (e.g. no consent): a face matching one of them
@@ -354,9 +419,8 @@ impl Gallery {
         self.withheld.contains(person_id)
     }
 
-    /// The verdict for one face given its scores.
-    fn decide(&self, scores: &[f32]) -> Identity {
-        let best = self.top_k_of(scores, 1).into_iter().next();
+    /// The verdict for one face given its most similar person.
+    fn decide(&self, best: Option<Candidate>) -> Identity {
         if best
             .as_ref()
             .is_some_and(|b| self.is_withheld(&b.person_id))
@@ -370,16 +434,34 @@ impl Gallery {
     }
 
     /// Name the face, or say it is unknown.
+    ///
+    /// The verdict is the one of the exact search (the most similar template by f32 cosine,
+    /// the earlier one on a tie, against the threshold). Galleries with a compact copy find it
+    /// in two steps: every template is scored on the int8 copy, each approximate score with a
+    /// proven bound on its error, and only the templates whose upper bound reaches the best
+    /// lower bound are scored exactly; the others cannot be the best (docs/accuracy.md).
     pub fn identify(&self, embedding: &[f32]) -> Identity {
-        self.decide(&self.scores(embedding))
+        self.identify_batch(&[embedding])
+            .pop()
+            .unwrap_or(Identity::Unknown { closest: None })
+    }
+
+    /// [`identify`](Self::identify) by scoring every template exactly (no compact copy): the
+    /// reference the two-step search reproduces, kept for benchmarks and checks.
+    pub fn identify_exact(&self, embedding: &[f32]) -> Identity {
+        self.decide(
+            self.top_k_batch_exact(&[embedding], 1)
+                .pop()
+                .and_then(|best| best.into_iter().next()),
+        )
     }
 
     /// [`identify`](Self::identify) every face of a batch (e.g. all faces of a frame), reading
     /// the templates once per [`QUERY_BATCH`] faces instead of once per face.
     pub fn identify_batch(&self, embeddings: &[&[f32]]) -> Vec<Identity> {
-        self.scores_batch(embeddings)
-            .iter()
-            .map(|scores| self.decide(scores))
+        self.top_k_batch(embeddings, 1)
+            .into_iter()
+            .map(|best| self.decide(best.into_iter().next()))
             .collect()
     }
 }
@@ -500,6 +582,7 @@ fn closest_other_scores(means: &[(&str, Vec<f32>)], probes: &[(&str, &[f32])]) -
         dimension,
         threshold: 0.0,
         withheld: Default::default(),
+        compact: None,
     };
     if gallery.matrix.len() != means.len() * dimension {
         // Mixed dimensions: nothing sensible to compare.
@@ -725,6 +808,139 @@ mod tests {
         assert_eq!(verdicts[1], Identity::Unknown { closest: None });
         assert_eq!(g.template(42).unwrap().person_id, "p42");
         assert!(g.template(150).is_none());
+    }
+
+    /// `v` nudged by `amount` along a pseudo-random direction, re-normalised.
+    fn nudged(v: &[f32], amount: f32, seed: u64) -> Vec<f32> {
+        let direction = pseudo_random_unit(seed, v.len());
+        unit(
+            &v.iter()
+                .zip(&direction)
+                .map(|(x, d)| x + amount * d)
+                .collect::<Vec<f32>>(),
+        )
+    }
+
+    /// The smallest f32 above a positive `x` (`f32::next_up` needs a newer Rust than ours).
+    fn just_above(x: f32) -> f32 {
+        f32::from_bits(x.to_bits() + 1)
+    }
+
+    #[test]
+    fn compact_search_gives_the_exact_verdicts() {
+        // Galleries with near-duplicate templates (closer than the int8 error, so the compact
+        // scores alone would often rank them wrongly), probes between two people, probes right
+        // at the threshold, and withheld people: the two-step search must agree with the exact
+        // one on every verdict, similarity and top-k list.
+        let mut rescored = 0usize;
+        let mut searches = 0usize;
+        for (seed, people, dimension) in [(1u64, 600, 512), (2, 300, 37), (3, 1000, 64)] {
+            let mut embeddings: Vec<Vec<f32>> = Vec::new();
+            for i in 0..people as u64 {
+                let v = match i % 10 {
+                    // Near-ties: a nudged copy of the previous template (1e-3 .. 1e-6 apart).
+                    1 => nudged(&embeddings[i as usize - 1], 1e-3, seed * 7919 + i),
+                    2 => nudged(&embeddings[i as usize - 2], 1e-6, seed * 7919 + i),
+                    // An exact duplicate: the earlier template must win the tie.
+                    3 => embeddings[i as usize - 3].clone(),
+                    _ => pseudo_random_unit(seed * 100_000 + i, dimension),
+                };
+                embeddings.push(v);
+            }
+            let templates: Vec<Template> = embeddings
+                .iter()
+                .enumerate()
+                .map(|(i, e)| Template {
+                    person_id: format!("p{i}"),
+                    embedding: e.clone(),
+                    image_count: 1,
+                })
+                .collect();
+            let mut g = Gallery::new(templates, 0.5).unwrap();
+            assert!(g.compact.is_some(), "{people} people use the compact copy");
+            assert!(g.compact_bytes() < g.matrix_bytes() / 3);
+
+            let mut probes: Vec<Vec<f32>> = Vec::new();
+            for k in 0..60u64 {
+                let person = (k as usize * 37) % people;
+                let noise = [0.05f32, 0.3, 0.8, 1.5][k as usize % 4];
+                probes.push(nudged(&embeddings[person], noise, seed * 1_000_003 + k));
+                // Strangers.
+                probes.push(pseudo_random_unit(seed * 3_000_017 + k, dimension));
+                // Half-way between two people: nearly tied best candidates.
+                let other = (person + 5) % people;
+                let between: Vec<f32> = embeddings[person]
+                    .iter()
+                    .zip(&embeddings[other])
+                    .map(|(a, b)| a + b)
+                    .collect();
+                probes.push(unit(&between));
+                // A template itself (an exact duplicate of it may exist).
+                probes.push(embeddings[person].clone());
+            }
+            let refs: Vec<&[f32]> = probes.iter().map(Vec::as_slice).collect();
+            let check = |g: &Gallery, what: &str| {
+                let batch = g.identify_batch(&refs);
+                for (face, verdict) in refs.iter().zip(&batch) {
+                    let exact = g.identify_exact(face);
+                    assert_eq!(verdict, &exact, "{what}: batched verdict");
+                    assert_eq!(g.identify(face), exact, "{what}: verdict");
+                }
+            };
+            for probe in &refs {
+                for k in [1, 2, 5] {
+                    let exact = g.top_k_batch_exact(&[probe], k).remove(0);
+                    assert_eq!(g.top_k(probe, k), exact, "seed {seed}: top {k}");
+                }
+                let quantised = g.compact.as_ref().unwrap().quantise(probe).unwrap();
+                let compact = g.compact.as_ref().unwrap();
+                let approximate = compact.approximate_batch(&[&quantised]).remove(0);
+                rescored += compact.candidates(&quantised, &approximate, 1).len();
+                searches += 1;
+            }
+            check(&g, "threshold 0.5");
+            // The threshold exactly at, and one step above, a face's best similarity.
+            for probe in refs.iter().step_by(23) {
+                let best = g.top_k_batch_exact(&[probe], 1).remove(0).remove(0);
+                g.set_threshold(best.similarity);
+                assert!(matches!(g.identify(probe), Identity::Known(_)));
+                check(&g, "threshold at a best score");
+                g.set_threshold(just_above(best.similarity));
+                assert!(matches!(g.identify(probe), Identity::Unknown { .. }));
+                check(&g, "threshold just above a best score");
+            }
+            // Withheld people, including the best match of some probes.
+            g.set_threshold(0.5);
+            let withheld: std::collections::HashSet<String> =
+                (0..people).step_by(3).map(|i| format!("p{i}")).collect();
+            g.withhold(&withheld);
+            check(&g, "withheld people");
+            // Faces the compact copy cannot take are searched exactly.
+            let zero = vec![0f32; dimension];
+            let mut not_finite = probes[0].clone();
+            not_finite[1] = f32::NAN;
+            for face in [&zero[..], &not_finite[..], &probes[0][..3]] {
+                // Debug text: a NaN similarity is not equal to itself.
+                let same = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"))
+                };
+                same(&g.identify(face), &g.identify_exact(face));
+                same(
+                    &g.top_k(face, 3),
+                    &g.top_k_batch_exact(&[face], 3).remove(0),
+                );
+            }
+        }
+        // The point of it: only a handful of templates are scored exactly per face.
+        let mean = rescored as f64 / searches as f64;
+        assert!(mean < 20.0, "{mean} templates re-scored per face");
+    }
+
+    #[test]
+    fn small_galleries_are_searched_exactly() {
+        let g = gallery(0.5);
+        assert!(g.compact.is_none());
+        assert_eq!(g.compact_bytes(), 0);
     }
 
     #[test]
