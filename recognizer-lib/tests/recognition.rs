@@ -261,6 +261,19 @@ fn batched_embeddings_equal_one_face_at_a_time() {
     );
 }
 
+/// YuNet on its own (without O-Net), loaded from the model cache; its weights are folded to
+/// float at load.
+fn yunet_alone() -> YuNet {
+    let cache = rollcall_models::ModelCache::from_env().expect("model cache");
+    YuNet::load(
+        &cache
+            .model_path(YUNET_MODEL)
+            .expect("YuNet in the manifest"),
+        &Default::default(),
+    )
+    .expect("YuNet loads once its weights are folded")
+}
+
 /// YuNet as published stores block-quantised weights that ONNX Runtime refuses; they are folded
 /// to float at load, and its 640x640 input is freed. The folded graph must still find faces:
 /// on real photos of every size, each face MTCNN finds is found by YuNet alone (box and eye
@@ -274,14 +287,7 @@ fn yunet_finds_the_faces_mtcnn_finds() {
         pipeline.has_yunet(),
         "YuNet missing: run `rollcall models fetch`"
     );
-    let cache = rollcall_models::ModelCache::from_env().expect("model cache");
-    let yunet = YuNet::load(
-        &cache
-            .model_path(YUNET_MODEL)
-            .expect("YuNet in the manifest"),
-        &Default::default(),
-    )
-    .expect("YuNet loads once its weights are folded");
+    let yunet = yunet_alone();
     let mut checked = 0;
     for photo in [
         "examples/_multi_person/two_people.jpg",
@@ -385,14 +391,7 @@ fn tiled_yunet_finds_what_one_whole_run_finds() {
     let (Some(data), Some(pipeline)) = (common::data_dir(), common::pipeline()) else {
         return;
     };
-    let cache = rollcall_models::ModelCache::from_env().expect("model cache");
-    let yunet = YuNet::load(
-        &cache
-            .model_path(YUNET_MODEL)
-            .expect("YuNet in the manifest"),
-        &Default::default(),
-    )
-    .expect("YuNet loads");
+    let yunet = yunet_alone();
     let whole = YuNetOptions {
         max_input_pixels: usize::MAX,
         ..YuNetOptions::default()
