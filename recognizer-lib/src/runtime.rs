@@ -318,11 +318,17 @@ impl SessionPool {
         let count = options.sessions_per_model.max(1);
         let mut sessions = Vec::with_capacity(count);
         let layout = match (options.conv_layout, probe) {
-            (ConvLayout::Auto, Some(probe)) => {
-                let (layout, session) = choose_layout(&name, probe, &build)?;
-                sessions.push(Mutex::new(session));
-                layout
-            }
+            (ConvLayout::Auto, Some(probe)) => match choose_layout(&name, probe, &build) {
+                Ok((layout, session)) => {
+                    sessions.push(Mutex::new(session));
+                    layout
+                }
+                // Timing is an optimisation: a failed probe leaves ONNX Runtime's own choice.
+                Err(e) => {
+                    tracing::warn!(model = %name, error = %e, "convolution layout not timed; using the blocked layout");
+                    ConvLayout::Blocked
+                }
+            },
             (ConvLayout::Auto, None) => ConvLayout::Blocked,
             (chosen, _) => chosen,
         };

@@ -401,7 +401,9 @@ impl TileAxis {
         let mut tile = padded((side + (count - 1) * overlap).div_ceil(count));
         while tile <= padded(side) {
             let step = step_of(tile);
-            if count == 1 || (step > 0 && (count - 1) * step + tile >= side) {
+            // Every tile must start inside the side: a tile wholly past it would be empty.
+            let fits = step > 0 && (count - 1) * step < side && (count - 1) * step + tile >= side;
+            if count == 1 || fits {
                 return Some(TileAxis {
                     side,
                     count,
@@ -667,6 +669,28 @@ mod tests {
         assert!(passes[1..]
             .iter()
             .all(|p| p.window.x % 32 == 0 && p.window.y % 32 == 0));
+    }
+
+    #[test]
+    fn every_tile_starts_inside_the_side() {
+        for side in [1, 31, 100, 333, 1080, 1920] {
+            for count in 1..12 {
+                for overlap in [0, 10, 45, 72, 200] {
+                    let Some(axis) = TileAxis::new(side, count, overlap) else {
+                        continue;
+                    };
+                    let tiles = axis.tiles();
+                    assert_eq!(tiles.len(), count);
+                    for (start, (lo, hi)) in &tiles {
+                        assert!(*start < side, "{axis:?}: a tile starts at {start}");
+                        assert!(lo <= hi && *hi <= side, "{axis:?}: core {lo}..{hi}");
+                    }
+                    assert!(tiles.last().is_some_and(|(s, _)| s + axis.tile >= side));
+                }
+            }
+        }
+        // Five tiles of a 100 px side overlapping by 10 would put the last one past the end.
+        assert_eq!(TileAxis::new(100, 5, 10), None);
     }
 
     #[test]
