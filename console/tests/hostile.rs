@@ -27,8 +27,12 @@ fn rollcall_within(args: &[&str], limit: Duration) -> Output {
 }
 
 fn rollcall_env_within(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    // Each run spools its sessions' clips in a folder of its own: the tests of this file run in
+    // parallel, and the default spool (one per device) admits one session at a time.
+    let spool = tempfile::tempdir().expect("spool folder");
     let child = rollcall_command()
         .args(args)
+        .env("ROLLCALL_SPOOL", spool.path())
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
