@@ -347,36 +347,29 @@ fn plan_passes(frame: (usize, usize), scale: f32, budget: usize) -> Vec<Pass> {
     // Input pixels -> frame pixels.
     let (fx, fy) = (width as f32 / in_w as f32, height as f32 / in_h as f32);
     let to_frame = |v: usize, f: f32, side: usize| ((v as f32 * f).round() as usize).min(side);
+    // A span of input columns and one of input rows as a rectangle of the frame.
+    let frame_region = |(x0, x1): (usize, usize), (y0, y1): (usize, usize)| {
+        let (fx0, fx1) = (to_frame(x0, fx, width), to_frame(x1, fx, width));
+        let (fy0, fy1) = (to_frame(y0, fy, height), to_frame(y1, fy, height));
+        Region {
+            x: fx0,
+            y: fy0,
+            width: fx1 - fx0,
+            height: fy1 - fy0,
+        }
+    };
     let largest = overlap as f32 * fx;
     for (y, y_core) in y_axis.tiles() {
         for (x, x_core) in x_axis.tiles() {
             // The last tile may reach past the frame: that part is padding, as in a whole run.
-            let (x0, x1) = (x, (x + x_axis.tile).min(in_w));
-            let (y0, y1) = (y, (y + y_axis.tile).min(in_h));
-            let (fx0, fx1) = (to_frame(x0, fx, width), to_frame(x1, fx, width));
-            let (fy0, fy1) = (to_frame(y0, fy, height), to_frame(y1, fy, height));
-            let (cx0, cx1) = (to_frame(x_core.0, fx, width), to_frame(x_core.1, fx, width));
-            let (cy0, cy1) = (
-                to_frame(y_core.0, fy, height),
-                to_frame(y_core.1, fy, height),
+            let (x_span, y_span) = (
+                (x, (x + x_axis.tile).min(in_w)),
+                (y, (y + y_axis.tile).min(in_h)),
             );
             passes.push(Pass {
-                window: Region {
-                    x: fx0,
-                    y: fy0,
-                    width: fx1 - fx0,
-                    height: fy1 - fy0,
-                },
-                input: (x1 - x0, y1 - y0),
-                core: Some((
-                    Region {
-                        x: cx0,
-                        y: cy0,
-                        width: cx1 - cx0,
-                        height: cy1 - cy0,
-                    },
-                    largest,
-                )),
+                window: frame_region(x_span, y_span),
+                input: (x_span.1 - x_span.0, y_span.1 - y_span.0),
+                core: Some((frame_region(x_core, y_core), largest)),
             });
         }
     }
