@@ -303,6 +303,13 @@ impl SessionPool {
                 .with_intra_threads(options.intra_threads.max(1))
                 .map_err(|e| model_error(e.into()))?
                 .with_inter_threads(1)
+                .map_err(|e| model_error(e.into()))?
+                // With memory patterns ONNX Runtime plans one block per input shape and keeps the
+                // plan; these models see many shapes (YuNet's tiles, batches of faces, MTCNN's
+                // pyramid), and a 2-worker 1080p session peaked at 499 MB with them, 436 MB
+                // without, at the same speed (docs/benchmarks.md). Tensors then come one by one
+                // from the arena, which reuses what earlier tensors freed.
+                .with_memory_pattern(false)
                 .map_err(|e| model_error(e.into()))?;
             if layout == ConvLayout::Plain {
                 builder = builder

@@ -290,6 +290,18 @@ impl FacePipeline {
         image: &RgbImage,
         kind: DetectorKind,
     ) -> Result<Detections, RecognizerError> {
+        self.detect_with_retry(image, kind, self.options.retry_padded)
+    }
+
+    /// [`detect_with`](Self::detect_with), with the padded retry on or off for this call instead
+    /// of [`PipelineOptions::retry_padded`] (the clip analyzer leaves it out for large video
+    /// frames: see [`crate::clip::ClipAnalyzer::retries_padded`]).
+    pub fn detect_with_retry(
+        &self,
+        image: &RgbImage,
+        kind: DetectorKind,
+        retry_padded: bool,
+    ) -> Result<Detections, RecognizerError> {
         let working = self.working_copy(image);
         let faces = match &working {
             None => self.detect_once(image, kind)?,
@@ -298,7 +310,7 @@ impl FacePipeline {
                 self.on_original(image, working, &found)?
             }
         };
-        if !faces.is_empty() || !self.options.retry_padded {
+        if !faces.is_empty() || !retry_padded {
             return Ok(Detections {
                 faces,
                 ..Detections::default()
