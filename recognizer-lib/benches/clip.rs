@@ -15,6 +15,10 @@
 //!   detector, every face embedded (no carrying over).
 //! - `clip/analyze_mtcnn`: the MTCNN cascade and every face embedded (the analysis before the
 //!   fast detector), for comparison.
+//! - `clip/analyze_consecutive`, `crowd/analyze_consecutive`: the default analysis of the same
+//!   clip sent again and again as its stream's next clip (sequence numbers 1, 2, 3...): a still
+//!   scene, where confident identities are handed across clip boundaries (up to 3 in a row) and
+//!   only every fourth clip re-measures them. The others analyse the clip on its own each time.
 //! - `crowd/analyze`, `crowd/analyze_fast`: a 0.5 s 1280x720 clip of the lecture hall of
 //!   `tests/common/lecture_hall.rs` (28 people, faces of ~30 and ~50 px; everyone of
 //!   `faces/train` enrolled), default analysis (YuNet at this size) and with the fast detector;
@@ -101,6 +105,40 @@ fn load(options: PipelineOptions) -> Result<Arc<FacePipeline>, String> {
     FacePipeline::load(&cache, options)
         .map(Arc::new)
         .map_err(|e| format!("models not available (set ROLLCALL_HOME): {e}"))
+}
+
+/// Analyse `bytes` as the stream's next clip on every iteration (the sequence number counts up
+/// from `meta.seq`), printing how many faces a clip embeds once the stream is under way.
+fn bench_consecutive(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    analyzer: &ClipAnalyzer,
+    meta: &ClipMeta,
+    bytes: &[u8],
+    gallery: &Gallery,
+) {
+    let mut seq = meta.seq;
+    let mut next = || {
+        seq += 1;
+        let meta = ClipMeta {
+            seq,
+            ..meta.clone()
+        };
+        analyzer
+            .analyze(&meta.clip_id(), Some(&meta), bytes, gallery)
+            .unwrap()
+    };
+    let runs: Vec<_> = (0..8).map(|_| next()).collect();
+    eprintln!(
+        "{label}/analyze_consecutive: faces embedded per clip {:?}, people named per clip {:?}, \
+         total ms {:?}",
+        runs.iter().map(|a| a.faces_embedded).collect::<Vec<_>>(),
+        runs.iter().map(|a| a.people.len()).collect::<Vec<_>>(),
+        runs.iter()
+            .map(|a| a.timings.total_ms.round() as u64)
+            .collect::<Vec<_>>(),
+    );
+    group.bench_function("analyze_consecutive", |b| b.iter(&mut next));
 }
 
 fn gallery(data: &Path, pipeline: &FacePipeline) -> Result<Gallery, String> {
@@ -242,6 +280,7 @@ fn bench_clip(c: &mut Criterion) {
             })
         });
     }
+    bench_consecutive(&mut group, "clip", &default, &meta, &bytes, &gallery);
     group.finish();
 
     let (frames, _) = decode_clip(
@@ -369,6 +408,7 @@ fn bench_crowd(c: &mut Criterion, data: &Path, pipeline: &Arc<FacePipeline>) -> 
             })
         });
     }
+    bench_consecutive(&mut group, "crowd", &default, &meta, &bytes, &gallery);
     group.finish();
 
     let frame = hall.frame(0);

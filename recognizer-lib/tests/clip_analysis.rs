@@ -15,7 +15,7 @@ use std::process::Command;
 
 use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 use rollcall_recognizer::clip::{
-    decode_clip, ClipAnalysis, ClipAnalyzer, ClipError, ClipLimits, SamplePolicy,
+    decode_clip, ClipAnalysis, ClipAnalyzer, ClipError, ClipLimits, ReusePolicy, SamplePolicy,
 };
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::enrollment::{
@@ -327,6 +327,98 @@ fn obama_clips_report_barack_obama_and_never_joe_biden() {
     let json = serde_json::to_value(&analyses[0]).unwrap();
     assert!(json["timings"]["total_ms"].as_f64().unwrap() > 0.0);
     assert!(json["people"].is_array());
+}
+
+/// Consecutive clips of one stream hand confident identities across clip boundaries: the
+/// obama video (4 s) cut into 8 consecutive 0.5 s clips names Barack Obama in every clip that an
+/// analyzer keeping identities within clips names him in, and nobody else, with fewer faces
+/// embedded, never more than
+/// `across_clips` clips in a row without measuring him again; a clip of another stream, or the
+/// same stream after a gap in the sequence, is analysed on its own.
+#[test]
+fn consecutive_clips_of_a_stream_carry_identities_a_bounded_number_of_clips() {
+    let fx = or_skip!(fixture());
+    let Some(pipeline) = common::pipeline() else {
+        return;
+    };
+    let gallery = gallery(&fx.data, &pipeline);
+    let across = ClipAnalyzer::new(pipeline.clone());
+    let policy = across.reuse.expect("reuse on by default");
+    assert!(policy.across_clips > 0);
+    let within = ClipAnalyzer::new(pipeline).with_reuse(Some(ReusePolicy {
+        across_clips: 0,
+        ..policy
+    }));
+    let clips: Vec<Vec<u8>> = (0..8)
+        .map(|i| fx.edge_clip(OBAMA, 0.5 * i as f32))
+        .collect();
+    let run = |analyzer: &ClipAnalyzer| -> Vec<ClipAnalysis> {
+        clips
+            .iter()
+            .enumerate()
+            .map(|(seq, bytes)| {
+                let meta = meta(seq as u64, 15.0, 0, 0);
+                let a = analyzer
+                    .analyze(&meta.clip_id(), Some(&meta), bytes, &gallery)
+                    .unwrap_or_else(|e| panic!("clip {seq}: {e}"));
+                report(
+                    &format!(
+                        "{} (across {})",
+                        meta.clip_id(),
+                        analyzer.reuse.map_or(0, |r| r.across_clips)
+                    ),
+                    &a,
+                );
+                a
+            })
+            .collect()
+    };
+    let carried = run(&across);
+    let alone = run(&within);
+    let named = |a: &ClipAnalysis| a.person("barack_obama").is_some();
+    assert!(alone.iter().filter(|a| named(a)).count() >= 4, "{alone:?}");
+    for (i, (c, w)) in carried.iter().zip(&alone).enumerate() {
+        assert!(named(c) || !named(w), "clip {i}: {c:?} vs {w:?}");
+        assert!(
+            c.people.iter().all(|p| p.person_id == "barack_obama"),
+            "{c:?}"
+        );
+        assert_eq!(c.faces_detected, w.faces_detected, "clip {i}");
+    }
+    let embedded = |runs: &[ClipAnalysis]| runs.iter().map(|a| a.faces_embedded).sum::<u32>();
+    assert!(
+        embedded(&carried) < embedded(&alone),
+        "carried {} vs alone {}",
+        embedded(&carried),
+        embedded(&alone)
+    );
+    // Some clip took its identity from the clip before without embedding anything, and no
+    // run of clips that did so is longer than the policy allows.
+    assert!(carried.iter().any(|a| named(a) && a.faces_embedded == 0));
+    let mut run_without = 0;
+    for a in &carried {
+        run_without = if a.faces_embedded == 0 {
+            run_without + 1
+        } else {
+            0
+        };
+        assert!(run_without <= policy.across_clips, "{carried:?}");
+    }
+
+    // Another stream (same pictures, other device) and a gap in the sequence start afresh.
+    let other = ClipMeta {
+        device_id: "other-cam".into(),
+        ..meta(1, 15.0, 0, 0)
+    };
+    let a = across
+        .analyze(&other.clip_id(), Some(&other), &clips[1], &gallery)
+        .unwrap();
+    assert_eq!(a.faces_embedded, alone[1].faces_embedded, "{a:?}");
+    let gap = meta(20, 15.0, 0, 0);
+    let a = across
+        .analyze(&gap.clip_id(), Some(&gap), &clips[0], &gallery)
+        .unwrap();
+    assert_eq!(a.faces_embedded, alone[0].faces_embedded, "{a:?}");
 }
 
 /// What `rollcall scan` checks on the shared videos, clip by clip: every person folder of

@@ -37,8 +37,9 @@
 //! [`ReusePolicy::min_iou`], 0.3 by default) the box of a face of the previous sampled frame that
 //! was **confidently recognised** takes over that identity without being embedded again: it
 //! counts as a sighting of the same person in this frame (`frames_seen`), with the similarity
-//! measured when it was embedded (so `best_similarity`, `frame_index` and `bbox` still describe
-//! a face that was actually embedded). Confident means named with a similarity at least
+//! measured when it was embedded (so within a clip `best_similarity`, `frame_index` and `bbox`
+//! describe a face that was actually embedded; a person only carried into a clip from the
+//! previous one, below, gets this clip's box and frame with the last measured similarity). Confident means named with a similarity at least
 //! [`ReusePolicy::uncertain_margin`] (0.05) above the threshold. Faces that came out unknown, or
 //! named within the margin of the threshold, are embedded again in every sampled frame, so
 //! borderline faces collect more evidence (and `closest_unknown` still sees every stranger).
@@ -53,6 +54,21 @@
 //! frames per clip were sampled). Two different faces
 //! seldom overlap that much.
 //!
+//! # ... and between the clips of a stream
+//!
+//! A camera's clips follow each other: the first analysed frame of clip `n + 1` is about as far
+//! from the last analysed frame of clip `n` (frame 8 of 15, then frame 0 of the next) as two
+//! sampled frames of one clip are. So the analyzer keeps the last analysed frame of each stream
+//! ([`StreamTails`], keyed by the clip id's `device/session`) and, when the same analyzer gets
+//! clip `n + 1` of that stream within [`STREAM_TAIL_TTL`], starts from those faces as if they
+//! were its previous frame: the same pairing and the same confidence rule. An identity is handed
+//! across at most [`ReusePolicy::across_clips`] (3) clip boundaries; then the face is embedded
+//! again, so every person is measured at least every 2 s and a clip never names someone from a
+//! measurement older than that. A clip that arrives out of order, after a gap in the sequence,
+//! with another frame size, or at another function instance (Lambda) is analysed on its own, as
+//! before. A person removed from the directory can be named for up to 3 more clips.
+//! [`ClipAnalysis::faces_embedded`] counts the faces actually embedded.
+//!
 //! # Distinct strangers
 //!
 //! The same pairing (greedy by IoU, at least `min_iou`) follows every face, known or not,
@@ -63,7 +79,7 @@
 //! or is hidden in one of them, starts a new track and counts twice.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -119,6 +135,8 @@ pub struct ClipAnalyzer {
     /// When a face takes over the identity of the face it overlaps in the previous sampled frame
     /// instead of being embedded (see the [module documentation](self)); `None`: embed every face.
     pub reuse: Option<ReusePolicy>,
+    /// The last analysed frame of each stream's latest clip, for [`ReusePolicy::across_clips`].
+    pub tails: Arc<StreamTails>,
 }
 
 /// Largest frame (longer side, shorter side) for [`ClipAnalyzer::small_frame_detector`]: the
@@ -145,6 +163,20 @@ pub struct ReusePolicy {
     /// embedded again in every analysed frame.
     #[serde(default)]
     pub stranger_margin: Option<f32>,
+    /// Clip boundaries an identity may be handed across before the face is embedded again: the
+    /// first analysed frame of clip `n + 1` of a stream (`device/session`) continues the last
+    /// one of clip `n` when this analyzer saw it (see the [module documentation](self)). 0:
+    /// identities stay within their clip.
+    #[serde(default = "default_across_clips")]
+    pub across_clips: u32,
+}
+
+/// [`ReusePolicy::across_clips`] by default: an identity is measured again at least every
+/// fourth clip (2 s of 0.5 s clips).
+pub const DEFAULT_ACROSS_CLIPS: u32 = 3;
+
+fn default_across_clips() -> u32 {
+    DEFAULT_ACROSS_CLIPS
 }
 
 impl Default for ReusePolicy {
@@ -153,8 +185,101 @@ impl Default for ReusePolicy {
             min_iou: 0.3,
             uncertain_margin: 0.05,
             stranger_margin: None,
+            across_clips: DEFAULT_ACROSS_CLIPS,
         }
     }
+}
+
+/// How long the last analysed frame of a stream's clip waits for the stream's next clip.
+pub const STREAM_TAIL_TTL: Duration = Duration::from_secs(5);
+
+/// Streams whose last analysed frame is kept at most (the oldest go first).
+pub const MAX_STREAM_TAILS: usize = 4096;
+
+/// The last analysed frame of the latest clip of each stream (`device/session`), for the next
+/// clip of the same stream to continue (see the [module documentation](self)). Shared by the
+/// clones of one [`ClipAnalyzer`]; bounded by [`MAX_STREAM_TAILS`] and [`STREAM_TAIL_TTL`].
+#[derive(Debug, Default)]
+pub struct StreamTails {
+    tails: Mutex<HashMap<String, StreamTail>>,
+}
+
+#[derive(Debug, Clone)]
+struct StreamTail {
+    seq: u64,
+    size: (u32, u32),
+    faces: Vec<TrackedFace>,
+    stored: Instant,
+}
+
+impl StreamTails {
+    /// The faces of the last analysed frame of clip `seq - 1` of `stream` when it was analysed
+    /// here less than [`STREAM_TAIL_TTL`] ago and its frames were `size`; without a track in
+    /// the new clip and one clip boundary further from their measurement.
+    fn before(&self, stream: &str, seq: u64, size: (u32, u32)) -> Vec<TrackedFace> {
+        let tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+        match tails.get(stream) {
+            Some(tail)
+                if tail.seq.checked_add(1) == Some(seq)
+                    && tail.size == size
+                    && tail.stored.elapsed() < STREAM_TAIL_TTL =>
+            {
+                tail.faces
+                    .iter()
+                    .map(|face| TrackedFace {
+                        track: None,
+                        clips_carried: face.clips_carried.saturating_add(1),
+                        ..face.clone()
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Keep `faces`, the last analysed frame of clip `seq` of `stream`, unless a later clip of
+    /// the stream was stored already (clips analysed out of order).
+    fn store(&self, stream: &str, seq: u64, size: (u32, u32), faces: Vec<TrackedFace>) {
+        let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+        if tails.get(stream).is_some_and(|tail| tail.seq >= seq) {
+            return;
+        }
+        tails.retain(|_, tail| tail.stored.elapsed() < STREAM_TAIL_TTL);
+        if tails.len() >= MAX_STREAM_TAILS && !tails.contains_key(stream) {
+            if let Some(oldest) = tails
+                .iter()
+                .min_by_key(|(_, tail)| tail.stored)
+                .map(|(key, _)| key.clone())
+            {
+                tails.remove(&oldest);
+            }
+        }
+        tails.insert(
+            stream.to_string(),
+            StreamTail {
+                seq,
+                size,
+                faces,
+                stored: Instant::now(),
+            },
+        );
+    }
+
+    /// Streams with a kept frame.
+    pub fn len(&self) -> usize {
+        self.tails.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no stream has a kept frame.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `device/session` and the sequence number of a clip id `device/session/seq`.
+fn stream_of(clip_id: &str) -> Option<(&str, u64)> {
+    let (stream, seq) = clip_id.rsplit_once('/')?;
+    Some((stream, seq.parse().ok()?))
 }
 
 impl std::fmt::Debug for ClipAnalyzer {
@@ -165,6 +290,7 @@ impl std::fmt::Debug for ClipAnalyzer {
             .field("detector", &self.detector)
             .field("small_frame_detector", &self.small_frame_detector)
             .field("reuse", &self.reuse)
+            .field("stream_tails", &self.tails.len())
             .finish_non_exhaustive()
     }
 }
@@ -228,6 +354,10 @@ pub struct ClipAnalysis {
     /// embedded, or recognised by overlap with the previous frame's face, see
     /// [`ReusePolicy`]).
     pub faces_detected: u32,
+    /// Faces aligned and embedded (the others of `faces_detected` took over the identity of
+    /// the face they continue, in this clip or the stream's previous one; see [`ReusePolicy`]).
+    #[serde(default)]
+    pub faces_embedded: u32,
     /// Frames in the clip (pictures in its stream).
     #[serde(default)]
     pub frames_in_clip: u32,
@@ -295,6 +425,7 @@ impl ClipAnalyzer {
             detector,
             small_frame_detector,
             reuse: Some(ReusePolicy::default()),
+            tails: Arc::new(StreamTails::default()),
         }
     }
 
@@ -371,8 +502,11 @@ impl ClipAnalyzer {
         let mut detect = Duration::ZERO;
         let mut embed = Duration::ZERO;
         let mut embedded = 0usize;
-        // Faces of the previous analysed frame: box, identity, track.
+        // Faces of the previous analysed frame: box, identity, track. Before the first frame,
+        // those of the stream's previous clip when they carry identities across clips.
         let mut previous: Vec<TrackedFace> = Vec::new();
+        let mut size = None;
+        let stream = stream_of(clip_id).filter(|_| self.reuse.is_some_and(|r| r.across_clips > 0));
         let track_iou = self
             .reuse
             .map_or(ReusePolicy::default().min_iou, |r| r.min_iou);
@@ -385,6 +519,12 @@ impl ClipAnalyzer {
             };
             let started = Instant::now();
             let (width, height) = frame.image.dimensions();
+            if size.is_none() {
+                size = Some((width, height));
+                if let Some((stream, seq)) = stream {
+                    previous = self.tails.before(stream, seq, (width, height));
+                }
+            }
             let detections = self
                 .pipeline
                 .detect_with_retry(
@@ -399,14 +539,14 @@ impl ClipAnalyzer {
             let matched = match_previous(&boxes, &previous, track_iou);
             // Confidently named faces hand their identity on; the others are embedded, all
             // of this frame's together.
-            let carried: Vec<Option<Identity>> = matched
+            let carried: Vec<Option<(Identity, u32)>> = matched
                 .iter()
                 .map(|m| {
                     let earlier = &previous[(*m)?];
                     let policy = self.reuse.as_ref()?;
-                    policy
-                        .hands_on(&earlier.identity, gallery.threshold())
-                        .then(|| earlier.identity.clone())
+                    (policy.hands_on(&earlier.identity, gallery.threshold())
+                        && earlier.clips_carried <= policy.across_clips)
+                        .then(|| (earlier.identity.clone(), earlier.clips_carried))
                 })
                 .collect();
             let to_embed: Vec<&Detection> = detections
@@ -427,28 +567,33 @@ impl ClipAnalyzer {
 
             let mut current = Vec::with_capacity(boxes.len());
             for ((face, carried), matched) in detections.faces.iter().zip(carried).zip(matched) {
-                let identity = match carried {
-                    Some(identity) => identity,
+                let (identity, clips_carried) = match carried {
+                    Some(carried) => carried,
                     // Degenerate landmarks: not a usable face.
                     None => match fresh.next().flatten() {
-                        Some(embedded) => gallery.identify(&embedded.embedding),
+                        Some(embedded) => (gallery.identify(&embedded.embedding), 0),
                         None => continue,
                     },
                 };
-                let track = match matched {
-                    Some(m) => previous[m].track,
+                // A face continuing one of the previous clip starts a track in this one.
+                let track = match matched.and_then(|m| previous[m].track) {
+                    Some(track) => track,
                     None => tally.new_track(),
                 };
                 current.push(TrackedFace {
                     bbox: face.bbox,
                     identity,
-                    track,
+                    track: Some(track),
+                    clips_carried,
                 });
             }
             tally.add_frame(frame.index, current.iter().cloned());
             previous = current;
             Ok(())
         })?;
+        if let (Some((stream, seq)), Some(size)) = (stream, size) {
+            self.tails.store(stream, seq, size, previous);
+        }
 
         // Decoding stops after the last analysed frame: the clip's length is its picture count.
         let frames_in_clip = stats.pictures.max(stats.frames_decoded);
@@ -468,6 +613,7 @@ impl ClipAnalyzer {
             unknown_sightings: count(tally.unknown_sightings),
             max_unknown_in_a_frame: count(tally.max_unknown),
             faces_detected: count(tally.faces),
+            faces_embedded: count(embedded),
             frames_analyzed: count(tally.frames),
             closest_unknown: tally.closest_unknown.clone(),
             people: tally.into_people(),
@@ -506,8 +652,11 @@ impl ClipAnalyzer {
 struct TrackedFace {
     bbox: FaceBox,
     identity: Identity,
-    /// The track it belongs to: the same face followed through the clip's analysed frames.
-    track: usize,
+    /// The track it belongs to: the same face followed through the clip's analysed frames
+    /// (`None` for a face of the stream's previous clip).
+    track: Option<usize>,
+    /// Clip boundaries its identity was handed across since the face was embedded.
+    clips_carried: u32,
 }
 
 impl ReusePolicy {
@@ -587,10 +736,12 @@ impl Tally {
             bbox,
             identity,
             track,
+            ..
         } in faces
         {
             self.faces += 1;
-            if let (Some(named), Identity::Known(_)) = (self.named_tracks.get_mut(track), &identity)
+            if let (Some(named), Identity::Known(_)) =
+                (track.and_then(|t| self.named_tracks.get_mut(t)), &identity)
             {
                 *named = true;
             }
@@ -672,9 +823,67 @@ mod tests {
             .map(|(bbox, identity)| TrackedFace {
                 bbox: *bbox,
                 identity: identity.clone(),
-                track: tally.new_track(),
+                track: Some(tally.new_track()),
+                clips_carried: 0,
             })
             .collect()
+    }
+
+    #[test]
+    fn clip_ids_split_into_stream_and_sequence() {
+        assert_eq!(stream_of("cam1/s-1/00000007"), Some(("cam1/s-1", 7)));
+        assert_eq!(stream_of("cam1/s-1/x7"), None);
+        assert_eq!(stream_of("00000007"), None);
+    }
+
+    #[test]
+    fn a_stream_tail_continues_only_the_next_clip_of_the_same_stream_and_size() {
+        let tails = StreamTails::default();
+        let face = on_track(0, 10.0, known("ada", 0.8));
+        tails.store("cam/s", 4, (640, 360), vec![face.clone()]);
+        let next = tails.before("cam/s", 5, (640, 360));
+        assert_eq!(next.len(), 1);
+        assert_eq!(
+            next[0].track, None,
+            "a face of the previous clip has no track here"
+        );
+        assert_eq!(next[0].clips_carried, 1);
+        assert_eq!(
+            (next[0].bbox, &next[0].identity),
+            (face.bbox, &face.identity)
+        );
+        // Not the next clip, another stream, another size.
+        assert!(tails.before("cam/s", 6, (640, 360)).is_empty());
+        assert!(tails.before("cam/s", 4, (640, 360)).is_empty());
+        assert!(tails.before("cam/t", 5, (640, 360)).is_empty());
+        assert!(tails.before("cam/s", 5, (1280, 720)).is_empty());
+        // A clip analysed late does not replace a later one.
+        tails.store("cam/s", 3, (640, 360), Vec::new());
+        assert_eq!(tails.before("cam/s", 5, (640, 360)).len(), 1);
+        // Carried twice: one boundary further each time.
+        let again = TrackedFace {
+            track: Some(0),
+            ..next[0].clone()
+        };
+        tails.store("cam/s", 5, (640, 360), vec![again]);
+        assert_eq!(tails.before("cam/s", 6, (640, 360))[0].clips_carried, 2);
+    }
+
+    #[test]
+    fn stream_tails_are_bounded() {
+        let tails = StreamTails::default();
+        for i in 0..MAX_STREAM_TAILS + 10 {
+            tails.store(&format!("cam{i}/s"), 1, (64, 64), Vec::new());
+        }
+        assert_eq!(tails.len(), MAX_STREAM_TAILS);
+        assert!(
+            tails
+                .tails
+                .lock()
+                .unwrap()
+                .contains_key(&format!("cam{}/s", MAX_STREAM_TAILS + 9)),
+            "the newest stream is kept"
+        );
     }
 
     #[test]
@@ -757,7 +966,8 @@ mod tests {
         TrackedFace {
             bbox: bbox(x),
             identity,
-            track,
+            track: Some(track),
+            clips_carried: 0,
         }
     }
 
