@@ -66,7 +66,8 @@
 //! again, so every person is measured at least every 2 s and a clip never names someone from a
 //! measurement older than that. A clip that arrives out of order, after a gap in the sequence,
 //! with another frame size, or at another function instance (Lambda) is analysed on its own, as
-//! before. A person removed from the directory can be named for up to 3 more clips.
+//! before. A carried name is dropped (the face embedded) once the gallery no longer names that
+//! person: removed from the directory, or consent withdrawn.
 //! [`ClipAnalysis::faces_embedded`] counts the faces actually embedded.
 //!
 //! # Distinct strangers
@@ -543,9 +544,9 @@ impl ClipAnalyzer {
                 .iter()
                 .map(|m| {
                     let earlier = &previous[(*m)?];
-                    let policy = self.reuse.as_ref()?;
-                    (policy.hands_on(&earlier.identity, gallery.threshold())
-                        && earlier.clips_carried <= policy.across_clips)
+                    self.reuse
+                        .as_ref()?
+                        .continues(earlier, gallery)
                         .then(|| (earlier.identity.clone(), earlier.clips_carried))
                 })
                 .collect();
@@ -660,6 +661,21 @@ struct TrackedFace {
 }
 
 impl ReusePolicy {
+    /// Whether `earlier`, a face of the previous analysed frame (of this clip or the stream's
+    /// previous one), hands its identity on to the face that overlaps it: as
+    /// [`hands_on`](Self::hands_on) says at `gallery`'s threshold, carried across at most
+    /// `across_clips` clip boundaries, and a name only while `gallery` may still give it (the
+    /// directory or a consent can change between two clips).
+    fn continues(&self, earlier: &TrackedFace, gallery: &Gallery) -> bool {
+        let still_named = match &earlier.identity {
+            Identity::Known(c) => gallery.can_name(&c.person_id),
+            Identity::Unknown { .. } => true,
+        };
+        still_named
+            && earlier.clips_carried <= self.across_clips
+            && self.hands_on(&earlier.identity, gallery.threshold())
+    }
+
     /// Whether a face of the previous frame identified as `identity` hands it on to the face
     /// that overlaps it (named, at least `uncertain_margin` above `threshold`).
     fn hands_on(&self, identity: &Identity, threshold: f32) -> bool {
@@ -827,6 +843,30 @@ mod tests {
                 clips_carried: 0,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_carried_name_needs_the_gallery_to_still_give_it() {
+        let template = |id: &str, x: f32| crate::vision::Template {
+            person_id: id.to_string(),
+            embedding: vec![x, 1.0 - x, 0.0],
+            image_count: 1,
+        };
+        let mut gallery =
+            Gallery::new(vec![template("ada", 1.0), template("bob", 0.0)], 0.4).unwrap();
+        let policy = ReusePolicy::default();
+        let face = |person: &str, clips_carried| TrackedFace {
+            clips_carried,
+            ..on_track(0, 10.0, known(person, 0.8))
+        };
+        assert!(policy.continues(&face("ada", 0), &gallery));
+        assert!(policy.continues(&face("ada", policy.across_clips), &gallery));
+        assert!(!policy.continues(&face("ada", policy.across_clips + 1), &gallery));
+        // Removed from the directory, or consent withdrawn, since the face was named.
+        assert!(!policy.continues(&face("eve", 0), &gallery));
+        gallery.withhold(&["ada".to_string()].into_iter().collect());
+        assert!(!policy.continues(&face("ada", 0), &gallery));
+        assert!(policy.continues(&face("bob", 0), &gallery));
     }
 
     #[test]

@@ -231,6 +231,10 @@ impl Gallery {
     pub fn contains(&self, person_id: &str) -> bool {
         self.person_ids.iter().any(|id| id == person_id)
     }
+    /// Whether a face may be named `person_id`: they have a template and are not withheld.
+    pub fn can_name(&self, person_id: &str) -> bool {
+        !self.is_withheld(person_id) && self.contains(person_id)
+    }
     /// The `index`th template (unit length) and its person, if there is one.
     pub fn template(&self, index: usize) -> Option<Template> {
         let row = self.row(index)?;
