@@ -355,8 +355,9 @@ pub struct ClipAnalysis {
     /// embedded, or recognised by overlap with the previous frame's face, see
     /// [`ReusePolicy`]).
     pub faces_detected: u32,
-    /// Faces aligned and embedded (the others of `faces_detected` took over the identity of
-    /// the face they continue, in this clip or the stream's previous one; see [`ReusePolicy`]).
+    /// Faces sent to alignment and embedding (the others of `faces_detected` took over the
+    /// identity of the face they continue, in this clip or the stream's previous one; see
+    /// [`ReusePolicy`]). A face whose landmarks turn out degenerate counts here and is dropped.
     #[serde(default)]
     pub faces_embedded: u32,
     /// Frames in the clip (pictures in its stream).
