@@ -148,7 +148,7 @@ impl YuNet {
     /// score first.
     ///
     /// The frame is scaled for [`YuNetOptions::min_face_size`]; when the result is larger than
-    /// [`YuNetOptions::max_input_pixels`] it is detected in several runs ([`plan_passes`]): the
+    /// [`YuNetOptions::max_input_pixels`] it is detected in several runs (`plan_passes`): the
     /// whole frame shrunk to fit the budget finds the larger faces, and overlapping tiles at the
     /// full scale find the small ones, each face reported by the one tile whose core holds its
     /// centre. Peak memory then depends on the budget, not on the frame's size.
