@@ -20,6 +20,7 @@ mod dims;
 mod prelu;
 mod proto;
 mod quantized;
+mod subnormal;
 
 pub use dims::DynamicAxes;
 
@@ -34,6 +35,10 @@ pub struct RuntimeOptions {
     /// faster (outputs equal to ~1e-6; see [`prelu`]). On by default; off loads the files as
     /// they are.
     pub rewrite_prelu: bool,
+    /// Set subnormal weights (below ~1.2e-38 in magnitude) to zero when a model loads: some
+    /// CPUs multiply them ~8x slower (see [`subnormal`]). On by default; off loads the weights
+    /// as they are.
+    pub flush_subnormal_weights: bool,
     /// Whether convolutions run in ONNX Runtime's blocked (NCHWc) layout; see [`ConvLayout`].
     pub conv_layout: ConvLayout,
 }
@@ -44,6 +49,7 @@ impl Default for RuntimeOptions {
             intra_threads: 1,
             sessions_per_model: 1,
             rewrite_prelu: true,
+            flush_subnormal_weights: true,
             conv_layout: ConvLayout::Auto,
         }
     }
@@ -55,10 +61,12 @@ impl Default for RuntimeOptions {
 /// blocked layout (NCHWc, 8 or 16 channels per block) for its AVX2/AVX-512 kernels. On most
 /// machines that is the fastest, and it is what the detectors want (measured 2026-12-06 on an
 /// Ice Lake server VM: YuNet 9.5 vs 30 ms, UltraFace 5.1 vs 16 ms, MTCNN 52 vs 82 ms per frame).
-/// But the same VM ran the embedder's pointwise convolutions 128 -> 256 channels at 14x14 about
-/// 10x slower blocked than plain (`fr_feature` 66 vs 21 ms per face), while a machine measured on
-/// 2026-11-27 ran it fastest blocked (5 ms). Which wins depends on the CPU, so a model that
-/// offers a probe input is timed both ways when it loads ([`ConvLayout::Auto`]).
+/// The same VM once ran the embedder ~3x slower blocked than plain (`fr_feature` 66 vs 21 ms per
+/// face). The cause turned out to be the model's subnormal weights, which the blocked kernels
+/// multiply on a slow path; with them set to zero at load ([`subnormal`]) the embedder runs
+/// fastest blocked there too (7.4 vs 13.8 ms). A model can still meet a CPU that runs one layout
+/// badly, so a model that offers a probe input is timed both ways when it loads
+/// ([`ConvLayout::Auto`]).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -168,6 +176,13 @@ fn edit_graph(
         tracing::debug!(model = %name, nodes = count, "quantized weights folded to float");
         edited = Some(folded);
     }
+    if options.flush_subnormal_weights {
+        let current = edited.as_deref().unwrap_or(&bytes);
+        if let Some((flushed, count)) = subnormal::flush_subnormal_weights(current) {
+            tracing::debug!(model = %name, weights = count, "subnormal weights set to zero");
+            edited = Some(flushed);
+        }
+    }
     if axes != DynamicAxes::AsDeclared {
         let current = edited.as_deref().unwrap_or(&bytes);
         let (freed, count) =
@@ -254,8 +269,9 @@ impl SessionPool {
     ///
     /// Before the sessions are created the graph is edited in memory (the file is not changed):
     /// constant block-quantised weights are folded to float (always: ONNX Runtime cannot run
-    /// them, see [`quantized`]), `axes` are freed, and `PRelu` is rewritten when
-    /// `options.rewrite_prelu` (see [`prelu`]).
+    /// them, see [`quantized`]), subnormal weights are set to zero when
+    /// `options.flush_subnormal_weights` (see [`subnormal`]), `axes` are freed, and `PRelu` is
+    /// rewritten when `options.rewrite_prelu` (see [`prelu`]).
     pub fn load_with(
         path: &Path,
         options: &RuntimeOptions,

@@ -141,6 +141,7 @@ fn runtime_variants_keep_detections_and_embeddings() {
     let cache = rollcall_models::ModelCache::from_env().expect("model cache");
     let as_they_are = RuntimeOptions {
         rewrite_prelu: false,
+        flush_subnormal_weights: false,
         ..RuntimeOptions::default()
     };
     for runtime in [
@@ -155,8 +156,8 @@ fn runtime_variants_keep_detections_and_embeddings() {
         },
     ] {
         let variant = format!(
-            "prelu rewritten: {}, layout {}",
-            runtime.rewrite_prelu, runtime.conv_layout
+            "prelu rewritten: {}, subnormals flushed: {}, layout {}",
+            runtime.rewrite_prelu, runtime.flush_subnormal_weights, runtime.conv_layout
         );
         let options = PipelineOptions {
             runtime,
