@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 use super::proto::{
     edit_model_graph, encode_float_tensor, encode_node, int_attribute, ints_attribute, put_bytes,
-    Graph, Initializer, Node, GRAPH_INITIALIZER, GRAPH_NODE, WIRE_LEN,
+    Graph, Initializer, Node, GRAPH_INITIALIZER,
 };
 
 /// Prefix of the names the rewrite invents (the rewrite is skipped if the model uses it).
@@ -80,59 +80,50 @@ fn rewrite_graph(graph: &[u8]) -> Option<(Vec<u8>, usize)> {
         }
     }
 
-    let mut out = Vec::with_capacity(graph.len() + graph.len() / 8);
     let mut new_initializers = Vec::new();
     let mut rewritten = 0usize;
-    let mut node_index = 0;
-    for field in &parsed.fields {
-        if (field.number, field.wire) != (GRAPH_NODE, WIRE_LEN) {
-            out.extend_from_slice(field.encoded);
-            continue;
-        }
-        let node = &parsed.nodes[node_index];
-        node_index += 1;
-        let Some(slopes) = rewritable_slopes(node, &producers, &initializers) else {
-            out.extend_from_slice(field.encoded);
-            continue;
-        };
-        let channels = slopes.len() as u64;
-        let name = |part: &str| format!("{NAME_PREFIX}{rewritten}_{part}");
-        let (negate_w, scale_w) = (name("negate_w"), name("scale_w"));
-        let (negated, relu, scaled) = (name("negated"), name("relu"), name("scaled"));
-        let depthwise = [
-            int_attribute("group", channels),
-            ints_attribute("kernel_shape", &[1, 1]),
-        ];
-        let (input, output) = (node.inputs[0], node.outputs[0]);
-        let replacement = [
-            encode_node(
-                &[input, &negate_w],
-                &negated,
-                &name("negate"),
-                "Conv",
-                &depthwise,
-            ),
-            encode_node(&[&negated], &relu, &name("relu_node"), "Relu", &[]),
-            encode_node(
-                &[&relu, &scale_w],
-                &scaled,
-                &name("scale"),
-                "Conv",
-                &depthwise,
-            ),
-            encode_node(&[&scaled, input], output, &name("add"), "Add", &[]),
-        ];
-        for bytes in &replacement {
-            put_bytes(&mut out, GRAPH_NODE, bytes);
-        }
-        new_initializers.push(encode_depthwise_weight(
-            &negate_w,
-            &vec![-1.0; slopes.len()],
-        ));
-        let one_minus: Vec<f32> = slopes.iter().map(|s| 1.0 - s).collect();
-        new_initializers.push(encode_depthwise_weight(&scale_w, &one_minus));
-        rewritten += 1;
-    }
+    let mut out = parsed.reencode(
+        graph.len() + graph.len() / 8,
+        |_, node| {
+            let slopes = rewritable_slopes(node, &producers, &initializers)?;
+            let channels = slopes.len() as u64;
+            let name = |part: &str| format!("{NAME_PREFIX}{rewritten}_{part}");
+            let (negate_w, scale_w) = (name("negate_w"), name("scale_w"));
+            let (negated, relu, scaled) = (name("negated"), name("relu"), name("scaled"));
+            let depthwise = [
+                int_attribute("group", channels),
+                ints_attribute("kernel_shape", &[1, 1]),
+            ];
+            let (input, output) = (node.inputs[0], node.outputs[0]);
+            let replacement = vec![
+                encode_node(
+                    &[input, &negate_w],
+                    &negated,
+                    &name("negate"),
+                    "Conv",
+                    &depthwise,
+                ),
+                encode_node(&[&negated], &relu, &name("relu_node"), "Relu", &[]),
+                encode_node(
+                    &[&relu, &scale_w],
+                    &scaled,
+                    &name("scale"),
+                    "Conv",
+                    &depthwise,
+                ),
+                encode_node(&[&scaled, input], output, &name("add"), "Add", &[]),
+            ];
+            new_initializers.push(encode_depthwise_weight(
+                &negate_w,
+                &vec![-1.0; slopes.len()],
+            ));
+            let one_minus: Vec<f32> = slopes.iter().map(|s| 1.0 - s).collect();
+            new_initializers.push(encode_depthwise_weight(&scale_w, &one_minus));
+            rewritten += 1;
+            Some(replacement)
+        },
+        |_, _| None,
+    );
     if rewritten == 0 {
         return None;
     }
@@ -153,7 +144,7 @@ pub(crate) fn rewrite_prelu(model: &[u8]) -> Option<(Vec<u8>, usize)> {
 mod tests {
     use super::*;
     use crate::runtime::proto::test_models::{graph_of, model, tensor};
-    use crate::runtime::proto::{fields, parse_initializer, parse_node, MODEL_GRAPH};
+    use crate::runtime::proto::{fields, parse_initializer, parse_node, GRAPH_NODE, MODEL_GRAPH};
 
     /// input -> Conv(w: [2, 3, 3, 3]) -> conv_out -> PRelu(slope: 2 values) -> output, plus
     /// `extra` nodes, as a ModelProto.

@@ -428,6 +428,45 @@ impl<'a> Graph<'a> {
             .flat_map(|n| n.inputs.iter().chain(&n.outputs).copied().chain([n.name]))
             .chain(self.initializers.iter().map(|i| i.name))
     }
+
+    /// The graph encoded again field by field, in order: each node and each initializer as
+    /// `node` and `initializer` say (called with its index among the graph's nodes or
+    /// initializers: `None` copies its bytes, `Some(messages)` writes those encoded messages
+    /// of the same field in its place, none to drop it), every other field copied.
+    pub fn reencode(
+        &self,
+        capacity: usize,
+        mut node: impl FnMut(usize, &Node<'a>) -> Option<Vec<Vec<u8>>>,
+        mut initializer: impl FnMut(usize, &Initializer<'a>) -> Option<Vec<Vec<u8>>>,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(capacity);
+        let (mut node_index, mut initializer_index) = (0, 0);
+        for field in &self.fields {
+            let replacement = match (field.number, field.wire) {
+                (GRAPH_NODE, WIRE_LEN) => {
+                    node_index += 1;
+                    node(node_index - 1, &self.nodes[node_index - 1])
+                }
+                (GRAPH_INITIALIZER, WIRE_LEN) => {
+                    initializer_index += 1;
+                    initializer(
+                        initializer_index - 1,
+                        &self.initializers[initializer_index - 1],
+                    )
+                }
+                _ => None,
+            };
+            match replacement {
+                None => out.extend_from_slice(field.encoded),
+                Some(messages) => {
+                    for message in &messages {
+                        put_bytes(&mut out, field.number, message);
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Apply `edit` to the graph of the serialized `ModelProto` `model`; the other fields of the

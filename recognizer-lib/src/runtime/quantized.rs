@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::proto::{
     edit_model_graph, encode_float_tensor, put_bytes, Graph, Initializer, Values,
-    GRAPH_INITIALIZER, GRAPH_NODE, GRAPH_OUTPUT, VALUE_INFO_NAME, WIRE_LEN,
+    GRAPH_INITIALIZER, GRAPH_OUTPUT, VALUE_INFO_NAME, WIRE_LEN,
 };
 
 /// The values of `DequantizeLinear(x, scale, zero)` with attributes `axis` and `block_size`
@@ -160,7 +160,7 @@ fn fold_graph(graph: &[u8]) -> Option<(Vec<u8>, usize)> {
     if count == 0 {
         return None;
     }
-    // Initializers read only by folded nodes are dropped.
+    // Initializers read only by folded nodes are dropped with them.
     let still_read: HashSet<&str> = parsed
         .nodes
         .iter()
@@ -176,26 +176,14 @@ fn fold_graph(graph: &[u8]) -> Option<(Vec<u8>, usize)> {
         .flat_map(|(n, _)| n.inputs.iter().copied())
         .collect();
 
-    let mut out = Vec::with_capacity(graph.len() * 2);
-    let (mut node_index, mut initializer_index) = (0, 0);
-    for field in &parsed.fields {
-        match (field.number, field.wire) {
-            (GRAPH_NODE, WIRE_LEN) => {
-                if folded[node_index].is_none() {
-                    out.extend_from_slice(field.encoded);
-                }
-                node_index += 1;
-            }
-            (GRAPH_INITIALIZER, WIRE_LEN) => {
-                let name = parsed.initializers[initializer_index].name;
-                initializer_index += 1;
-                if !folded_inputs.contains(name) || still_read.contains(name) {
-                    out.extend_from_slice(field.encoded);
-                }
-            }
-            _ => out.extend_from_slice(field.encoded),
-        }
-    }
+    let mut out = parsed.reencode(
+        graph.len() * 2,
+        |index, _| folded[index].is_some().then(Vec::new),
+        |_, initializer| {
+            let name = initializer.name;
+            (folded_inputs.contains(name) && !still_read.contains(name)).then(Vec::new)
+        },
+    );
     for constant in folded.iter().flatten() {
         put_bytes(&mut out, GRAPH_INITIALIZER, constant);
     }

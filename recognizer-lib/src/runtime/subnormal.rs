@@ -15,9 +15,7 @@
 //! less than 1e-30 to any activation of the networks here. Initializers stored outside the model
 //! or in types other than `FLOAT` are left alone.
 
-use super::proto::{
-    edit_model_graph, encode_float_tensor, put_bytes, Graph, GRAPH_INITIALIZER, WIRE_LEN,
-};
+use super::proto::{edit_model_graph, encode_float_tensor, Graph};
 
 /// Whether `value` is subnormal (non-zero and smaller in magnitude than the smallest normal).
 fn is_subnormal(value: f32) -> bool {
@@ -28,35 +26,26 @@ fn is_subnormal(value: f32) -> bool {
 /// values changed; `None` when there were none or the graph could not be read.
 fn flush_graph(graph: &[u8]) -> Option<(Vec<u8>, usize)> {
     let parsed = Graph::parse(graph)?;
-    let mut out = Vec::with_capacity(graph.len());
     let mut flushed = 0usize;
-    let mut initializer_index = 0;
-    for field in &parsed.fields {
-        if (field.number, field.wire) != (GRAPH_INITIALIZER, WIRE_LEN) {
-            out.extend_from_slice(field.encoded);
-            continue;
-        }
-        let initializer = &parsed.initializers[initializer_index];
-        initializer_index += 1;
-        let values = initializer.floats().unwrap_or(&[]);
-        let subnormals = values.iter().filter(|v| is_subnormal(**v)).count();
-        // A tensor whose shape does not match its data is left for ONNX Runtime to refuse.
-        if subnormals == 0 || initializer.element_count() != Some(values.len()) {
-            out.extend_from_slice(field.encoded);
-            continue;
-        }
-        let cleaned: Vec<f32> = values
-            .iter()
-            .map(|&v| if is_subnormal(v) { 0.0 } else { v })
-            .collect();
-        let dims: Vec<u64> = initializer.dims.iter().map(|&d| d as u64).collect();
-        put_bytes(
-            &mut out,
-            GRAPH_INITIALIZER,
-            &encode_float_tensor(initializer.name, &dims, &cleaned),
-        );
-        flushed += subnormals;
-    }
+    let out = parsed.reencode(
+        graph.len(),
+        |_, _| None,
+        |_, initializer| {
+            let values = initializer.floats()?;
+            let subnormals = values.iter().filter(|v| is_subnormal(**v)).count();
+            // A tensor whose shape does not match its data is left for ONNX Runtime to refuse.
+            if subnormals == 0 || initializer.element_count() != Some(values.len()) {
+                return None;
+            }
+            let cleaned: Vec<f32> = values
+                .iter()
+                .map(|&v| if is_subnormal(v) { 0.0 } else { v })
+                .collect();
+            let dims: Vec<u64> = initializer.dims.iter().map(|&d| d as u64).collect();
+            flushed += subnormals;
+            Some(vec![encode_float_tensor(initializer.name, &dims, &cleaned)])
+        },
+    );
     (flushed > 0).then_some((out, flushed))
 }
 
@@ -72,8 +61,8 @@ mod tests {
     use super::*;
     use crate::runtime::proto::test_models::{graph_of, model, tensor};
     use crate::runtime::proto::{
-        encode_node, fields, parse_initializer, put_uint, Values, GRAPH_NODE, MODEL_GRAPH,
-        TENSOR_DATA_LOCATION,
+        encode_node, fields, parse_initializer, put_bytes, put_uint, Values, GRAPH_INITIALIZER,
+        GRAPH_NODE, MODEL_GRAPH, TENSOR_DATA_LOCATION,
     };
 
     const TINY: f32 = 1e-40;
