@@ -40,9 +40,19 @@
 //! measured when it was embedded (so within a clip `best_similarity`, `frame_index` and `bbox`
 //! describe a face that was actually embedded; a person only carried into a clip from the
 //! previous one, below, gets this clip's box and frame with the last measured similarity). Confident means named with a similarity at least
-//! [`ReusePolicy::uncertain_margin`] (0.05) above the threshold. Faces that came out unknown, or
-//! named within the margin of the threshold, are embedded again in every sampled frame, so
-//! borderline faces collect more evidence (and `closest_unknown` still sees every stranger).
+//! [`ReusePolicy::uncertain_margin`] (0.05) above the threshold. Faces named within the margin
+//! of the threshold, and faces that came out unknown but were small or close to it, are
+//! embedded again in every sampled frame, so borderline faces collect more evidence.
+//!
+//! A **clear stranger** hands "unknown" on as well: a face whose box's shorter side is at
+//! least [`ReusePolicy::stranger_min_side`] (56 px, half the embedder's 112 px input) and
+//! whose closest enrolled person scored at least [`ReusePolicy::stranger_margin`] (0.15)
+//! below the threshold. Small faces are not carried: in the lecture-hall test (1280x720, back
+//! row ~20x28 px boxes) a face of someone enrolled that scored 0.15 below the threshold in one
+//! look scored above it in another, and carrying those "unknown"s named 17 of 20 people
+//! instead of 20. A stranger is carried across at most [`ReusePolicy::stranger_across_clips`]
+//! (1) clip boundary, fewer than a name: someone who walks in looking away is embedded again,
+//! and named, within a second of turning to the camera.
 //! Each face of the previous frame is taken over by at most one face (the best-overlapping one);
 //! the carried identity moves with the face, so a face tracked through three sampled frames is
 //! embedded once. `ClipAnalyzer::reuse = None` embeds every face.
@@ -159,11 +169,22 @@ pub struct ReusePolicy {
     /// The earlier face must have been named with a similarity at least this far above the
     /// threshold; unknown faces and names closer to the threshold are embedded again.
     pub uncertain_margin: f32,
-    /// Also hand on "unknown" from a face that matched nobody by at least this margin (its
-    /// closest similarity at or below the threshold minus this); `None`: unknown faces are
-    /// embedded again in every analysed frame.
-    #[serde(default)]
+    /// Also hand on "unknown" from a face of at least [`stranger_min_side`](Self::stranger_min_side)
+    /// that matched nobody by at least this margin (its closest similarity at or below the
+    /// threshold minus this); `None`: unknown faces are embedded again in every analysed frame.
+    #[serde(default = "default_stranger_margin")]
     pub stranger_margin: Option<f32>,
+    /// Smallest face (shorter side of its box, pixels) whose "unknown" is handed on. Smaller
+    /// faces are embedded again in every analysed frame: the embedder upscales them more than
+    /// 2x to its 112 px input, and a 30 px face of someone enrolled that scores 0.15 below the
+    /// threshold in one look can score above it in the next (see the [module documentation](self)).
+    #[serde(default = "default_stranger_min_side")]
+    pub stranger_min_side: f32,
+    /// Clip boundaries "unknown" may be handed across before the face is embedded again
+    /// (fewer than names: someone who walks in looking away is named within a second of
+    /// turning to the camera).
+    #[serde(default = "default_stranger_across_clips")]
+    pub stranger_across_clips: u32,
     /// Clip boundaries an identity may be handed across before the face is embedded again: the
     /// first analysed frame of clip `n + 1` of a stream (`device/session`) continues the last
     /// one of clip `n` when this analyzer saw it (see the [module documentation](self)). 0:
@@ -180,12 +201,36 @@ fn default_across_clips() -> u32 {
     DEFAULT_ACROSS_CLIPS
 }
 
+/// [`ReusePolicy::stranger_margin`] by default.
+pub const DEFAULT_STRANGER_MARGIN: f32 = 0.15;
+
+fn default_stranger_margin() -> Option<f32> {
+    Some(DEFAULT_STRANGER_MARGIN)
+}
+
+/// [`ReusePolicy::stranger_min_side`] by default: half the embedder's 112 px input.
+pub const DEFAULT_STRANGER_MIN_SIDE: f32 = 56.0;
+
+fn default_stranger_min_side() -> f32 {
+    DEFAULT_STRANGER_MIN_SIDE
+}
+
+/// [`ReusePolicy::stranger_across_clips`] by default: a stranger is measured again at least
+/// every second clip (1 s of 0.5 s clips).
+pub const DEFAULT_STRANGER_ACROSS_CLIPS: u32 = 1;
+
+fn default_stranger_across_clips() -> u32 {
+    DEFAULT_STRANGER_ACROSS_CLIPS
+}
+
 impl Default for ReusePolicy {
     fn default() -> Self {
         ReusePolicy {
             min_iou: 0.3,
             uncertain_margin: 0.05,
-            stranger_margin: None,
+            stranger_margin: default_stranger_margin(),
+            stranger_min_side: DEFAULT_STRANGER_MIN_SIDE,
+            stranger_across_clips: DEFAULT_STRANGER_ACROSS_CLIPS,
             across_clips: DEFAULT_ACROSS_CLIPS,
         }
     }
@@ -341,8 +386,8 @@ pub struct ClipAnalysis {
     /// matched nobody in any of them. A stranger who moves more than a face's width between two
     /// analysed frames, or is hidden in one, counts twice.
     pub unknown_faces: u32,
-    /// Faces (summed over analysed frames) that matched nobody (unknown faces are embedded in
-    /// every analysed frame, never carried over).
+    /// Faces (summed over analysed frames) that matched nobody, embedded or carried over as a
+    /// clear stranger (see [`ReusePolicy::stranger_margin`]).
     #[serde(default)]
     pub unknown_sightings: u32,
     /// Largest number of unmatched faces in a single analysed frame.
@@ -668,25 +713,29 @@ impl ReusePolicy {
     /// `across_clips` clip boundaries, and a name only while `gallery` may still give it (the
     /// directory or a consent can change between two clips).
     fn continues(&self, earlier: &TrackedFace, gallery: &Gallery) -> bool {
-        let still_named = match &earlier.identity {
-            Identity::Known(c) => gallery.can_name(&c.person_id),
-            Identity::Unknown { .. } => true,
+        let (still_named, across_clips) = match &earlier.identity {
+            Identity::Known(c) => (gallery.can_name(&c.person_id), self.across_clips),
+            Identity::Unknown { .. } => (true, self.stranger_across_clips),
         };
         still_named
-            && earlier.clips_carried <= self.across_clips
-            && self.hands_on(&earlier.identity, gallery.threshold())
+            && earlier.clips_carried <= across_clips
+            && self.hands_on(&earlier.identity, &earlier.bbox, gallery.threshold())
     }
 
-    /// Whether a face of the previous frame identified as `identity` hands it on to the face
-    /// that overlaps it (named, at least `uncertain_margin` above `threshold`).
-    fn hands_on(&self, identity: &Identity, threshold: f32) -> bool {
+    /// Whether a face of the previous frame (box `bbox`) identified as `identity` hands it on
+    /// to the face that overlaps it: named at least `uncertain_margin` above `threshold`, or
+    /// at least `stranger_min_side` and unknown by at least `stranger_margin`.
+    fn hands_on(&self, identity: &Identity, bbox: &FaceBox, threshold: f32) -> bool {
         match identity {
             Identity::Known(c) => c.similarity >= threshold + self.uncertain_margin,
-            Identity::Unknown { closest } => self.stranger_margin.is_some_and(|margin| {
-                closest
-                    .as_ref()
-                    .is_none_or(|c| c.similarity <= threshold - margin)
-            }),
+            Identity::Unknown { closest } => {
+                bbox.width().min(bbox.height()) >= self.stranger_min_side
+                    && self.stranger_margin.is_some_and(|margin| {
+                        closest
+                            .as_ref()
+                            .is_none_or(|c| c.similarity <= threshold - margin)
+                    })
+            }
         }
     }
 }
@@ -1069,25 +1118,68 @@ mod tests {
         assert_eq!(match_previous(&[bbox(0.0)], &[], 0.3), [None]);
     }
 
+    /// A square face box of `side` pixels.
+    fn face_of(side: f32) -> FaceBox {
+        FaceBox {
+            x1: 10.0,
+            y1: 10.0,
+            x2: 10.0 + side,
+            y2: 10.0 + side * 1.3,
+        }
+    }
+
     #[test]
-    fn only_confident_names_are_handed_on() {
+    fn confident_names_and_clear_large_strangers_are_handed_on() {
         let policy = ReusePolicy::default();
-        assert!(policy.hands_on(&known("ada", 0.60), 0.40));
-        // Within 0.05 of the threshold: embedded again.
-        assert!(!policy.hands_on(&known("bob", 0.43), 0.40));
-        // Unknown faces are always embedded again.
-        assert!(!policy.hands_on(&unknown(Some(("ada", 0.2))), 0.40));
-        // Exactly at threshold + margin counts as confident.
-        assert!(policy.hands_on(&known("ada", 0.5), 0.45));
-        // With a stranger margin, faces far below the threshold stay strangers unembedded.
-        let strangers = ReusePolicy {
-            stranger_margin: Some(0.15),
+        let small = face_of(28.0);
+        let large = face_of(80.0);
+        for face in [&small, &large] {
+            assert!(policy.hands_on(&known("ada", 0.60), face, 0.40));
+            // Within 0.05 of the threshold: embedded again.
+            assert!(!policy.hands_on(&known("bob", 0.43), face, 0.40));
+            // Exactly at threshold + margin counts as confident.
+            assert!(policy.hands_on(&known("ada", 0.5), face, 0.45));
+            // Unknown, but closer to the threshold than the stranger margin: embedded again.
+            assert!(!policy.hands_on(&unknown(Some(("ada", 0.3))), face, 0.40));
+        }
+        // A clear stranger stays a stranger unembedded when the face is large enough ...
+        assert!(policy.hands_on(&unknown(Some(("ada", 0.25))), &large, 0.40));
+        assert!(policy.hands_on(&unknown(None), &large, 0.40));
+        assert!(policy.hands_on(&unknown(None), &face_of(56.0), 0.40));
+        // ... and small faces, whose looks vary more, are always embedded again.
+        assert!(!policy.hands_on(&unknown(Some(("ada", 0.1))), &small, 0.40));
+        assert!(!policy.hands_on(&unknown(None), &face_of(55.0), 0.40));
+        // Without a stranger margin no "unknown" is handed on.
+        let names_only = ReusePolicy {
+            stranger_margin: None,
             ..policy
         };
-        assert!(strangers.hands_on(&unknown(Some(("ada", 0.25))), 0.40));
-        assert!(strangers.hands_on(&unknown(None), 0.40));
-        assert!(!strangers.hands_on(&unknown(Some(("ada", 0.3))), 0.40));
-        assert!(strangers.hands_on(&known("ada", 0.60), 0.40));
+        assert!(!names_only.hands_on(&unknown(None), &large, 0.40));
+        assert!(names_only.hands_on(&known("ada", 0.60), &large, 0.40));
+    }
+
+    #[test]
+    fn a_stranger_is_carried_across_fewer_clips_than_a_name() {
+        let gallery = Gallery::new(
+            vec![crate::vision::Template {
+                person_id: "ada".to_string(),
+                embedding: vec![1.0, 0.0],
+                image_count: 1,
+            }],
+            0.4,
+        )
+        .unwrap();
+        let policy = ReusePolicy::default();
+        assert!(policy.stranger_across_clips < policy.across_clips);
+        let stranger = |clips_carried| TrackedFace {
+            bbox: face_of(80.0),
+            identity: unknown(Some(("ada", 0.1))),
+            track: None,
+            clips_carried,
+        };
+        assert!(policy.continues(&stranger(0), &gallery));
+        assert!(policy.continues(&stranger(policy.stranger_across_clips), &gallery));
+        assert!(!policy.continues(&stranger(policy.stranger_across_clips + 1), &gallery));
     }
 
     #[test]
