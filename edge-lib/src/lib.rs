@@ -21,6 +21,8 @@
 //! - [`link`]: is the store / the queue reachable, since when not, retries.
 //! - [`drain`]: waiting for the answers at the end of a session; draining what earlier runs
 //!   left in a spool.
+//! - [`replay`]: clips recorded once and sent again at camera pace (load tests of the
+//!   recognition side without the cost of live cameras).
 //! - [`session`]: all of the above for one capture session, with counters (captured, uploaded,
 //!   results, errors, spooled, lost).
 //! - [`publish`]: recognition events out to MQTT and webhooks (the clients behind the feature
@@ -38,6 +40,7 @@ pub mod link;
 pub mod publish;
 pub mod receive;
 pub mod redact;
+pub mod replay;
 pub mod segment;
 pub mod session;
 pub mod source;

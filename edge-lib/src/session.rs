@@ -34,7 +34,8 @@ use crate::drain::{wait_for_answers, Courier};
 use crate::latency::{LatencyRecorder, Stage};
 use crate::link::{LinkHealth, LinkStatus};
 use crate::receive::{record_result_latency, Answer, ReceivedResult};
-use crate::segment::{ClipSegmenter, SegmentConfig, DEFAULT_CLIP_MS};
+use crate::replay::{ClipReplay, RecordedClips};
+use crate::segment::{ClipSegmenter, EncodedClip, SegmentConfig, DEFAULT_CLIP_MS};
 use crate::source::{
     open_source, FrameSource, Outage, OutageLog, SourceLink, SourceOptions, SourceSpec,
 };
@@ -67,6 +68,9 @@ pub struct SessionConfig {
     pub grace: Duration,
     /// Long-poll wait of one receive call (default 200 ms).
     pub receive_wait: Duration,
+    /// Send these clips again, at camera pace and restamped, instead of capturing from
+    /// `source` (load tests of the recognition side; see [`crate::replay`]).
+    pub replay: Option<Arc<RecordedClips>>,
 }
 
 impl SessionConfig {
@@ -89,6 +93,7 @@ impl SessionConfig {
             uploader: UploaderConfig::default(),
             grace: Duration::from_secs(10),
             receive_wait: Duration::from_millis(200),
+            replay: None,
         }
     }
 }
@@ -353,17 +358,26 @@ where
     Q: ResultQueue + 'static,
 {
     let started = Instant::now();
-    let mut source = open_source(&config.source, &config.source_options)?;
     let outages = OutageLog::new();
     let link = SourceLink::new(
         Arc::clone(&stop),
         config.duration.map(|d| Instant::now() + d),
         outages.clone(),
     );
-    source.link(link.clone());
-    let mut segment = SegmentConfig::new(&config.device_id, &config.session_id, source.fps());
-    segment.clip_ms = config.clip_ms;
-    let mut segmenter = ClipSegmenter::new(segment)?;
+    let mut input = match &config.replay {
+        Some(recorded) => {
+            ClipInput::Replay(recorded.replay(&config.device_id, &config.session_id)?)
+        }
+        None => {
+            let mut source = open_source(&config.source, &config.source_options)?;
+            source.link(link.clone());
+            let mut segment =
+                SegmentConfig::new(&config.device_id, &config.session_id, source.fps());
+            segment.clip_ms = config.clip_ms;
+            let segmenter = Box::new(ClipSegmenter::new(segment)?);
+            ClipInput::Live { source, segmenter }
+        }
+    };
     let spool = Arc::new(ClipSpool::open(
         &config.spool_root,
         &config.device_id,
@@ -445,16 +459,30 @@ where
     let health = courier.health();
     lock(&state).link = Some(Arc::clone(&health));
 
-    // Capture on this thread.
-    let (ended, error) = capture(
-        config,
-        &mut *source,
-        &mut segmenter,
-        &spool,
-        &state,
-        &stop,
-        &link,
-    );
+    // Capture (or replay) on this thread.
+    let (ended, error) = match &mut input {
+        ClipInput::Live { source, segmenter } => capture(
+            config,
+            &mut **source,
+            segmenter,
+            &spool,
+            &state,
+            &stop,
+            &link,
+        ),
+        ClipInput::Replay(replay) => {
+            let until = config.duration.map(|d| started + d);
+            while let Some(clip) = replay.next_clip(&stop, until) {
+                spool_clip(&state, &spool, &clip);
+            }
+            let ended = if stop.load(Ordering::Relaxed) {
+                EndReason::Stopped
+            } else {
+                EndReason::Duration
+            };
+            (ended, None)
+        }
+    };
     let capture_time = started.elapsed();
     lock(&state).capture_done = true;
     tracing::info!(
@@ -537,7 +565,13 @@ where
         first_result_error: s.first_result_error.clone(),
         capture_time,
         total_time: started.elapsed(),
-        source: source.describe(),
+        source: match &input {
+            ClipInput::Live { source, .. } => source.describe(),
+            ClipInput::Replay(_) => config
+                .replay
+                .as_ref()
+                .map_or_else(String::new, |r| r.describe()),
+        },
         camera_offline: outages.list(),
     })
 }
@@ -594,6 +628,30 @@ fn record_result(s: &mut State, got: &ReceivedResult) {
     }
 }
 
+/// Where a session's clips come from.
+enum ClipInput<'a> {
+    /// A source's frames, cut and encoded as they arrive.
+    Live {
+        source: Box<dyn FrameSource>,
+        segmenter: Box<ClipSegmenter>,
+    },
+    /// Recorded clips sent again.
+    Replay(ClipReplay<'a>),
+}
+
+/// Count a closed clip as captured and keep it in the spool until its answer.
+fn spool_clip(state: &Mutex<State>, spool: &ClipSpool, clip: &EncodedClip) {
+    let mut s = lock(state);
+    s.clips.captured += 1;
+    s.captured.insert(clip.meta.clip_id());
+    s.latency.record(Stage::Encode, clip.encode);
+    drop(s);
+    // Evictions are logged by the spool; the lost clips are named in the report.
+    if let Err(e) = spool.push(clip) {
+        tracing::error!(clip = %clip.meta.clip_id(), error = %e, "clip not spooled: lost");
+    }
+}
+
 fn capture(
     config: &SessionConfig,
     source: &mut dyn FrameSource,
@@ -604,17 +662,7 @@ fn capture(
     link: &SourceLink,
 ) -> (EndReason, Option<String>) {
     let started = Instant::now();
-    let spool_clip = |clip: crate::segment::EncodedClip| {
-        let mut s = lock(state);
-        s.clips.captured += 1;
-        s.captured.insert(clip.meta.clip_id());
-        s.latency.record(Stage::Encode, clip.encode);
-        drop(s);
-        // Evictions are logged by the spool; the lost clips are named in the report.
-        if let Err(e) = spool.push(&clip) {
-            tracing::error!(clip = %clip.meta.clip_id(), error = %e, "clip not spooled: lost");
-        }
-    };
+    let spool_clip = |clip: EncodedClip| spool_clip(state, spool, &clip);
     let mut outcome = (EndReason::EndOfSource, None);
     // Frames the encoder cannot take (e.g. a source larger than it accepts) are skipped: one
     // warning with the reason, not one per frame, and the report says how many.
