@@ -33,6 +33,13 @@ pub struct CamerasArgs {
     /// Default: the demo video $ROLLCALL_HOME/demo/WolfgangLanger_Pexels.mp4.
     #[arg(long = "video", value_name = "PATH")]
     pub(super) videos: Vec<PathBuf>,
+    /// Cameras send clips recorded once before the run (each video cut into clips as a
+    /// session would, then sent again at camera pace with fresh ids and times) instead of each
+    /// decoding its video and encoding every frame: measures the recognition side alone, as
+    /// when the cameras are separate devices. Without it, the simulated cameras' own decoding
+    /// and encoding share this machine's CPU with the recognition they measure.
+    #[arg(long)]
+    pub(super) replay: bool,
     /// Frame size every camera delivers, WIDTHxHEIGHT (videos are scaled to it).
     #[arg(long, default_value = "640x360", value_parser = parse_size, value_name = "WxH")]
     pub(super) size: (u32, u32),

@@ -21,18 +21,21 @@
 //!    the clip length + the margin (`--latency-margin`, default 500 ms): a clip waiting longer
 //!    than one clip length behind the camera means the queue is not draining.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rollcall_edge::replay::RecordedClips;
+use rollcall_edge::source::{SourceOptions, SourceSpec};
 use rollcall_models::ModelCache;
 use rollcall_recognizer::pool::default_max_workers;
 
 use super::args::CamerasArgs;
 use super::deployment::Deployment;
-use super::measure::measure;
+use super::measure::{measure, CameraFeed};
 use super::report::{print_header, print_row, BenchJson, Criterion};
 use crate::settings::ConfigFile;
 
@@ -75,6 +78,18 @@ pub(super) fn run(args: CamerasArgs, config: &ConfigFile) -> Result<ExitCode> {
         anyhow::ensure!(video.is_file(), "--video {}: no such file", video.display());
     }
 
+    let feeds = if args.replay {
+        record_videos(&videos, &args)?
+    } else {
+        videos
+            .iter()
+            .map(|video| CameraFeed {
+                video: video.clone(),
+                replay: None,
+            })
+            .collect()
+    };
+
     let scratch = tempfile::Builder::new()
         .prefix("rollcall-bench-")
         .tempdir()
@@ -96,12 +111,17 @@ pub(super) fn run(args: CamerasArgs, config: &ConfigFile) -> Result<ExitCode> {
     let p99_limit_ms = f64::from(args.clip_ms) + args.latency_margin.as_secs_f64() * 1e3;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
-        "bench cameras: {} on {cores} core(s); {}x{} at real-time pace for {:.0} s per step; \
+        "bench cameras: {} on {cores} core(s); {}x{} at real-time pace{} for {:.0} s per step; \
          real time = nothing lost, backlog <= N over the last third, end-to-end p99 <= \
          {p99_limit_ms:.0} ms",
         deployment.describe(max_workers),
         args.size.0,
         args.size.1,
+        if args.replay {
+            " (recorded clips replayed)"
+        } else {
+            ""
+        },
         args.duration.as_secs_f64()
     );
     print_header();
@@ -110,7 +130,7 @@ pub(super) fn run(args: CamerasArgs, config: &ConfigFile) -> Result<ExitCode> {
         let step = measure(
             &mut deployment,
             &args,
-            &videos,
+            &feeds,
             count,
             p99_limit_ms,
             scratch.path(),
@@ -149,6 +169,7 @@ pub(super) fn run(args: CamerasArgs, config: &ConfigFile) -> Result<ExitCode> {
             max_workers,
             worker_processes,
             videos: videos.iter().map(|v| v.display().to_string()).collect(),
+            replay: args.replay,
             size: format!("{}x{}", args.size.0, args.size.1),
             clip_ms: args.clip_ms,
             duration_s: args.duration.as_secs_f64(),
@@ -166,4 +187,37 @@ pub(super) fn run(args: CamerasArgs, config: &ConfigFile) -> Result<ExitCode> {
     }
     // The verdict is data, not an error: a run that measured is a success.
     Ok(ExitCode::SUCCESS)
+}
+
+/// Most clips recorded per video for `--replay` (a minute of 0.5 s clips, a few MB): a camera
+/// loops over them for a longer step.
+const MAX_RECORDED_CLIPS: usize = 120;
+
+/// `--replay`: each video cut into clips once, at the cameras' size and clip length.
+fn record_videos(videos: &[PathBuf], args: &CamerasArgs) -> Result<Vec<CameraFeed>> {
+    let options = SourceOptions {
+        width: Some(args.size.0),
+        height: Some(args.size.1),
+        ..SourceOptions::default()
+    };
+    let wanted = (args.duration.as_millis() / u128::from(args.clip_ms)).saturating_add(1);
+    let max_clips =
+        usize::try_from(wanted).map_or(MAX_RECORDED_CLIPS, |n| n.min(MAX_RECORDED_CLIPS));
+    videos
+        .iter()
+        .map(|video| {
+            let recorded = RecordedClips::record(
+                &SourceSpec::File(video.clone()),
+                &options,
+                args.clip_ms,
+                max_clips,
+            )
+            .with_context(|| format!("cannot record clips of {}", video.display()))?;
+            eprintln!("recorded {}", recorded.describe());
+            Ok(CameraFeed {
+                video: video.clone(),
+                replay: Some(Arc::new(recorded)),
+            })
+        })
+        .collect()
 }

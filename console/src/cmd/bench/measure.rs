@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rollcall_edge::latency::LatencyRecorder;
+use rollcall_edge::replay::RecordedClips;
 use rollcall_edge::session::{SessionConfig, SessionProbe};
 use rollcall_edge::source::{now_ns, Pace, SourceSpec};
 
@@ -26,7 +27,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 pub(super) fn measure(
     deployment: &mut Deployment,
     args: &CamerasArgs,
-    videos: &[PathBuf],
+    feeds: &[CameraFeed],
     count: usize,
     p99_limit_ms: f64,
     scratch: &Path,
@@ -79,14 +80,15 @@ pub(super) fn measure(
         .iter()
         .enumerate()
         .map(|(i, service)| {
-            let video = videos[i % videos.len()].clone();
+            let feed = &feeds[i % feeds.len()];
             let device = camera_device(i);
             let spool = scratch.join(format!("spool-{run_id}-{device}"));
             // Real cameras are not synchronised: spread the clip boundaries over one clip length.
             let offset = Duration::from_millis(u64::from(args.clip_ms) * i as u64 / count as u64);
             let camera = Camera {
                 device,
-                video,
+                video: feed.video.clone(),
+                replay: feed.replay.clone(),
                 spool,
                 offset,
                 capture_until,
@@ -209,11 +211,19 @@ pub(super) fn measure(
     })
 }
 
+/// What a camera sends: its video, captured live, or the clips recorded from it (`--replay`).
+pub(super) struct CameraFeed {
+    pub(super) video: PathBuf,
+    pub(super) replay: Option<Arc<RecordedClips>>,
+}
+
 /// One simulated camera: back-to-back edge sessions replaying its video until the step's
 /// capture time is over.
 pub(super) struct Camera {
     pub(super) device: String,
     pub(super) video: PathBuf,
+    /// `--replay`: the video's recorded clips, sent instead of capturing it.
+    pub(super) replay: Option<Arc<RecordedClips>>,
     pub(super) spool: PathBuf,
     pub(super) offset: Duration,
     pub(super) capture_until: Instant,
@@ -259,6 +269,7 @@ impl Camera {
             config.duration = Some(left);
             config.grace = self.grace;
             config.receive_wait = Duration::from_millis(100);
+            config.replay = self.replay.clone();
             let report = service.run(
                 &config,
                 Arc::clone(interrupted),

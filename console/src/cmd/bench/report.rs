@@ -80,6 +80,8 @@ pub(super) struct BenchJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) worker_processes: Option<usize>,
     pub(super) videos: Vec<String>,
+    /// Whether the cameras replayed recorded clips (`--replay`) instead of encoding live.
+    pub(super) replay: bool,
     pub(super) size: String,
     pub(super) clip_ms: u32,
     pub(super) duration_s: f64,
