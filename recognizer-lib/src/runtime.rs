@@ -376,6 +376,15 @@ impl SessionPool {
         &self.name
     }
 
+    /// Sessions no thread is running right now (a snapshot: another thread may take one the
+    /// next moment).
+    pub fn idle_sessions(&self) -> usize {
+        self.sessions
+            .iter()
+            .filter(|slot| slot.try_lock().is_ok())
+            .count()
+    }
+
     /// Run `job` with exclusive use of one session: a free one if any, else wait for the next in turn.
     pub fn with_session<R>(
         &self,

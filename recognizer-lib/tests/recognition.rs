@@ -17,8 +17,8 @@ use rollcall_recognizer::evaluation::{summarize, ProbeResult};
 use rollcall_recognizer::runtime::{ConvLayout, RuntimeOptions};
 use rollcall_recognizer::vision::ultraface::iou;
 use rollcall_recognizer::vision::{
-    decode_image, load_image, DetectorKind, FacePipeline, Identity, PipelineOptions, YuNet,
-    YuNetOptions, MAX_EMBED_BATCH, YUNET_MODEL,
+    decode_image, load_image, DetectorKind, FaceEmbedder, FacePipeline, Identity, PipelineOptions,
+    YuNet, YuNetOptions, MAX_EMBED_BATCH, MIN_FACES_PER_THREAD, YUNET_MODEL,
 };
 
 fn enroll_tree(pipeline: &FacePipeline, dir: &Path, only: Option<&[&str]>) -> SqliteDirectory {
@@ -260,6 +260,46 @@ fn batched_embeddings_equal_one_face_at_a_time() {
         compared > 2 * MAX_EMBED_BATCH,
         "only {compared} faces compared"
     );
+}
+
+/// A crowd's faces are spread over the embedder's idle sessions, one thread each: they must
+/// get, in order, the embeddings they get one at a time (here two sessions, both idle).
+#[test]
+fn a_crowd_spread_over_idle_sessions_embeds_as_one_face_at_a_time() {
+    let (Some(data), Some(_)) = (common::data_dir(), common::pipeline()) else {
+        return;
+    };
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIPPED: one core, the crowd is embedded on one thread");
+        return;
+    }
+    let cache = rollcall_models::ModelCache::from_env().expect("model cache");
+    let embedder = FaceEmbedder::load(
+        &cache.model_path("fr_feature.onnx").expect("model path"),
+        &RuntimeOptions {
+            sessions_per_model: 2,
+            ..RuntimeOptions::default()
+        },
+    )
+    .expect("fr_feature");
+    assert_eq!(embedder.idle_sessions(), 2);
+    // Real pixels, a different 112x112 window of the photo for every face.
+    let photo = load_image(&data.join("examples/_multi_person/two_people.jpg")).expect("photo");
+    let faces: Vec<_> = (0..2 * MIN_FACES_PER_THREAD + 3)
+        .map(|i| image::imageops::crop_imm(&photo, 9 * i as u32, 5 * i as u32, 112, 112).to_image())
+        .collect();
+    let together = embedder.embed_batch(&faces).expect("embed the crowd");
+    assert_eq!(together.len(), faces.len());
+    assert_eq!(embedder.idle_sessions(), 2, "sessions given back");
+    for (i, (face, spread)) in faces.iter().zip(&together).enumerate() {
+        let alone = embedder.embed(face).expect("embed alone");
+        let worst = alone
+            .iter()
+            .zip(spread)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "face {i}: values differ by {worst}");
+    }
 }
 
 /// YuNet on its own (without O-Net), loaded from the model cache; its weights are folded to

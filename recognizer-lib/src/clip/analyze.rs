@@ -90,6 +90,7 @@
 //! or is hidden in one of them, starts a new track and counts twice.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -148,6 +149,9 @@ pub struct ClipAnalyzer {
     pub reuse: Option<ReusePolicy>,
     /// The last analysed frame of each stream's latest clip, for [`ReusePolicy::across_clips`].
     pub tails: Arc<StreamTails>,
+    /// Clips being analysed right now by this analyzer and its clones: a crowd's faces are
+    /// embedded on the cores the other clips leave idle (see [`Self::spare_threads`]).
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// Largest frame (longer side, shorter side) for [`ClipAnalyzer::small_frame_detector`]: the
@@ -473,7 +477,18 @@ impl ClipAnalyzer {
             small_frame_detector,
             reuse: Some(ReusePolicy::default()),
             tails: Arc::new(StreamTails::default()),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Threads one clip's embedding may use: the cores minus the other clips being analysed
+    /// (at least 1). A crowd clip alone on the machine spreads its faces over the idle cores;
+    /// when every core analyses a clip, each embeds on its own thread.
+    fn spare_threads(&self) -> usize {
+        spare_threads(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            self.in_flight.load(Ordering::Relaxed),
+        )
     }
 
     /// Use one face detector for every frame (`Fast` and `Yunet` fail on every clip when the
@@ -535,6 +550,7 @@ impl ClipAnalyzer {
         gallery: &Gallery,
     ) -> Result<ClipAnalysis, ClipError> {
         let started = Instant::now();
+        let _in_flight = InFlight::enter(&self.in_flight);
         if let Some(meta) = meta {
             if !meta.codec.is_empty() && meta.codec != CLIP_CODEC_H264_ANNEXB {
                 return Err(ClipError::UnsupportedCodec {
@@ -606,7 +622,7 @@ impl ClipAnalyzer {
             let started = Instant::now();
             let mut fresh = self
                 .pipeline
-                .embed_faces(&frame.image, &detections, &to_embed)
+                .embed_faces_on(&frame.image, &detections, &to_embed, self.spare_threads())
                 .map_err(failed)?
                 .into_iter();
             embed += started.elapsed();
@@ -691,6 +707,27 @@ impl ClipAnalyzer {
             "clip analysed"
         );
         Ok(analysis)
+    }
+}
+
+/// Threads for one of `in_flight` clips (itself included) on `cores`.
+fn spare_threads(cores: usize, in_flight: usize) -> usize {
+    cores.saturating_sub(in_flight.saturating_sub(1)).max(1)
+}
+
+/// Counts one clip in [`ClipAnalyzer::in_flight`] while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> InFlight<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -917,6 +954,21 @@ mod tests {
         gallery.withhold(&["ada".to_string()].into_iter().collect());
         assert!(!policy.continues(&face("ada", 0), &gallery));
         assert!(policy.continues(&face("bob", 0), &gallery));
+    }
+
+    #[test]
+    fn a_clip_embeds_on_the_cores_the_other_clips_leave() {
+        assert_eq!(spare_threads(2, 1), 2, "alone on two cores");
+        assert_eq!(spare_threads(2, 2), 1);
+        assert_eq!(spare_threads(2, 5), 1, "never fewer than one");
+        assert_eq!(spare_threads(8, 3), 6);
+        let count = AtomicUsize::new(0);
+        {
+            let _a = InFlight::enter(&count);
+            let _b = InFlight::enter(&count);
+            assert_eq!(count.load(Ordering::Relaxed), 2);
+        }
+        assert_eq!(count.load(Ordering::Relaxed), 0, "left when dropped");
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub const EMBEDDING_DIM: usize = 512;
 /// runs of more than 4 faces were no cheaper per face (one thread, both convolution layouts).
 pub const MAX_EMBED_BATCH: usize = 4;
 
+/// Fewest faces per thread when [`FaceEmbedder::embed_batch`] spreads a crowd over idle
+/// sessions: one batch, so that a second thread is worth its start.
+pub const MIN_FACES_PER_THREAD: usize = MAX_EMBED_BATCH;
+
 /// Turns aligned faces into unit-length embedding vectors.
 pub struct FaceEmbedder {
     model: SessionPool,
@@ -50,7 +54,58 @@ impl FaceEmbedder {
     /// Embeddings of aligned faces (each 112x112), in order: up to [`MAX_EMBED_BATCH`] faces
     /// per ONNX Runtime run. Cheaper per face than one run each (see docs/benchmarks.md); the
     /// values agree with single-face runs to ~1e-6.
+    ///
+    /// A crowd (at least 2 x [`MIN_FACES_PER_THREAD`] faces) is spread over the sessions that
+    /// are idle when the call starts, one thread each: a lecture hall's clip uses the cores
+    /// that no other clip is using, while a busy service (every session taken) embeds on the
+    /// calling thread alone, as before.
     pub fn embed_batch(&self, faces: &[RgbImage]) -> Result<Vec<Vec<f32>>, RecognizerError> {
+        self.embed_batch_on(faces, usize::MAX)
+    }
+
+    /// [`embed_batch`](Self::embed_batch) on at most `max_threads` threads (the caller knows
+    /// how many cores other work leaves idle: a session can be idle while its worker decodes).
+    pub fn embed_batch_on(
+        &self,
+        faces: &[RgbImage],
+        max_threads: usize,
+    ) -> Result<Vec<Vec<f32>>, RecognizerError> {
+        let threads = (faces.len() / MIN_FACES_PER_THREAD)
+            .min(max_threads)
+            .min(self.model.idle_sessions())
+            .min(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if threads < 2 {
+            return self.embed_on_this_thread(faces);
+        }
+        let per_thread = faces.len().div_ceil(threads);
+        let mut parts = faces.chunks(per_thread);
+        let first = parts.next().unwrap_or_default();
+        let embedded: Vec<Result<Vec<Vec<f32>>, RecognizerError>> = std::thread::scope(|scope| {
+            let others: Vec<_> = parts
+                .map(|part| scope.spawn(move || self.embed_on_this_thread(part)))
+                .collect();
+            let mut all = vec![self.embed_on_this_thread(first)];
+            all.extend(others.into_iter().map(|other| {
+                other.join().unwrap_or_else(|_| {
+                    Err(self.output_error("an embedding thread panicked".into()))
+                })
+            }));
+            all
+        });
+        let mut out = Vec::with_capacity(faces.len());
+        for part in embedded {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    /// Sessions no thread is embedding with right now.
+    pub fn idle_sessions(&self) -> usize {
+        self.model.idle_sessions()
+    }
+
+    /// [`embed_batch`](Self::embed_batch) on the calling thread.
+    fn embed_on_this_thread(&self, faces: &[RgbImage]) -> Result<Vec<Vec<f32>>, RecognizerError> {
         let mut out = Vec::with_capacity(faces.len());
         for chunk in faces.chunks(MAX_EMBED_BATCH) {
             let per_face = 3 * ALIGNED_SIDE * ALIGNED_SIDE;

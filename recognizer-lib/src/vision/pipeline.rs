@@ -439,6 +439,18 @@ impl FacePipeline {
         detections: &Detections,
         faces: &[&Detection],
     ) -> Result<Vec<Option<Face>>, RecognizerError> {
+        self.embed_faces_on(image, detections, faces, usize::MAX)
+    }
+
+    /// [`embed_faces`](Self::embed_faces) with the embedder on at most `max_threads` threads
+    /// (see [`FaceEmbedder::embed_batch_on`](super::FaceEmbedder::embed_batch_on)).
+    pub fn embed_faces_on(
+        &self,
+        image: &RgbImage,
+        detections: &Detections,
+        faces: &[&Detection],
+        max_threads: usize,
+    ) -> Result<Vec<Option<Face>>, RecognizerError> {
         // Faces found by the padded retry are aligned in the padded image so that the border
         // they touch is the same replicated border the detector saw.
         let (source, (ox, oy)) = match &detections.padded {
@@ -468,7 +480,7 @@ impl FacePipeline {
         }
         let mut embeddings = self
             .embedder
-            .embed_batch(&aligned)?
+            .embed_batch_on(&aligned, max_threads)?
             .into_iter()
             .map(Some)
             .collect::<Vec<_>>();
