@@ -338,6 +338,45 @@ fn obama_clips_report_barack_obama_and_never_joe_biden() {
     assert!(json["people"].is_array());
 }
 
+/// The obama video (4 s) cut into 8 consecutive 0.5 s edge clips.
+fn obama_stream(fx: &Fixture) -> Vec<Vec<u8>> {
+    (0..8)
+        .map(|i| fx.edge_clip(OBAMA, 0.5 * i as f32))
+        .collect()
+}
+
+/// `clips` analysed in order as one stream's clips 0, 1, ... (each reported with `label`).
+fn analyse_stream(
+    analyzer: &ClipAnalyzer,
+    clips: &[Vec<u8>],
+    gallery: &Gallery,
+    label: &str,
+) -> Vec<ClipAnalysis> {
+    clips
+        .iter()
+        .enumerate()
+        .map(|(seq, bytes)| {
+            let meta = meta(seq as u64, 15.0, 0, 0);
+            let a = analyzer
+                .analyze(&meta.clip_id(), Some(&meta), bytes, gallery)
+                .unwrap_or_else(|e| panic!("clip {seq}: {e}"));
+            report(&format!("{} ({label})", meta.clip_id()), &a);
+            a
+        })
+        .collect()
+}
+
+/// Most clips in a row that embedded no face.
+fn longest_run_without_embedding(runs: &[ClipAnalysis]) -> u32 {
+    let mut run = 0;
+    let mut longest = 0;
+    for a in runs {
+        run = if a.faces_embedded == 0 { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest
+}
+
 /// Consecutive clips of one stream hand confident identities across clip boundaries: the
 /// obama video (4 s) cut into 8 consecutive 0.5 s clips names Barack Obama in every clip that an
 /// analyzer keeping identities within clips names him in, and nobody else, with fewer faces
@@ -358,32 +397,9 @@ fn consecutive_clips_of_a_stream_carry_identities_a_bounded_number_of_clips() {
         across_clips: 0,
         ..policy
     }));
-    let clips: Vec<Vec<u8>> = (0..8)
-        .map(|i| fx.edge_clip(OBAMA, 0.5 * i as f32))
-        .collect();
-    let run = |analyzer: &ClipAnalyzer| -> Vec<ClipAnalysis> {
-        clips
-            .iter()
-            .enumerate()
-            .map(|(seq, bytes)| {
-                let meta = meta(seq as u64, 15.0, 0, 0);
-                let a = analyzer
-                    .analyze(&meta.clip_id(), Some(&meta), bytes, &gallery)
-                    .unwrap_or_else(|e| panic!("clip {seq}: {e}"));
-                report(
-                    &format!(
-                        "{} (across {})",
-                        meta.clip_id(),
-                        analyzer.reuse.map_or(0, |r| r.across_clips)
-                    ),
-                    &a,
-                );
-                a
-            })
-            .collect()
-    };
-    let carried = run(&across);
-    let alone = run(&within);
+    let clips = obama_stream(&fx);
+    let carried = analyse_stream(&across, &clips, &gallery, "across clips");
+    let alone = analyse_stream(&within, &clips, &gallery, "within clips");
     let named = |a: &ClipAnalysis| a.person("barack_obama").is_some();
     assert!(alone.iter().filter(|a| named(a)).count() >= 4, "{alone:?}");
     for (i, (c, w)) in carried.iter().zip(&alone).enumerate() {
@@ -404,15 +420,10 @@ fn consecutive_clips_of_a_stream_carry_identities_a_bounded_number_of_clips() {
     // Some clip took its identity from the clip before without embedding anything, and no
     // run of clips that did so is longer than the policy allows.
     assert!(carried.iter().any(|a| named(a) && a.faces_embedded == 0));
-    let mut run_without = 0;
-    for a in &carried {
-        run_without = if a.faces_embedded == 0 {
-            run_without + 1
-        } else {
-            0
-        };
-        assert!(run_without <= policy.across_clips, "{carried:?}");
-    }
+    assert!(
+        longest_run_without_embedding(&carried) <= policy.across_clips,
+        "{carried:?}"
+    );
 
     // Another stream (same pictures, other device) and a gap in the sequence start afresh.
     let other = ClipMeta {
@@ -449,25 +460,9 @@ fn a_large_clear_stranger_is_measured_again_at_least_every_other_clip() {
         stranger_margin: None,
         ..policy
     }));
-    let clips: Vec<Vec<u8>> = (0..8)
-        .map(|i| fx.edge_clip(OBAMA, 0.5 * i as f32))
-        .collect();
-    let run = |analyzer: &ClipAnalyzer| -> Vec<ClipAnalysis> {
-        clips
-            .iter()
-            .enumerate()
-            .map(|(seq, bytes)| {
-                let meta = meta(seq as u64, 15.0, 0, 0);
-                let a = analyzer
-                    .analyze(&meta.clip_id(), Some(&meta), bytes, &gallery)
-                    .unwrap_or_else(|e| panic!("clip {seq}: {e}"));
-                report(&meta.clip_id(), &a);
-                a
-            })
-            .collect()
-    };
-    let carried = run(&carrying);
-    let measured = run(&names_only);
+    let clips = obama_stream(&fx);
+    let carried = analyse_stream(&carrying, &clips, &gallery, "strangers carried");
+    let measured = analyse_stream(&names_only, &clips, &gallery, "names only");
     for (i, (c, m)) in carried.iter().zip(&measured).enumerate() {
         assert!(
             c.people.is_empty() && m.people.is_empty(),
@@ -488,15 +483,10 @@ fn a_large_clear_stranger_is_measured_again_at_least_every_other_clip() {
         embedded(&carried),
         embedded(&measured)
     );
-    let mut run_without = 0;
-    for a in &carried {
-        run_without = if a.faces_embedded == 0 {
-            run_without + 1
-        } else {
-            0
-        };
-        assert!(run_without <= policy.stranger_across_clips, "{carried:?}");
-    }
+    assert!(
+        longest_run_without_embedding(&carried) <= policy.stranger_across_clips,
+        "{carried:?}"
+    );
 }
 
 /// What `rollcall scan` checks on the shared videos, clip by clip: every person folder of
