@@ -35,14 +35,16 @@
 //! Embedding (landmarks, alignment, `fr_feature`) costs ~6 ms per face, more than detection. Within one clip (0.5 s) a face seldom
 //! moves far between two sampled frames, so a face whose box overlaps (IoU at least
 //! [`ReusePolicy::min_iou`], 0.3 by default) the box of a face of the previous sampled frame that
-//! was **confidently recognised** takes over that identity without being embedded again: it
-//! counts as a sighting of the same person in this frame (`frames_seen`), with the similarity
-//! measured when it was embedded (so within a clip `best_similarity`, `frame_index` and `bbox`
-//! describe a face that was actually embedded; a person only carried into a clip from the
-//! previous one, below, gets this clip's box and frame with the last measured similarity). Confident means named with a similarity at least
-//! [`ReusePolicy::uncertain_margin`] (0.05) above the threshold. Faces named within the margin
-//! of the threshold, and faces that came out unknown but were small or close to it, are
-//! embedded again in every sampled frame, so borderline faces collect more evidence.
+//! was **named** takes over that identity without being embedded again: it counts as a sighting
+//! of the same person in this frame (`frames_seen`), with the similarity measured when it was
+//! embedded (so within a clip `best_similarity`, `frame_index` and `bbox` describe a face that
+//! was actually embedded; a person only carried into a clip from the previous one, below, gets
+//! this clip's box and frame with the last measured similarity). Within a clip every name is
+//! handed on: a clip names everyone named in any of its analysed frames, so a second look at a
+//! face named in this clip could only change its best similarity, or give it a second name
+//! (measured on the lecture-hall clip: 4 fewer embeddings per clip, the same people named).
+//! Faces that came out unknown but were small or close to the threshold are embedded again in
+//! every sampled frame, so borderline faces collect more evidence.
 //!
 //! A **clear stranger** hands "unknown" on as well: a face whose box's shorter side is at
 //! least [`ReusePolicy::stranger_min_side`] (56 px, half the embedder's 112 px input) and
@@ -71,7 +73,9 @@
 //! sampled frames of one clip are. So the analyzer keeps the last analysed frame of each stream
 //! ([`StreamTails`], keyed by the clip id's `device/session`) and, when the same analyzer gets
 //! clip `n + 1` of that stream within [`STREAM_TAIL_TTL`], starts from those faces as if they
-//! were its previous frame: the same pairing and the same confidence rule. An identity is handed
+//! were its previous frame: the same pairing, but only a **confident** name crosses the
+//! boundary: named with a similarity at least [`ReusePolicy::uncertain_margin`] (0.05) above
+//! the threshold; a name closer to it is measured again in every clip. An identity is handed
 //! across at most [`ReusePolicy::across_clips`] (3) clip boundaries; then the face is embedded
 //! again, so every person is measured at least every 2 s and a clip never names someone from a
 //! measurement older than that. A clip that arrives out of order, after a gap in the sequence,
@@ -170,8 +174,9 @@ fn is_small_frame(width: u32, height: u32) -> bool {
 pub struct ReusePolicy {
     /// Smallest box IoU between the two faces.
     pub min_iou: f32,
-    /// The earlier face must have been named with a similarity at least this far above the
-    /// threshold; unknown faces and names closer to the threshold are embedded again.
+    /// To hand a name across a clip boundary, the earlier face must have been named with a
+    /// similarity at least this far above the threshold; names closer to the threshold are
+    /// measured again in every clip (within a clip every name is handed on).
     pub uncertain_margin: f32,
     /// Also hand on "unknown" from a face of at least [`stranger_min_side`](Self::stranger_min_side)
     /// that matched nobody by at least this margin (its closest similarity at or below the
@@ -600,7 +605,7 @@ impl ClipAnalyzer {
 
             let boxes: Vec<FaceBox> = detections.faces.iter().map(|d| d.bbox).collect();
             let matched = match_previous(&boxes, &previous, track_iou);
-            // Confidently named faces hand their identity on; the others are embedded, all
+            // Named faces (and clear strangers) hand their identity on; the others are embedded, all
             // of this frame's together.
             let carried: Vec<Option<(Identity, u32)>> = matched
                 .iter()
@@ -754,16 +759,34 @@ impl ReusePolicy {
             Identity::Known(c) => (gallery.can_name(&c.person_id), self.across_clips),
             Identity::Unknown { .. } => (true, self.stranger_across_clips),
         };
+        // A face of this clip's previous analysed frame has a track here; one of the stream's
+        // previous clip has none yet.
+        let within_clip = earlier.track.is_some();
         still_named
             && earlier.clips_carried <= across_clips
-            && self.hands_on(&earlier.identity, &earlier.bbox, gallery.threshold())
+            && self.hands_on(
+                &earlier.identity,
+                &earlier.bbox,
+                gallery.threshold(),
+                within_clip,
+            )
     }
 
     /// Whether a face of the previous frame (box `bbox`) identified as `identity` hands it on
-    /// to the face that overlaps it: named at least `uncertain_margin` above `threshold`, or
-    /// at least `stranger_min_side` and unknown by at least `stranger_margin`.
-    fn hands_on(&self, identity: &Identity, bbox: &FaceBox, threshold: f32) -> bool {
+    /// to the face that overlaps it: named (within a clip), named at least `uncertain_margin`
+    /// above `threshold` (across a clip boundary), or at least `stranger_min_side` and unknown
+    /// by at least `stranger_margin`.
+    fn hands_on(
+        &self,
+        identity: &Identity,
+        bbox: &FaceBox,
+        threshold: f32,
+        within_clip: bool,
+    ) -> bool {
         match identity {
+            // A clip names everyone named in any of its frames: a second look at a face
+            // already named in this clip could only add a second name for it.
+            Identity::Known(_) if within_clip => true,
             Identity::Known(c) => c.similarity >= threshold + self.uncertain_margin,
             Identity::Unknown { closest } => {
                 bbox.width().min(bbox.height()) >= self.stranger_min_side
@@ -1181,33 +1204,42 @@ mod tests {
     }
 
     #[test]
-    fn confident_names_and_clear_large_strangers_are_handed_on() {
+    fn names_and_clear_large_strangers_are_handed_on() {
         let policy = ReusePolicy::default();
         let small = face_of(28.0);
         let large = face_of(80.0);
         for face in [&small, &large] {
-            assert!(policy.hands_on(&known("ada", 0.60), face, 0.40));
-            // Within 0.05 of the threshold: embedded again.
-            assert!(!policy.hands_on(&known("bob", 0.43), face, 0.40));
-            // Exactly at threshold + margin counts as confident.
-            assert!(policy.hands_on(&known("ada", 0.5), face, 0.45));
-            // Unknown, but closer to the threshold than the stranger margin: embedded again.
-            assert!(!policy.hands_on(&unknown(Some(("ada", 0.3))), face, 0.40));
+            for within_clip in [false, true] {
+                assert!(policy.hands_on(&known("ada", 0.60), face, 0.40, within_clip));
+                // Exactly at threshold + margin counts as confident.
+                assert!(policy.hands_on(&known("ada", 0.5), face, 0.45, within_clip));
+                // Unknown, but closer to the threshold than the stranger margin: embedded again.
+                let near = unknown(Some(("ada", 0.3)));
+                assert!(!policy.hands_on(&near, face, 0.40, within_clip));
+            }
+            // Within 0.05 of the threshold: handed on within its clip, measured again in the
+            // stream's next one.
+            assert!(policy.hands_on(&known("bob", 0.43), face, 0.40, true));
+            assert!(!policy.hands_on(&known("bob", 0.43), face, 0.40, false));
         }
-        // A clear stranger stays a stranger unembedded when the face is large enough ...
-        assert!(policy.hands_on(&unknown(Some(("ada", 0.25))), &large, 0.40));
-        assert!(policy.hands_on(&unknown(None), &large, 0.40));
-        assert!(policy.hands_on(&unknown(None), &face_of(56.0), 0.40));
-        // ... and small faces, whose looks vary more, are always embedded again.
-        assert!(!policy.hands_on(&unknown(Some(("ada", 0.1))), &small, 0.40));
-        assert!(!policy.hands_on(&unknown(None), &face_of(55.0), 0.40));
-        // Without a stranger margin no "unknown" is handed on.
-        let names_only = ReusePolicy {
-            stranger_margin: None,
-            ..policy
-        };
-        assert!(!names_only.hands_on(&unknown(None), &large, 0.40));
-        assert!(names_only.hands_on(&known("ada", 0.60), &large, 0.40));
+        for within_clip in [false, true] {
+            // A clear stranger stays a stranger unembedded when the face is large enough ...
+            let clear = unknown(Some(("ada", 0.25)));
+            assert!(policy.hands_on(&clear, &large, 0.40, within_clip));
+            assert!(policy.hands_on(&unknown(None), &large, 0.40, within_clip));
+            assert!(policy.hands_on(&unknown(None), &face_of(56.0), 0.40, within_clip));
+            // ... and small faces, whose looks vary more, are always embedded again.
+            let far = unknown(Some(("ada", 0.1)));
+            assert!(!policy.hands_on(&far, &small, 0.40, within_clip));
+            assert!(!policy.hands_on(&unknown(None), &face_of(55.0), 0.40, within_clip));
+            // Without a stranger margin no "unknown" is handed on.
+            let names_only = ReusePolicy {
+                stranger_margin: None,
+                ..policy
+            };
+            assert!(!names_only.hands_on(&unknown(None), &large, 0.40, within_clip));
+            assert!(names_only.hands_on(&known("ada", 0.60), &large, 0.40, within_clip));
+        }
     }
 
     #[test]
