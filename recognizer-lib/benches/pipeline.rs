@@ -9,7 +9,7 @@
 //! fastest run (less sensitive to other load on the machine), with the detection and embedding
 //! medians of the fastest runs. Criterion then measures the mean over 18 photos of the
 //! set (grey tight crops, LFW, the larger celebrity photos pull it up), MTCNN (the default for
-//! photos) and the fast detector. `ROLLCALL_BENCH_NO_PRELU_REWRITE=1` loads the models as they
+//! photos) and the fast detector, and `align_face_bicubic` the warp of one face to 112x112. `ROLLCALL_BENCH_NO_PRELU_REWRITE=1` loads the models as they
 //! are (without `runtime::prelu`'s rewrite), for comparison.
 // `criterion_group!` generates a public function that cannot carry a doc comment.
 #![allow(missing_docs)]
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rollcall_models::ModelCache;
 use rollcall_recognizer::vision::{
-    load_image, DetectorKind, FacePipeline, PipelineOptions, RgbImage,
+    align_face_with, load_image, DetectorKind, FacePipeline, PipelineOptions, RgbImage, WarpFilter,
 };
 
 fn data_dir() -> PathBuf {
@@ -145,6 +145,16 @@ fn bench_pipeline(c: &mut Criterion) {
             "faces/val, {photos} photos, MTCNN: median {first:.2} ms per photo (first run), \
              {fastest:.2} ms (fastest of 3: detect {detect:.2}, landmarks + align + embed {embed:.2})"
         );
+    }
+    // The warp a crowd's small faces take (bicubic, enlarged to 112x112): the landmarks of
+    // the first photo's face.
+    if let Some((image, face)) = images.iter().find_map(|(_, image)| {
+        let found = pipeline.detect(image).ok()?;
+        Some((image, found.faces.first()?.clone()))
+    }) {
+        c.bench_function("align_face_bicubic", |b| {
+            b.iter(|| align_face_with(image, &face.landmarks, WarpFilter::Bicubic))
+        });
     }
     let mut index = 0;
     c.bench_function("detect_align_embed_largest_face_per_image", |b| {

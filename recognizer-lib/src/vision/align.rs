@@ -136,23 +136,52 @@ fn cubic_weights(t: f64) -> [f64; 4] {
 }
 
 /// Sample `image` at `map(x, y)` for every output pixel, bicubically, black outside.
+///
+/// The tap weights are computed once per output pixel for its three channels, and the 4x4
+/// neighbourhood is read without per-tap bounds checks when it lies inside the image: a
+/// crowd's small faces are all warped this way (the generic per-channel sampler took 5 % of
+/// a lecture-hall clip). Same arithmetic, in the same order, as sampling each channel alone.
 pub fn warp_bicubic(image: &RgbImage, map: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
-    warp_sampled(image, map, out_w, out_h, |pixel, sx, sy, c| {
-        let (x0, y0) = (sx.floor(), sy.floor());
-        let (wx, wy) = (cubic_weights(sx - x0), cubic_weights(sy - y0));
-        let (x0, y0) = (x0 as i64 - 1, y0 as i64 - 1);
-        let mut value = 0.0;
-        for (j, wyj) in wy.iter().enumerate() {
-            let row: f64 = wx
-                .iter()
-                .enumerate()
-                .map(|(i, wxi)| wxi * pixel(x0 + i as i64, y0 + j as i64, c))
-                .sum();
-            value += wyj * row;
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    let raw = image.as_raw();
+    let mut out = RgbImage::new(out_w, out_h);
+    for (ox, oy, px) in out.enumerate_pixels_mut() {
+        let (sx, sy) = map.apply(ox as f64, oy as f64);
+        if !(sx.is_finite() && sy.is_finite()) {
+            continue;
         }
-        // Cubic weights go negative (overshoot at edges): clamp before rounding.
-        round_non_negative_f64(value.clamp(0.0, 255.0)) as u8
-    })
+        let (fx, fy) = (sx.floor(), sy.floor());
+        let (wx, wy) = (cubic_weights(sx - fx), cubic_weights(sy - fy));
+        let (x0, y0) = (fx as i64 - 1, fy as i64 - 1);
+        let inside = x0 >= 0 && y0 >= 0 && x0 + 3 < w && y0 + 3 < h;
+        let mut value = [0.0f64; 3];
+        for (j, wyj) in wy.iter().enumerate() {
+            let y = y0 + j as i64;
+            let mut row = [0.0f64; 3];
+            for (i, wxi) in wx.iter().enumerate() {
+                let x = x0 + i as i64;
+                if inside || (x >= 0 && y >= 0 && x < w && y < h) {
+                    let at = ((y * w + x) * 3) as usize;
+                    for (c, sum) in row.iter_mut().enumerate() {
+                        *sum += wxi * f64::from(raw[at + c]);
+                    }
+                } else {
+                    // Black outside: the tap adds `w * 0.0`, as the per-channel sampler did.
+                    for sum in &mut row {
+                        *sum += wxi * 0.0;
+                    }
+                }
+            }
+            for (total, r) in value.iter_mut().zip(row) {
+                *total += wyj * r;
+            }
+        }
+        for (channel, total) in px.0.iter_mut().zip(value) {
+            // Cubic weights go negative (overshoot at edges): clamp before rounding.
+            *channel = round_non_negative_f64(total.clamp(0.0, 255.0)) as u8;
+        }
+    }
+    out
 }
 
 /// Sample `image` at `map(x, y)` for every output pixel, bilinearly, black outside.
@@ -202,6 +231,60 @@ fn warp_sampled(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bicubic warp as the generic per-channel sampler computes it.
+    fn warp_bicubic_per_channel(
+        image: &RgbImage,
+        map: &Similarity,
+        out_w: u32,
+        out_h: u32,
+    ) -> RgbImage {
+        warp_sampled(image, map, out_w, out_h, |pixel, sx, sy, c| {
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (wx, wy) = (cubic_weights(sx - x0), cubic_weights(sy - y0));
+            let (x0, y0) = (x0 as i64 - 1, y0 as i64 - 1);
+            let mut value = 0.0;
+            for (j, wyj) in wy.iter().enumerate() {
+                let row: f64 = wx
+                    .iter()
+                    .enumerate()
+                    .map(|(i, wxi)| wxi * pixel(x0 + i as i64, y0 + j as i64, c))
+                    .sum();
+                value += wyj * row;
+            }
+            round_non_negative_f64(value.clamp(0.0, 255.0)) as u8
+        })
+    }
+
+    #[test]
+    fn the_bicubic_warp_equals_sampling_each_channel_alone() {
+        // Busy pixels, and maps that enlarge, shrink, rotate and reach past every border.
+        let image = RgbImage::from_fn(37, 29, |x, y| {
+            image::Rgb([
+                (x * 7 + y * 13) as u8,
+                (x * x + 3 * y) as u8,
+                ((x ^ y) * 11) as u8,
+            ])
+        });
+        for (scale, angle, tx, ty) in [
+            (0.3, 0.0, 2.0, 3.0),
+            (0.25, 0.4, -4.0, -2.0),
+            (1.7, -0.9, 30.0, -5.0),
+            (0.05, 2.5, 18.0, 14.0),
+        ] {
+            let map = Similarity {
+                a: scale * f64::cos(angle),
+                b: scale * f64::sin(angle),
+                tx,
+                ty,
+            };
+            assert_eq!(
+                warp_bicubic(&image, &map, 112, 112),
+                warp_bicubic_per_channel(&image, &map, 112, 112),
+                "{map:?}"
+            );
+        }
+    }
 
     #[test]
     fn estimate_recovers_a_known_transform() {
