@@ -162,7 +162,11 @@ fn real_clips_name_the_people_with_their_records() {
         assert!(!result.instance_id.is_empty());
         let t = result.timings;
         assert!(t.decode_ms > 0.0 && t.detect_ms > 0.0, "{t:?}");
-        assert!(t.total_ms >= t.decode_ms + t.detect_ms, "{t:?}");
+        // Decoding may run beside the analysis (on a spare core), detection and embedding not.
+        assert!(
+            t.total_ms >= t.detect_ms + t.embed_ms && t.total_ms >= t.decode_ms,
+            "{t:?}"
+        );
         for p in &result.people {
             assert!(
                 p.person_id == "lin_manuel_miranda" || p.person_id == "alex_lacamoire",

@@ -243,7 +243,9 @@ pub struct RecognizedPerson {
 /// Where the function's time for one clip went, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FunctionTimings {
-    /// H.264 decoding (every frame) and RGB conversion (sampled frames).
+    /// H.264 decoding (every frame) and RGB conversion (sampled frames). With a core to spare
+    /// the function decodes beside detection and embedding, so the stages can add up to more
+    /// than `total_ms`.
     pub decode_ms: f64,
     /// Face detection on the sampled frames.
     pub detect_ms: f64,

@@ -286,7 +286,12 @@ fn hamilton_clips_report_lin_manuel_miranda_and_nobody_unexpected() {
         if let Some(c) = &a.closest_unknown {
             assert!(c.similarity < a.threshold);
         }
-        assert!(a.timings.total_ms >= a.timings.decode_ms + a.timings.detect_ms);
+        // Decoding may run beside the analysis (on a spare core), detection and embedding not.
+        let t = &a.timings;
+        assert!(
+            t.total_ms >= t.detect_ms + t.embed_ms && t.total_ms >= t.decode_ms,
+            "{t:?}"
+        );
     }
     let lin = analyses
         .iter()

@@ -100,7 +100,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::decode::{decode_clip_with, ClipLimits};
+use super::decode::{decode_clip_beside, decode_clip_with, ClipLimits, DecodedFrame};
 use super::sample::{effective_fps, SamplePolicy};
 use super::ClipError;
 use crate::vision::ultraface::iou;
@@ -369,6 +369,8 @@ pub struct PersonSighting {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClipTimings {
     /// H.264 decoding (up to the last sampled frame) plus RGB conversion of the sampled ones.
+    /// With a core to spare it runs on its own thread, one sampled frame ahead of detection,
+    /// so `total_ms` can be less than the sum of the stages.
     pub decode_ms: f64,
     /// Face detection on the sampled frames (padded retries of small frames included).
     pub detect_ms: f64,
@@ -579,7 +581,7 @@ impl ClipAnalyzer {
             .reuse
             .map_or(ReusePolicy::default().min_iou, |r| r.min_iou);
 
-        let stats = decode_clip_with(clip_id, bytes, &self.limits, &self.policy, fps, |frame| {
+        let analyse_frame = |frame: DecodedFrame| {
             let failed = |source| ClipError::Recognition {
                 clip: clip_id.to_string(),
                 frame_index: frame.index,
@@ -658,7 +660,27 @@ impl ClipAnalyzer {
             tally.add_frame(frame.index, current.iter().cloned());
             previous = current;
             Ok(())
-        })?;
+        };
+        // With a core to spare, the decoder runs one frame ahead on its own thread.
+        let stats = if self.spare_threads() > 1 {
+            decode_clip_beside(
+                clip_id,
+                bytes,
+                &self.limits,
+                &self.policy,
+                fps,
+                analyse_frame,
+            )?
+        } else {
+            decode_clip_with(
+                clip_id,
+                bytes,
+                &self.limits,
+                &self.policy,
+                fps,
+                analyse_frame,
+            )?
+        };
         if let (Some((stream, seq)), Some(size)) = (stream, size) {
             self.tails.store(stream, seq, size, previous);
         }

@@ -106,6 +106,51 @@ pub fn decode_clip(
     Ok((frames, stats))
 }
 
+/// [`decode_clip_with`] with the decoding on a thread of its own, one selected frame ahead of
+/// `on_frame`: the next frame is decoded while this one is analysed. At most two RGB frames
+/// are alive (the one `on_frame` holds and the next, waiting). An error from `on_frame` stops
+/// decoding and is returned as is. Decodes on the calling thread when no thread can be
+/// started.
+pub fn decode_clip_beside(
+    clip_id: &str,
+    bytes: &[u8],
+    limits: &ClipLimits,
+    policy: &SamplePolicy,
+    fps: f32,
+    mut on_frame: impl FnMut(DecodedFrame) -> Result<(), ClipError>,
+) -> Result<DecodeStats, ClipError> {
+    // A rendezvous channel: the decoder waits with the next frame until it is taken.
+    let (frames, next) = std::sync::mpsc::sync_channel::<DecodedFrame>(0);
+    std::thread::scope(|scope| {
+        let decoder = std::thread::Builder::new()
+            .name("clip-decode".into())
+            .spawn_scoped(scope, move || {
+                decode_clip_with(clip_id, bytes, limits, policy, fps, |frame| {
+                    frames.send(frame).map_err(|_| ClipError::Decoder {
+                        clip: clip_id.to_string(),
+                        message: "decoding stopped: the analysis ended".into(),
+                    })
+                })
+            });
+        let Ok(decoder) = decoder else {
+            return decode_clip_with(clip_id, bytes, limits, policy, fps, on_frame);
+        };
+        // Taking `next` into this block drops it on an error, which stops the decoder at its
+        // next frame instead of leaving it waiting.
+        let analysed = {
+            let next = next;
+            next.iter().try_for_each(&mut on_frame)
+        };
+        let decoded = decoder.join().unwrap_or_else(|_| {
+            Err(ClipError::Decoder {
+                clip: clip_id.to_string(),
+                message: "the decoding thread panicked".into(),
+            })
+        });
+        analysed.and(decoded)
+    })
+}
+
 /// Decode a clip up to the last frame `policy` selects (for the clip's length at `fps`); convert
 /// the selected frames to RGB and hand each to `on_frame` as soon as it is decoded (so only one
 /// RGB frame is alive at a time).
@@ -569,6 +614,64 @@ mod tests {
         let (_, stats) =
             decode_clip("cam/s/9", &damaged, &ClipLimits::default(), &every(4), 30.0).unwrap();
         assert_eq!(stats.frames_decoded, 9);
+    }
+
+    #[test]
+    fn decoding_beside_gives_the_same_frames_and_stops_at_an_analysis_error() {
+        let bytes = synthetic_clip(10);
+        let limits = ClipLimits::default();
+        let (frames, stats) = decode_clip("cam/s/2", &bytes, &limits, &every(3), 30.0).unwrap();
+        let mut beside = Vec::new();
+        let beside_stats = decode_clip_beside("cam/s/2", &bytes, &limits, &every(3), 30.0, |f| {
+            beside.push(f);
+            Ok(())
+        })
+        .unwrap();
+        let pixels = |frames: &[DecodedFrame]| -> Vec<(usize, Vec<u8>)> {
+            frames
+                .iter()
+                .map(|f| (f.index, f.image.as_raw().clone()))
+                .collect()
+        };
+        assert_eq!(pixels(&beside), pixels(&frames));
+        assert_eq!(
+            (beside_stats.frames_decoded, beside_stats.frames_converted),
+            (stats.frames_decoded, stats.frames_converted)
+        );
+        // The analysis fails on the second frame: its error comes back, and the decoder,
+        // waiting to hand over the third, stops instead of waiting for ever.
+        let mut seen = Vec::new();
+        let e = decode_clip_beside("cam/s/2", &bytes, &limits, &every(3), 30.0, |f| {
+            seen.push(f.index);
+            if f.index == 3 {
+                return Err(ClipError::Recognition {
+                    clip: "cam/s/2".into(),
+                    frame_index: f.index,
+                    source: Box::new(crate::error::RecognizerError::ModelOutput {
+                        model: "test".into(),
+                        message: "refused".into(),
+                    }),
+                });
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(e, ClipError::Recognition { frame_index: 3, .. }),
+            "{e}"
+        );
+        assert_eq!(seen, [0, 3]);
+        // A corrupt clip's error comes from the decoder as on the calling thread.
+        let e = decode_clip_beside(
+            "cam/s/x",
+            &[0, 0, 1, 0x65, 1, 2, 3],
+            &limits,
+            &every(1),
+            30.0,
+            |_| Ok(()),
+        )
+        .unwrap_err();
+        assert_eq!(e.clip_id(), "cam/s/x");
     }
 
     #[test]

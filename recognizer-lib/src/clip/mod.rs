@@ -20,8 +20,8 @@ pub use analyze::{
     ClipAnalysis, ClipAnalyzer, ClipTimings, PersonSighting, ReusePolicy, SMALL_FRAME,
 };
 pub use decode::{
-    decode_clip, decode_clip_with, ClipLimits, DecodeStats, DecodedFrame, DEFAULT_MAX_CLIP_BYTES,
-    DEFAULT_MAX_CLIP_FRAMES,
+    decode_clip, decode_clip_beside, decode_clip_with, ClipLimits, DecodeStats, DecodedFrame,
+    DEFAULT_MAX_CLIP_BYTES, DEFAULT_MAX_CLIP_FRAMES,
 };
 pub use sample::{
     effective_fps, ParsePolicyError, SamplePolicy, DEFAULT_CLIP_FPS, DEFAULT_MIN_PER_SECOND,
