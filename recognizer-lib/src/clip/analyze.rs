@@ -100,7 +100,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::decode::{decode_clip_beside, decode_clip_with, ClipLimits, DecodedFrame};
+use super::decode::{decode_clip_beside, ClipLimits, DecodedFrame};
 use super::sample::{effective_fps, SamplePolicy};
 use super::ClipError;
 use crate::vision::ultraface::iou;
@@ -662,25 +662,15 @@ impl ClipAnalyzer {
             Ok(())
         };
         // With a core to spare, the decoder runs one frame ahead on its own thread.
-        let stats = if self.spare_threads() > 1 {
-            decode_clip_beside(
-                clip_id,
-                bytes,
-                &self.limits,
-                &self.policy,
-                fps,
-                analyse_frame,
-            )?
-        } else {
-            decode_clip_with(
-                clip_id,
-                bytes,
-                &self.limits,
-                &self.policy,
-                fps,
-                analyse_frame,
-            )?
-        };
+        let stats = decode_clip_beside(
+            clip_id,
+            bytes,
+            &self.limits,
+            &self.policy,
+            fps,
+            self.spare_threads() > 1,
+            analyse_frame,
+        )?;
         if let (Some((stream, seq)), Some(size)) = (stream, size) {
             self.tails.store(stream, seq, size, previous);
         }

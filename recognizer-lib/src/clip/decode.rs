@@ -109,16 +109,20 @@ pub fn decode_clip(
 /// [`decode_clip_with`] with the decoding on a thread of its own, one selected frame ahead of
 /// `on_frame`: the next frame is decoded while this one is analysed. At most two RGB frames
 /// are alive (the one `on_frame` holds and the next, waiting). An error from `on_frame` stops
-/// decoding and is returned as is. Decodes on the calling thread when no thread can be
-/// started.
+/// decoding and is returned as is. Decodes on the calling thread, as [`decode_clip_with`],
+/// when `beside` is false (no core to spare) or no thread can be started.
 pub fn decode_clip_beside(
     clip_id: &str,
     bytes: &[u8],
     limits: &ClipLimits,
     policy: &SamplePolicy,
     fps: f32,
+    beside: bool,
     mut on_frame: impl FnMut(DecodedFrame) -> Result<(), ClipError>,
 ) -> Result<DecodeStats, ClipError> {
+    if !beside {
+        return decode_clip_with(clip_id, bytes, limits, policy, fps, on_frame);
+    }
     // A rendezvous channel: the decoder waits with the next frame until it is taken.
     let (frames, next) = std::sync::mpsc::sync_channel::<DecodedFrame>(0);
     std::thread::scope(|scope| {
@@ -622,11 +626,12 @@ mod tests {
         let limits = ClipLimits::default();
         let (frames, stats) = decode_clip("cam/s/2", &bytes, &limits, &every(3), 30.0).unwrap();
         let mut beside = Vec::new();
-        let beside_stats = decode_clip_beside("cam/s/2", &bytes, &limits, &every(3), 30.0, |f| {
-            beside.push(f);
-            Ok(())
-        })
-        .unwrap();
+        let beside_stats =
+            decode_clip_beside("cam/s/2", &bytes, &limits, &every(3), 30.0, true, |f| {
+                beside.push(f);
+                Ok(())
+            })
+            .unwrap();
         let pixels = |frames: &[DecodedFrame]| -> Vec<(usize, Vec<u8>)> {
             frames
                 .iter()
@@ -641,7 +646,7 @@ mod tests {
         // The analysis fails on the second frame: its error comes back, and the decoder,
         // waiting to hand over the third, stops instead of waiting for ever.
         let mut seen = Vec::new();
-        let e = decode_clip_beside("cam/s/2", &bytes, &limits, &every(3), 30.0, |f| {
+        let e = decode_clip_beside("cam/s/2", &bytes, &limits, &every(3), 30.0, true, |f| {
             seen.push(f.index);
             if f.index == 3 {
                 return Err(ClipError::Recognition {
@@ -668,6 +673,7 @@ mod tests {
             &limits,
             &every(1),
             30.0,
+            true,
             |_| Ok(()),
         )
         .unwrap_err();
