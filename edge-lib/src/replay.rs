@@ -148,6 +148,11 @@ pub(crate) struct ClipReplay<'a> {
 }
 
 impl ClipReplay<'_> {
+    /// What is replayed, for the session's report.
+    pub(crate) fn describe(&self) -> String {
+        self.recorded.describe()
+    }
+
     /// The next clip, restamped, once a live camera would have closed it; `None` when `stop`
     /// was raised or `until` comes first.
     pub(crate) fn next_clip(

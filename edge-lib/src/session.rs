@@ -69,7 +69,8 @@ pub struct SessionConfig {
     /// Long-poll wait of one receive call (default 200 ms).
     pub receive_wait: Duration,
     /// Send these clips again, at camera pace and restamped, instead of capturing from
-    /// `source` (load tests of the recognition side; see [`crate::replay`]).
+    /// `source`, looping over them until `duration` or the stop flag (load tests of the
+    /// recognition side; see [`crate::replay`]).
     pub replay: Option<Arc<RecordedClips>>,
 }
 
@@ -567,10 +568,7 @@ where
         total_time: started.elapsed(),
         source: match &input {
             ClipInput::Live { source, .. } => source.describe(),
-            ClipInput::Replay(_) => config
-                .replay
-                .as_ref()
-                .map_or_else(String::new, |r| r.describe()),
+            ClipInput::Replay(replay) => replay.describe(),
         },
         camera_offline: outages.list(),
     })
