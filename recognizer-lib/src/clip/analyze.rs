@@ -32,7 +32,7 @@
 //! clip may use the cores the others leave idle, for its crowd's embeddings (spread over idle
 //! embedder sessions, [`FaceEmbedder::embed_batch_on`](crate::vision::FaceEmbedder::embed_batch_on))
 //! and for decoding one sampled frame ahead on a thread of its own
-//! ([`decode_clip_beside`](super::decode::decode_clip_beside)). When every core analyses a
+//! ([`decode_clip_beside`]). When every core analyses a
 //! clip, each clip runs on its own thread alone.
 //!
 //! # Identities carried between sampled frames
