@@ -87,8 +87,7 @@ pub(super) fn measure(
             let offset = Duration::from_millis(u64::from(args.clip_ms) * i as u64 / count as u64);
             let camera = Camera {
                 device,
-                video: feed.video.clone(),
-                replay: feed.replay.clone(),
+                feed: feed.clone(),
                 spool,
                 offset,
                 capture_until,
@@ -212,6 +211,7 @@ pub(super) fn measure(
 }
 
 /// What a camera sends: its video, captured live, or the clips recorded from it (`--replay`).
+#[derive(Clone)]
 pub(super) struct CameraFeed {
     pub(super) video: PathBuf,
     pub(super) replay: Option<Arc<RecordedClips>>,
@@ -221,9 +221,7 @@ pub(super) struct CameraFeed {
 /// capture time is over.
 pub(super) struct Camera {
     pub(super) device: String,
-    pub(super) video: PathBuf,
-    /// `--replay`: the video's recorded clips, sent instead of capturing it.
-    pub(super) replay: Option<Arc<RecordedClips>>,
+    pub(super) feed: CameraFeed,
     pub(super) spool: PathBuf,
     pub(super) offset: Duration,
     pub(super) capture_until: Instant,
@@ -242,7 +240,7 @@ impl Camera {
     ) -> CameraOutcome {
         let mut outcome = CameraOutcome {
             device_id: self.device.clone(),
-            video: self.video.display().to_string(),
+            video: self.feed.video.display().to_string(),
             ..CameraOutcome::default()
         };
         std::thread::sleep(self.offset);
@@ -257,7 +255,7 @@ impl Camera {
             outcome.passes += 1;
             let session_id = format!("bench-{}-{}", self.run_id, outcome.passes);
             let mut config = SessionConfig::new(
-                SourceSpec::File(self.video.clone()),
+                SourceSpec::File(self.feed.video.clone()),
                 &self.device,
                 &session_id,
                 self.spool.join(&session_id),
@@ -269,7 +267,7 @@ impl Camera {
             config.duration = Some(left);
             config.grace = self.grace;
             config.receive_wait = Duration::from_millis(100);
-            config.replay = self.replay.clone();
+            config.replay = self.feed.replay.clone();
             let report = service.run(
                 &config,
                 Arc::clone(interrupted),
@@ -293,12 +291,12 @@ impl Camera {
                     }
                     if report.clips.captured == 0 {
                         // An unreadable or empty video would otherwise spin here.
-                        outcome.failure = Some(format!("{}: no frames", self.video.display()));
+                        outcome.failure = Some(format!("{}: no frames", self.feed.video.display()));
                         break;
                     }
                 }
                 Err(e) => {
-                    outcome.failure = Some(format!("{}: {e}", self.video.display()));
+                    outcome.failure = Some(format!("{}: {e}", self.feed.video.display()));
                     break;
                 }
             }
