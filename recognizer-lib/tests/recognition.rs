@@ -302,6 +302,59 @@ fn a_crowd_spread_over_idle_sessions_embeds_as_one_face_at_a_time() {
     }
 }
 
+/// Following faces (the clip analyzer's later frames): O-Net around an earlier frame's boxes
+/// finds each face where it is now, with the landmarks a whole search gives, and nothing where
+/// there is no face.
+#[test]
+fn following_finds_the_faces_of_an_earlier_frame_where_they_moved() {
+    let (Some(data), Some(pipeline)) = (common::data_dir(), common::pipeline()) else {
+        return;
+    };
+    let photo = load_image(&data.join("examples/_multi_person/two_people.jpg")).expect("photo");
+    let earlier = pipeline.detect(&photo).expect("detect").faces;
+    assert!(earlier.len() >= 2, "{earlier:?}");
+    // The next frame: everything moved right and down by a tenth of the largest face.
+    let shift = (earlier[0].bbox.width() / 10.0).round().max(2.0) as u32;
+    let mut moved = image::RgbImage::from_pixel(photo.width(), photo.height(), image::Rgb([90; 3]));
+    image::imageops::overlay(&mut moved, &photo, i64::from(shift), i64::from(shift));
+    let searched = pipeline.detect(&moved).expect("search").faces;
+    let boxes: Vec<_> = earlier.iter().map(|d| d.bbox).collect();
+    let followed = pipeline.follow(&moved, &boxes).expect("follow").faces;
+    assert_eq!(followed.len(), earlier.len(), "{followed:?}");
+    for face in &followed {
+        let best = searched
+            .iter()
+            .max_by(|a, b| iou(&a.bbox, &face.bbox).total_cmp(&iou(&b.bbox, &face.bbox)))
+            .expect("searched faces");
+        assert!(
+            iou(&best.bbox, &face.bbox) >= 0.8,
+            "followed {:?}, searched {:?}",
+            face.bbox,
+            best.bbox
+        );
+        let side = best.bbox.width();
+        for (a, b) in face.landmarks.iter().zip(&best.landmarks) {
+            let off = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+            assert!(
+                off <= side / 10.0,
+                "landmark {a:?} vs {b:?} (face {side} px)"
+            );
+        }
+    }
+    // The same boxes over background find nothing; no boxes, no faces.
+    let blank = image::RgbImage::from_pixel(photo.width(), photo.height(), image::Rgb([90; 3]));
+    assert!(pipeline
+        .follow(&blank, &boxes)
+        .expect("follow")
+        .faces
+        .is_empty());
+    assert!(pipeline
+        .follow(&moved, &[])
+        .expect("follow")
+        .faces
+        .is_empty());
+}
+
 /// YuNet on its own (without O-Net), loaded from the model cache; its weights are folded to
 /// float at load.
 fn yunet_alone() -> YuNet {

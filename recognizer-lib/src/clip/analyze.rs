@@ -16,6 +16,21 @@
 //! Without YuNet's model the fast detector takes every frame, without either MTCNN does.
 //! Photos (enrolment, `rollcall eval`) keep MTCNN.
 //!
+//! # Faces followed after a clip's first frame
+//!
+//! Only a clip's first analysed frame is searched whole by YuNet (or MTCNN); each later analysed
+//! frame looks for the faces of the one before it, by O-Net around their boxes
+//! ([`FacePipeline::follow`]: scored, regressed to where the face is now, new landmarks). On
+//! the lecture-hall clip (1280x720, 28 faces) the clip's detection fell from 96 to 68 ms (the
+//! second frame ~20 ms instead of ~48), every one of its 28 faces was followed, and the hall's
+//! 2 s scan names the same 20 of 20 people (docs/benchmarks.md).
+//! What it gives up: a face that appears after the clip's first analysed frame (someone walking
+//! in, or turning to the camera) is found in the stream's next clip, up to 0.5 s later instead
+//! of ~0.27 s; a face that moves more than about a third of its width between two analysed
+//! frames is lost for the rest of the clip. The fast detector (frames of at most
+//! [`SMALL_FRAME`]) costs about as much as following, so its frames are all searched whole
+//! ([`ClipAnalyzer::follows_faces`]; [`ClipAnalyzer::with_follow_faces`] turns it off).
+//!
 //! A frame in which nothing was found is searched again on a copy padded with its edge pixels
 //! (for a face that fills the picture and is cut by its border) only up to [`SMALL_FRAME`]
 //! ([`ClipAnalyzer::retries_padded`]). Measured on 2 minutes of a 1080p session (240 clips,
@@ -153,6 +168,11 @@ pub struct ClipAnalyzer {
     /// sets `Fast` when the pipeline has both; see the [module documentation](self)). `None`:
     /// `detector` for every frame.
     pub small_frame_detector: Option<DetectorKind>,
+    /// Whether the analysed frames after a clip's first find the faces of the previous analysed
+    /// frame again by O-Net around their boxes ([`FacePipeline::follow`]) instead of searching
+    /// the whole frame, where the search is YuNet or MTCNN (see [`Self::follows_faces`] and the
+    /// [module documentation](self)). Each clip's first analysed frame is searched whole.
+    pub follow_faces: bool,
     /// When a face takes over the identity of the face it overlaps in the previous sampled frame
     /// instead of being embedded (see the [module documentation](self)); `None`: embed every face.
     pub reuse: Option<ReusePolicy>,
@@ -349,6 +369,7 @@ impl std::fmt::Debug for ClipAnalyzer {
             .field("limits", &self.limits)
             .field("detector", &self.detector)
             .field("small_frame_detector", &self.small_frame_detector)
+            .field("follow_faces", &self.follow_faces)
             .field("reuse", &self.reuse)
             .field("stream_tails", &self.tails.len())
             .finish_non_exhaustive()
@@ -487,6 +508,7 @@ impl ClipAnalyzer {
             limits: ClipLimits::default(),
             detector,
             small_frame_detector,
+            follow_faces: true,
             reuse: Some(ReusePolicy::default()),
             tails: Arc::new(StreamTails::default()),
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -517,6 +539,23 @@ impl ClipAnalyzer {
             Some(kind) if is_small_frame(width, height) => kind,
             _ => self.detector,
         }
+    }
+
+    /// Whether a frame of `width` x `height` that is not its clip's first analysed frame, and
+    /// follows one with faces, looks for those faces only ([`Self::follow_faces`]): when its
+    /// detector is YuNet or MTCNN, whose search of a whole frame costs far more than O-Net on
+    /// each face (YuNet and O-Net on 1280x720: ~48 ms; O-Net alone: under 1 ms a face). The
+    /// fast detector costs about as much as following (~2 ms a frame plus O-Net), so its frames
+    /// are searched whole.
+    pub fn follows_faces(&self, width: u32, height: u32) -> bool {
+        self.follow_faces && self.detector_for(width, height) != DetectorKind::Fast
+    }
+
+    /// Search every analysed frame whole (`false`), or follow faces after each clip's first
+    /// analysed frame where [`Self::follows_faces`] says (`true`, the default).
+    pub fn with_follow_faces(mut self, follow: bool) -> ClipAnalyzer {
+        self.follow_faces = follow;
+        self
     }
 
     /// Whether a frame of `width` x `height` in which nothing was found is searched again on a
@@ -594,20 +633,26 @@ impl ClipAnalyzer {
             };
             let started = Instant::now();
             let (width, height) = frame.image.dimensions();
-            if size.is_none() {
+            let first = size.is_none();
+            if first {
                 size = Some((width, height));
                 if let Some((stream, seq)) = stream {
                     previous = self.tails.before(stream, seq, (width, height));
                 }
             }
-            let detections = self
-                .pipeline
-                .detect_with_retry(
+            let detections = if !first && !previous.is_empty() && self.follows_faces(width, height)
+            {
+                // Faces only: a new one is searched for in the stream's next clip.
+                let boxes: Vec<FaceBox> = previous.iter().map(|face| face.bbox).collect();
+                self.pipeline.follow(&frame.image, &boxes)
+            } else {
+                self.pipeline.detect_with_retry(
                     &frame.image,
                     self.detector_for(width, height),
                     self.retries_padded(width, height),
                 )
-                .map_err(failed)?;
+            }
+            .map_err(failed)?;
             detect += started.elapsed();
 
             let boxes: Vec<FaceBox> = detections.faces.iter().map(|d| d.bbox).collect();

@@ -265,8 +265,16 @@ impl LectureHall {
 
     /// Frame `t`: everyone moved by a pixel or two from their seat.
     pub fn frame(&self, t: u32) -> RgbImage {
+        self.frame_of(t, |_| true)
+    }
+
+    /// Frame `t` with only the seats `seated` keeps (the others empty).
+    pub fn frame_of(&self, t: u32, seated: impl Fn(&Seat) -> bool) -> RgbImage {
         let mut frame = self.background.clone();
         for (k, seat) in self.seats.iter().enumerate() {
+            if !seated(seat) {
+                continue;
+            }
             let phase = k as f32;
             let dx = (2.0 * (0.35 * t as f32 + 1.3 * phase).sin()).round();
             let dy = (0.27 * t as f32 + 0.7 * phase).sin().round();
@@ -280,6 +288,18 @@ impl LectureHall {
     /// `frames` frames at `fps` encoded by the `ffmpeg` CLI (libx264, 4:2:0) into `out`, with
     /// `extra` output options (e.g. `-bf 0 -g 15 -f h264` for the edge's raw clip format).
     pub fn encode(&self, out: &Path, frames: u32, fps: u32, extra: &[&str]) -> Result<(), String> {
+        self.encode_frames(out, frames, fps, extra, |t| self.frame(t))
+    }
+
+    /// [`encode`](Self::encode) with frame `t` drawn by `frame` (e.g. [`frame_of`](Self::frame_of)).
+    pub fn encode_frames(
+        &self,
+        out: &Path,
+        frames: u32,
+        fps: u32,
+        extra: &[&str],
+        frame: impl Fn(u32) -> RgbImage,
+    ) -> Result<(), String> {
         let mut child = Command::new("ffmpeg")
             .args([
                 "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
@@ -306,7 +326,7 @@ impl LectureHall {
             let mut stdin = child.stdin.take().ok_or("no ffmpeg stdin")?;
             for t in 0..frames {
                 stdin
-                    .write_all(self.frame(t).as_raw())
+                    .write_all(frame(t).as_raw())
                     .map_err(|e| format!("writing frames to ffmpeg: {e}"))?;
             }
         }
