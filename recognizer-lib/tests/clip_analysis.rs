@@ -562,9 +562,9 @@ fn everyone_enrolled(data: &Path, pipeline: &FacePipeline) -> Gallery {
 /// every 15 frames, a raw H.264 stream.
 const HALL_CLIP_FORMAT: [&str; 6] = ["-bf", "0", "-g", "15", "-f", "h264"];
 
-/// The lecture hall of `common/lecture_hall.rs` with everyone of `faces/train` enrolled, and
-/// the pipeline and gallery it was built with.
-type HallFixture = (Fixture, Arc<FacePipeline>, Gallery, LectureHall);
+/// The lecture hall of `common/lecture_hall.rs` with everyone of `faces/train` enrolled, the
+/// pipeline and gallery it was built with, and a 0.5 s clip of it (15 frames at 30 fps).
+type HallFixture = (Fixture, Arc<FacePipeline>, Gallery, LectureHall, Vec<u8>);
 
 /// The [`HallFixture`]. `Err`: no data or no `ffmpeg` (skip); `Ok(None)`: no models (the
 /// pipeline says why).
@@ -575,7 +575,11 @@ fn lecture_hall() -> Result<Option<HallFixture>, String> {
     };
     let gallery = everyone_enrolled(&fx.data, &pipeline);
     let hall = LectureHall::build(&fx.data, &pipeline, &gallery).expect("lecture hall");
-    Ok(Some((fx, pipeline, gallery, hall)))
+    let path = fx.tmp.path().join("lecture-hall.h264");
+    hall.encode(&path, 15, 30, &HALL_CLIP_FORMAT)
+        .expect("encode the hall");
+    let clip = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some((fx, pipeline, gallery, hall, clip)))
 }
 
 /// The back rows of a lecture hall (issue: faces of ~30 px in a 720p frame were lost because
@@ -585,13 +589,9 @@ fn lecture_hall() -> Result<Option<HallFixture>, String> {
 /// although both analysed frames show them.
 #[test]
 fn lecture_hall_clip_names_the_back_rows_and_counts_each_stranger_once() {
-    let Some((fx, pipeline, gallery, hall)) = or_skip!(lecture_hall()) else {
+    let Some((_fx, pipeline, gallery, hall, bytes)) = or_skip!(lecture_hall()) else {
         return;
     };
-    let path = fx.tmp.path().join("lecture-hall.h264");
-    hall.encode(&path, 15, 30, &HALL_CLIP_FORMAT)
-        .expect("encode the hall");
-    let bytes = std::fs::read(&path).unwrap();
     let analyzer = ClipAnalyzer::new(pipeline);
     assert_eq!(analyzer.detector_for(1280, 720), DetectorKind::Yunet);
     assert_eq!(analyzer.detector_for(720, 1280), DetectorKind::Yunet);
@@ -657,7 +657,7 @@ fn lecture_hall_clip_names_the_back_rows_and_counts_each_stranger_once() {
 /// down after the first analysed frame are not found in that clip, only in the stream's next.
 #[test]
 fn later_frames_of_a_large_clip_follow_the_faces_of_its_first() {
-    let Some((fx, pipeline, gallery, hall)) = or_skip!(lecture_hall()) else {
+    let Some((fx, pipeline, gallery, hall, bytes)) = or_skip!(lecture_hall()) else {
         return;
     };
     let analyzer = ClipAnalyzer::new(pipeline);
@@ -671,10 +671,6 @@ fn later_frames_of_a_large_clip_follow_the_faces_of_its_first() {
     let searching = analyzer.clone().with_follow_faces(false).with_reuse(None);
     let following = analyzer.clone().with_reuse(None);
 
-    let full = fx.tmp.path().join("hall.h264");
-    hall.encode(&full, 15, 30, &HALL_CLIP_FORMAT)
-        .expect("encode the hall");
-    let bytes = std::fs::read(&full).unwrap();
     let clip = meta(0, 30.0, 1280, 720);
     let followed = following
         .analyze(&clip.clip_id(), Some(&clip), &bytes, &gallery)
@@ -737,13 +733,9 @@ fn named(a: &ClipAnalysis) -> Vec<String> {
 /// clip names the same people.
 #[test]
 fn a_crowd_seen_at_once_is_measured_again_a_share_in_each_clip() {
-    let Some((fx, pipeline, gallery, hall)) = or_skip!(lecture_hall()) else {
+    let Some((_fx, pipeline, gallery, _hall, bytes)) = or_skip!(lecture_hall()) else {
         return;
     };
-    let path = fx.tmp.path().join("hall.h264");
-    hall.encode(&path, 15, 30, &HALL_CLIP_FORMAT)
-        .expect("encode the hall");
-    let bytes = std::fs::read(&path).unwrap();
     let analyzer = ClipAnalyzer::new(pipeline);
     let clips: Vec<ClipAnalysis> = (0..8)
         .map(|seq| {
