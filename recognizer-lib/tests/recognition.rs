@@ -300,6 +300,53 @@ fn a_crowd_spread_over_idle_sessions_embeds_as_one_face_at_a_time() {
             .fold(0f32, f32::max);
         assert!(worst <= 1e-5, "face {i}: values differ by {worst}");
     }
+
+    // The pipeline spreads the alignment with the embedding: a grid of real faces gives the
+    // same faces and embeddings spread over two sessions as on one thread.
+    let pipeline = FacePipeline::load(
+        &cache,
+        PipelineOptions {
+            runtime: RuntimeOptions {
+                sessions_per_model: 2,
+                ..RuntimeOptions::default()
+            },
+            ..PipelineOptions::default()
+        },
+    )
+    .expect("pipeline with two sessions");
+    let (grid, _) = lecture_hall::face_grid(&data, &pipeline, 60.0, 960, 540).expect("grid");
+    let detections = pipeline
+        .detect_with(&grid, DetectorKind::Yunet)
+        .expect("detect");
+    let found: Vec<_> = detections.faces.iter().collect();
+    assert!(
+        found.len() >= 2 * MIN_FACES_PER_THREAD,
+        "{} faces",
+        found.len()
+    );
+    let spread = pipeline
+        .embed_faces_on(&grid, &detections, &found, 2)
+        .expect("spread");
+    let alone = pipeline
+        .embed_faces_on(&grid, &detections, &found, 1)
+        .expect("one thread");
+    assert_eq!(spread.len(), alone.len());
+    for (i, (a, b)) in spread.iter().zip(&alone).enumerate() {
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                assert_eq!(a.detection, b.detection, "face {i}");
+                let worst = a
+                    .embedding
+                    .iter()
+                    .zip(&b.embedding)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst <= 1e-5, "face {i}: values differ by {worst}");
+            }
+            (None, None) => {}
+            _ => panic!("face {i}: aligned on one path only"),
+        }
+    }
 }
 
 /// Following faces (the clip analyzer's later frames): O-Net around an earlier frame's boxes

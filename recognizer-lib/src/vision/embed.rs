@@ -70,21 +70,33 @@ impl FaceEmbedder {
         faces: &[RgbImage],
         max_threads: usize,
     ) -> Result<Vec<Vec<f32>>, RecognizerError> {
-        let threads = (faces.len() / MIN_FACES_PER_THREAD)
+        self.spread(faces, max_threads, |part| self.embed_on_this_thread(part))
+    }
+
+    /// `work` on consecutive parts of `items`, one part per thread (the calling thread
+    /// included) and as many threads as [`embed_batch_on`](Self::embed_batch_on) would use for
+    /// `items.len()` faces; the results in the order of `items`. For work that ends in
+    /// embedding each part on its own thread (e.g. aligning the faces first).
+    pub(crate) fn spread<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        max_threads: usize,
+        work: impl Fn(&[T]) -> Result<Vec<R>, RecognizerError> + Sync,
+    ) -> Result<Vec<R>, RecognizerError> {
+        let threads = (items.len() / MIN_FACES_PER_THREAD)
             .min(max_threads)
             .min(self.model.idle_sessions())
             .min(std::thread::available_parallelism().map_or(1, |n| n.get()));
         if threads < 2 {
-            return self.embed_on_this_thread(faces);
+            return work(items);
         }
-        let per_thread = faces.len().div_ceil(threads);
-        let mut parts = faces.chunks(per_thread);
+        let per_thread = items.len().div_ceil(threads);
+        let mut parts = items.chunks(per_thread);
         let first = parts.next().unwrap_or_default();
-        let embedded: Vec<Result<Vec<Vec<f32>>, RecognizerError>> = std::thread::scope(|scope| {
-            let others: Vec<_> = parts
-                .map(|part| scope.spawn(move || self.embed_on_this_thread(part)))
-                .collect();
-            let mut all = vec![self.embed_on_this_thread(first)];
+        let work = &work;
+        let done: Vec<Result<Vec<R>, RecognizerError>> = std::thread::scope(|scope| {
+            let others: Vec<_> = parts.map(|part| scope.spawn(move || work(part))).collect();
+            let mut all = vec![work(first)];
             all.extend(others.into_iter().map(|other| {
                 other.join().unwrap_or_else(|_| {
                     Err(self.output_error("an embedding thread panicked".into()))
@@ -92,8 +104,8 @@ impl FaceEmbedder {
             }));
             all
         });
-        let mut out = Vec::with_capacity(faces.len());
-        for part in embedded {
+        let mut out = Vec::with_capacity(items.len());
+        for part in done {
             out.extend(part?);
         }
         Ok(out)
