@@ -21,6 +21,14 @@ use rollcall_recognizer::vision::{
     YuNet, YuNetOptions, MAX_EMBED_BATCH, MIN_FACES_PER_THREAD, YUNET_MODEL,
 };
 
+/// The largest difference between two embeddings' values.
+fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 fn enroll_tree(pipeline: &FacePipeline, dir: &Path, only: Option<&[&str]>) -> SqliteDirectory {
     let directory = SqliteDirectory::open_in_memory().expect("in-memory directory");
     let tree = scan_photo_tree(dir).expect("photo tree");
@@ -246,12 +254,7 @@ fn batched_embeddings_equal_one_face_at_a_time() {
                 );
                 continue;
             };
-            let worst = alone
-                .embedding
-                .iter()
-                .zip(&batched.embedding)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = largest_difference(&alone.embedding, &batched.embedding);
             assert!(worst <= 1e-5, "{photo}: values differ by {worst}");
             compared += 1;
         }
@@ -293,11 +296,7 @@ fn a_crowd_spread_over_idle_sessions_embeds_as_one_face_at_a_time() {
     assert_eq!(embedder.idle_sessions(), 2, "sessions given back");
     for (i, (face, spread)) in faces.iter().zip(&together).enumerate() {
         let alone = embedder.embed(face).expect("embed alone");
-        let worst = alone
-            .iter()
-            .zip(spread)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = largest_difference(&alone, spread);
         assert!(worst <= 1e-5, "face {i}: values differ by {worst}");
     }
 
@@ -335,12 +334,7 @@ fn a_crowd_spread_over_idle_sessions_embeds_as_one_face_at_a_time() {
         match (a, b) {
             (Some(a), Some(b)) => {
                 assert_eq!(a.detection, b.detection, "face {i}");
-                let worst = a
-                    .embedding
-                    .iter()
-                    .zip(&b.embedding)
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0f32, f32::max);
+                let worst = largest_difference(&a.embedding, &b.embedding);
                 assert!(worst <= 1e-5, "face {i}: values differ by {worst}");
             }
             (None, None) => {}
