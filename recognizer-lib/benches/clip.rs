@@ -31,7 +31,9 @@
 //!   each finds is printed first.
 //! - `frame/embed_face`: landmarks, alignment and embedding of one face of that frame;
 //!   `crowd_frame/embed_N_faces`: the hall's N faces (28 when all are found) embedded together
-//!   (one call), against `crowd_frame/embed_one_face_at_a_time`.
+//!   (one call), against `crowd_frame/embed_one_face_at_a_time`; `crowd_frame/follow_N_faces`:
+//!   the hall's faces of frame 0 found again in frame 8 by O-Net alone (what the analyzer does in
+//!   a large clip's later frames).
 //!
 //! Needs the shared data (`$ROLLCALL_DATA`, default `../shared/data`), `ffmpeg` with libx264 and
 //! the models (YuNet and `fr_detect.onnx` included); without them it prints why and measures
@@ -496,6 +498,12 @@ fn bench_crowd(c: &mut Criterion, data: &Path, pipeline: &Arc<FacePipeline>) -> 
     let detections = pipeline
         .detect_with(&frame, DetectorKind::Yunet)
         .map_err(|e| e.to_string())?;
+    // The clip analyzer's later frames: frame 0's faces followed into frame 8.
+    let boxes: Vec<FaceBox> = detections.faces.iter().map(|d| d.bbox).collect();
+    let later = hall.frame(8);
+    group.bench_function(format!("follow_{}_faces", boxes.len()), |b| {
+        b.iter(|| pipeline.follow(&later, &boxes).unwrap())
+    });
     let faces: Vec<_> = detections.faces.iter().collect();
     eprintln!("crowd_frame: {} faces embedded together", faces.len());
     group.bench_function(format!("embed_{}_faces", faces.len()), |b| {

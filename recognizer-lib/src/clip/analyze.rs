@@ -21,9 +21,10 @@
 //! Only a clip's first analysed frame is searched whole by YuNet (or MTCNN); each later analysed
 //! frame looks for the faces of the one before it, by O-Net around their boxes
 //! ([`FacePipeline::follow`]: scored, regressed to where the face is now, new landmarks). On
-//! the lecture-hall clip (1280x720, 28 faces) the clip's detection fell from 96 to 68 ms (the
-//! second frame ~20 ms instead of ~48), every one of its 28 faces was followed, and the hall's
-//! 2 s scan names the same 20 of 20 people (docs/benchmarks.md).
+//! the lecture-hall frame (1280x720, 28 faces) following costs 7.5 ms against 35 ms for YuNet
+//! and O-Net (`benches/clip.rs`, `crowd_frame/*`); the hall clip's detection fell from 93 to
+//! 66 ms, every one of its 28 faces was followed, and the hall's 2 s scan names the same 20 of
+//! 20 people (docs/benchmarks.md).
 //! What it gives up: a face that appears after the clip's first analysed frame (someone walking
 //! in, or turning to the camera) is found in the stream's next clip, up to 0.5 s later instead
 //! of ~0.27 s; a face that moves more than about a third of its width between two analysed
@@ -548,7 +549,7 @@ impl ClipAnalyzer {
     /// Whether a frame of `width` x `height` that is not its clip's first analysed frame, and
     /// follows one with faces, looks for those faces only ([`Self::follow_faces`]): when its
     /// detector is YuNet or MTCNN, whose search of a whole frame costs far more than O-Net on
-    /// each face (YuNet and O-Net on 1280x720: ~48 ms; O-Net alone: under 1 ms a face). The
+    /// each face (YuNet and O-Net on the 28-face hall frame: 35 ms; following them: 7.5 ms). The
     /// fast detector costs about as much as following (~2 ms a frame plus O-Net), so its frames
     /// are searched whole.
     pub fn follows_faces(&self, width: u32, height: u32) -> bool {
