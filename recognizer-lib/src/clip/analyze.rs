@@ -27,8 +27,9 @@
 //! 20 people (docs/benchmarks.md).
 //! What it gives up: a face that appears after the clip's first analysed frame (someone walking
 //! in, or turning to the camera) is found in the stream's next clip, up to 0.5 s later instead
-//! of ~0.27 s; a face that moves more than about a third of its width between two analysed
-//! frames is lost for the rest of the clip. The fast detector (frames of at most
+//! of ~0.27 s; a face that moves far between two analysed frames (O-Net's box regression
+//! corrects shifts of a fraction of the face's width) can be lost for the rest of the clip,
+//! though the clip still names it from its first frame. The fast detector (frames of at most
 //! [`SMALL_FRAME`]) costs about as much as following, so its frames are all searched whole
 //! ([`ClipAnalyzer::follows_faces`]; [`ClipAnalyzer::with_follow_faces`] turns it off).
 //!
@@ -105,8 +106,9 @@
 //! clip (the still lecture hall, 8 clips: 37 faces embedded in every fourth clip and 22 in the
 //! others before, 24-27 in each clip after the first since). A clip that arrives out of order,
 //! after a gap in the sequence, with another frame size, or at another function instance
-//! (Lambda) is analysed on its own, as before. A carried name is dropped (the face embedded) once the gallery no longer names that
-//! person: removed from the directory, or consent withdrawn.
+//! (Lambda) is analysed on its own, as before. A carried name is dropped (the face embedded)
+//! once the gallery no longer names that person: removed from the directory, or consent
+//! withdrawn.
 //! [`ClipAnalysis::faces_embedded`] counts the faces actually embedded.
 //!
 //! # Distinct strangers

@@ -417,8 +417,9 @@ impl FacePipeline {
     /// The faces at `boxes` (faces of an earlier frame of the same video) found again in
     /// `image` by O-Net alone, without searching the frame: each box is scored, regressed to
     /// where the face is now and given landmarks ([`FaceDetector::refine_proposals`]: 7.5 ms
-    /// for the 28 faces of a 1280x720 lecture-hall frame, against 35 ms for YuNet and O-Net). A face that moved more than about a
-    /// third of its width, or turned away, is not found; nor is a face that is not in `boxes`.
+    /// for the 28 faces of a 1280x720 lecture-hall frame, against 35 ms for YuNet and O-Net).
+    /// A face that moved far from its box (more than O-Net's regression corrects, a fraction of
+    /// its width) or turned away can be missed; a face that is not in `boxes` is not found.
     pub fn follow(
         &self,
         image: &RgbImage,

@@ -291,7 +291,8 @@ impl LectureHall {
         self.encode_frames(out, frames, fps, extra, |t| self.frame(t))
     }
 
-    /// [`encode`](Self::encode) with frame `t` drawn by `frame` (e.g. [`frame_of`](Self::frame_of)).
+    /// [`encode`](Self::encode) with frame `t` drawn by `frame` (e.g. with
+    /// [`frame_of`](Self::frame_of)).
     pub fn encode_frames(
         &self,
         out: &Path,
