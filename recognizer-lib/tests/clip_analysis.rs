@@ -706,15 +706,13 @@ fn later_frames_of_a_large_clip_follow_the_faces_of_its_first() {
         .analyze("late/searched/0", Some(&clip), &late, &gallery)
         .expect("searched");
     assert!(found(&searched) * 10 >= back_rows.len() * 9, "{searched:?}");
-    let stream = following.clone();
-    let first = meta(0, 30.0, 1280, 720);
-    let followed = stream
-        .analyze(&first.clip_id(), Some(&first), &late, &gallery)
+    let followed = following
+        .analyze(&clip.clip_id(), Some(&clip), &late, &gallery)
         .expect("followed");
     assert_eq!(found(&followed), 0, "{followed:?}");
     // The stream's next clip searches its first analysed frame whole.
     let next = meta(1, 30.0, 1280, 720);
-    let followed = stream
+    let followed = following
         .analyze(&next.clip_id(), Some(&next), &bytes, &gallery)
         .expect("next clip");
     assert!(found(&followed) * 10 >= back_rows.len() * 9, "{followed:?}");

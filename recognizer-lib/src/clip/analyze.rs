@@ -48,9 +48,8 @@
 //! faces per ONNX Runtime run). The analyzer counts its clips in flight (clones included): a
 //! clip may use the cores the others leave idle, for its crowd's embeddings (spread over idle
 //! embedder sessions, [`FaceEmbedder::embed_batch_on`](crate::vision::FaceEmbedder::embed_batch_on))
-//! and for decoding one sampled frame ahead on a thread of its own
-//! ([`decode_clip_beside`]). When every core analyses a
-//! clip, each clip runs on its own thread alone.
+//! and for decoding one sampled frame ahead on a thread of its own ([`decode_clip_beside`]).
+//! When every core analyses a clip, each clip runs on its own thread alone.
 //!
 //! # Identities carried between sampled frames
 //!
@@ -869,7 +868,7 @@ impl ReusePolicy {
     /// clips, a share in each, instead of all in the same clip; each face is still measured again
     /// after at most the budget, and from then on every budget plus one clips.
     fn head_start(&self, identity: &Identity, nth: usize) -> u32 {
-        let period = self.clips_allowed(identity).saturating_add(1).max(1) as usize;
+        let period = self.clips_allowed(identity).saturating_add(1) as usize;
         u32::try_from(nth % period).unwrap_or(0)
     }
 
