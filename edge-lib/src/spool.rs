@@ -187,6 +187,8 @@ struct State {
     peak_unsent: usize,
     /// Bumped by every upload and every answered clip.
     progress: u64,
+    /// Pushes being written, per session: their folder must not be tidied away meanwhile.
+    pushing: HashMap<String, usize>,
 }
 
 impl State {
@@ -222,6 +224,38 @@ impl State {
     }
 }
 
+/// A push writing into a session's folder, from before the folder is made until the clip is
+/// in the spool's state (or has failed): while it lives, the folder is not tidied away.
+struct SessionWrite<'a> {
+    spool: &'a ClipSpool,
+    session_id: &'a str,
+}
+
+impl<'a> SessionWrite<'a> {
+    fn start(spool: &'a ClipSpool, session_id: &'a str) -> Self {
+        *spool
+            .lock()
+            .pushing
+            .entry(session_id.to_string())
+            .or_default() += 1;
+        Self { spool, session_id }
+    }
+}
+
+impl Drop for SessionWrite<'_> {
+    fn drop(&mut self) {
+        let mut state = self.spool.lock();
+        if let Some(n) = state.pushing.get_mut(self.session_id) {
+            *n -= 1;
+            if *n == 0 {
+                state.pushing.remove(self.session_id);
+            }
+        }
+        // A failed push may leave the folder empty.
+        self.spool.tidy_session(&state, self.session_id);
+    }
+}
+
 /// The spool of one device; see the [module docs](self).
 ///
 /// Shared between the capture thread ([`push`](ClipSpool::push)), the upload workers
@@ -237,7 +271,13 @@ pub struct ClipSpool {
     changed: Condvar,
     tmp_counter: AtomicU64,
     _lock: DeviceLock,
+    /// Lets a test put another thread's step at the one point of a push that races with it.
+    #[cfg(test)]
+    between_folder_and_files: Option<TestStep>,
 }
+
+#[cfg(test)]
+type TestStep = Box<dyn Fn(&ClipSpool) + Send + Sync>;
 
 impl std::fmt::Debug for ClipSpool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -272,6 +312,8 @@ impl ClipSpool {
             changed: Condvar::new(),
             tmp_counter: AtomicU64::new(0),
             _lock: lock,
+            #[cfg(test)]
+            between_folder_and_files: None,
         };
         spool.recover()?;
         {
@@ -355,9 +397,14 @@ impl ClipSpool {
                 dir: self.dir.clone(),
             });
         }
+        let _writing = SessionWrite::start(self, &meta.session_id);
         let (bytes_path, json_path) = self.clip_paths(&meta.session_id, meta.seq);
         if let Some(parent) = bytes_path.parent() {
             fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        #[cfg(test)]
+        if let Some(step) = &self.between_folder_and_files {
+            step(self);
         }
         self.write_atomic(&bytes_path, &clip.bytes)?;
         self.write_atomic(&json_path, &json)?;
@@ -448,7 +495,9 @@ impl ClipSpool {
 
     /// Removes the session's folder once its last clip is gone (best effort).
     fn tidy_session(&self, state: &State, session_id: &str) {
-        if state.entries.keys().any(|(_, s, _)| s == session_id) {
+        if state.pushing.contains_key(session_id)
+            || state.entries.keys().any(|(_, s, _)| s == session_id)
+        {
             return;
         }
         let _ = fs::remove_dir(self.dir.join(session_id));
@@ -1265,6 +1314,32 @@ mod tests {
             vec![2, 3]
         );
         assert_eq!(spool.stats().dropped, 2);
+    }
+
+    /// A session's folder is removed when its last clip is answered; a clip of that session
+    /// being written at that moment must still land (CI lost one this way: `File exists` from a
+    /// folder removed under the push).
+    #[test]
+    fn a_clip_pushed_while_its_session_folder_is_tidied_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = open(dir.path(), 1 << 20);
+        spool.push(&clip("s", 0, 100)).unwrap();
+        // Clip 0's result arrives between clip 1's folder being made and its files written.
+        spool.between_folder_and_files = Some(Box::new(|spool: &ClipSpool| {
+            assert!(spool.complete("s", 0).unwrap());
+        }));
+        spool.push(&clip("s", 1, 100)).unwrap();
+        assert_eq!(
+            spool.clips().iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert!(dir.path().join("dev/s/00000001.h264").is_file());
+        assert!(dir.path().join("dev/s/00000001.json").is_file());
+        spool.between_folder_and_files = None;
+
+        // The folder still goes once the last clip is answered.
+        assert!(spool.complete("s", 1).unwrap());
+        assert!(!dir.path().join("dev/s").exists());
     }
 
     #[test]
