@@ -109,7 +109,7 @@ pub fn run(
                     signal.name(),
                     spool.display()
                 ));
-                std::process::exit(i32::from(signal.exit_status()));
+                crate::signals::exit_at_once(signal.exit_status());
             },
         )
         .context("cannot install the signal handlers")?

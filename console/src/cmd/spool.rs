@@ -342,7 +342,7 @@ fn drain(args: &DrainArgs, config: &ConfigFile) -> Result<ExitCode> {
                     signal.name(),
                     root.display()
                 ));
-                std::process::exit(i32::from(signal.exit_status()));
+                crate::signals::exit_at_once(signal.exit_status());
             },
         )
         .context("cannot install the signal handlers")?

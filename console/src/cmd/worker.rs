@@ -235,6 +235,6 @@ impl Signals {
         eprintln!(
             "{second}: stopping now; the clips in hand return to the queue within the visibility timeout"
         );
-        std::process::exit(130);
+        crate::signals::exit_at_once(130);
     }
 }

@@ -100,7 +100,7 @@ pub fn run(plan: CapturePlan, mut options: ConsoleOptions) -> Result<ExitCode> {
                     signal.name(),
                     spool.display()
                 ));
-                std::process::exit(i32::from(signal.exit_status()));
+                crate::signals::exit_at_once(signal.exit_status());
             },
         )
         .context("cannot install the signal handlers")?
