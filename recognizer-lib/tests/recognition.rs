@@ -265,8 +265,9 @@ fn batched_embeddings_equal_one_face_at_a_time() {
     );
 }
 
-/// A crowd's faces are spread over the embedder's idle sessions, one thread each: they must
-/// get, in order, the embeddings they get one at a time (here two sessions, both idle).
+/// A crowd's faces are spread over the embedder's idle sessions, one thread each, and can be
+/// embedded several per run: they must get, in order, the embeddings they get one at a time
+/// (here two sessions, both idle).
 #[test]
 fn a_crowd_spread_over_idle_sessions_embeds_as_one_face_at_a_time() {
     let (Some(data), Some(_)) = (common::data_dir(), common::pipeline()) else {
@@ -294,10 +295,26 @@ fn a_crowd_spread_over_idle_sessions_embeds_as_one_face_at_a_time() {
     let together = embedder.embed_batch(&faces).expect("embed the crowd");
     assert_eq!(together.len(), faces.len());
     assert_eq!(embedder.idle_sessions(), 2, "sessions given back");
-    for (i, (face, spread)) in faces.iter().zip(&together).enumerate() {
+    // Runs of several faces (the batch dimension the embedder's graph is given at load).
+    let in_runs_of_4 = FaceEmbedder::load(
+        &cache.model_path("fr_feature.onnx").expect("model path"),
+        &RuntimeOptions::default(),
+    )
+    .expect("fr_feature")
+    .with_faces_per_run(4);
+    let batched = in_runs_of_4
+        .embed_batch(&faces)
+        .expect("embed in runs of 4");
+    assert_eq!(batched.len(), faces.len());
+    for (i, ((face, spread), batched)) in faces.iter().zip(&together).zip(&batched).enumerate() {
         let alone = embedder.embed(face).expect("embed alone");
         let worst = largest_difference(&alone, spread);
         assert!(worst <= 1e-5, "face {i}: values differ by {worst}");
+        let worst = largest_difference(&alone, batched);
+        assert!(
+            worst <= 1e-5,
+            "face {i} in a run of 4: values differ by {worst}"
+        );
     }
 
     // The pipeline spreads the alignment with the embedding: a grid of real faces gives the

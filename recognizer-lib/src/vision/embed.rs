@@ -12,19 +12,23 @@ use crate::runtime::{DynamicAxes, ProbeInput, RuntimeOptions, SessionPool};
 /// Length of an `fr_feature` embedding.
 pub const EMBEDDING_DIM: usize = 512;
 
-/// Faces embedded per ONNX Runtime run at most ([`FaceEmbedder::embed_batch`] splits larger
-/// sets). Bounds the run's memory: ONNX Runtime keeps what the largest run needed, about 7 MB
-/// per face of the batch (measured after runs of 1, 4 and 16 faces: 8, 29 and 111 MB), while
-/// runs of more than 4 faces were no cheaper per face (one thread, both convolution layouts).
-pub const MAX_EMBED_BATCH: usize = 4;
+/// Faces embedded per ONNX Runtime run at most, by default ([`FaceEmbedder::embed_batch`]
+/// splits larger sets; [`FaceEmbedder::with_faces_per_run`] changes it). One: with the embedder's `PRelu` rewritten and its subnormal weights flushed, runs of
+/// one face are the cheapest per face (`benches/clip.rs`, `crowd_frame/embed_28_faces`: 231 ms
+/// in runs of 1 against 250 ms in runs of 4, paired in one sitting), and ONNX Runtime keeps
+/// what the largest run needed, about 7 MB per face of the batch (after runs of 1, 4 and 16
+/// faces: 8, 29 and 111 MB). The batch dimension stays free, and checked against one face at a
+/// time, for a runtime or model where larger runs pay.
+pub const MAX_EMBED_BATCH: usize = 1;
 
 /// Fewest faces per thread when [`FaceEmbedder::embed_batch`] spreads a crowd over idle
-/// sessions: one batch, so that a second thread is worth its start.
+/// sessions: one run, so that a second thread has a whole run of work.
 pub const MIN_FACES_PER_THREAD: usize = MAX_EMBED_BATCH;
 
 /// Turns aligned faces into unit-length embedding vectors.
 pub struct FaceEmbedder {
     model: SessionPool,
+    faces_per_run: usize,
 }
 
 impl FaceEmbedder {
@@ -42,7 +46,15 @@ impl FaceEmbedder {
                     shape: vec![1, 3, ALIGNED_SIDE, ALIGNED_SIDE],
                 }),
             )?,
+            faces_per_run: MAX_EMBED_BATCH,
         })
+    }
+
+    /// Embed up to `faces` faces per ONNX Runtime run (at least one) instead of
+    /// [`MAX_EMBED_BATCH`].
+    pub fn with_faces_per_run(mut self, faces: usize) -> FaceEmbedder {
+        self.faces_per_run = faces.max(1);
+        self
     }
 
     /// Embedding of one aligned face (must be 112x112).
@@ -52,8 +64,8 @@ impl FaceEmbedder {
     }
 
     /// Embeddings of aligned faces (each 112x112), in order: up to [`MAX_EMBED_BATCH`] faces
-    /// per ONNX Runtime run. Cheaper per face than one run each (see docs/benchmarks.md); the
-    /// values agree with single-face runs to ~1e-6.
+    /// per ONNX Runtime run (or as [`with_faces_per_run`](Self::with_faces_per_run) says); the
+    /// values of larger runs agree with single-face runs to ~1e-6.
     ///
     /// A crowd (at least 2 x [`MIN_FACES_PER_THREAD`] faces) is spread over the sessions that
     /// are idle when the call starts, one thread each: a lecture hall's clip uses the cores
@@ -119,7 +131,7 @@ impl FaceEmbedder {
     /// [`embed_batch`](Self::embed_batch) on the calling thread.
     fn embed_on_this_thread(&self, faces: &[RgbImage]) -> Result<Vec<Vec<f32>>, RecognizerError> {
         let mut out = Vec::with_capacity(faces.len());
-        for chunk in faces.chunks(MAX_EMBED_BATCH) {
+        for chunk in faces.chunks(self.faces_per_run) {
             let per_face = 3 * ALIGNED_SIDE * ALIGNED_SIDE;
             let mut input = vec![0f32; chunk.len() * per_face];
             for (face, slot) in chunk.iter().zip(input.chunks_exact_mut(per_face)) {

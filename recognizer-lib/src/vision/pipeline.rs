@@ -448,8 +448,9 @@ impl FacePipeline {
     }
 
     /// Align every face of `faces` (detected in `image`), then embed them together: one
-    /// embedder run per [`MAX_EMBED_BATCH`](super::embed::MAX_EMBED_BATCH) faces, cheaper than
-    /// a run per face. One entry per face, in order; `None` where the landmarks are degenerate.
+    /// embedder run per [`MAX_EMBED_BATCH`](super::embed::MAX_EMBED_BATCH) faces, spread over
+    /// idle embedder sessions. One entry per face, in order; `None` where the landmarks are
+    /// degenerate.
     pub fn embed_faces(
         &self,
         image: &RgbImage,
