@@ -695,7 +695,7 @@ fn later_frames_of_a_large_clip_follow_the_faces_of_its_first() {
 
     // The back rows arrive at frame 4: after the first analysed frame (0), before the second (8).
     let late = fx.tmp.path().join("late.h264");
-    hall.encode_frames(&late, 15, 30, &HALL_CLIP_FORMAT, |t| {
+    LectureHall::encode_frames(&late, 15, 30, &HALL_CLIP_FORMAT, |t| {
         hall.frame_of(t, |seat| t >= 4 || seat.face_px == FRONT_FACE_PX)
     })
     .expect("encode the late hall");

@@ -288,13 +288,12 @@ impl LectureHall {
     /// `frames` frames at `fps` encoded by the `ffmpeg` CLI (libx264, 4:2:0) into `out`, with
     /// `extra` output options (e.g. `-bf 0 -g 15 -f h264` for the edge's raw clip format).
     pub fn encode(&self, out: &Path, frames: u32, fps: u32, extra: &[&str]) -> Result<(), String> {
-        self.encode_frames(out, frames, fps, extra, |t| self.frame(t))
+        Self::encode_frames(out, frames, fps, extra, |t| self.frame(t))
     }
 
     /// [`encode`](Self::encode) with frame `t` drawn by `frame` (e.g. with
     /// [`frame_of`](Self::frame_of)).
     pub fn encode_frames(
-        &self,
         out: &Path,
         frames: u32,
         fps: u32,
