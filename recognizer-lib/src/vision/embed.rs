@@ -13,12 +13,13 @@ use crate::runtime::{DynamicAxes, ProbeInput, RuntimeOptions, SessionPool};
 pub const EMBEDDING_DIM: usize = 512;
 
 /// Faces embedded per ONNX Runtime run at most, by default ([`FaceEmbedder::embed_batch`]
-/// splits larger sets; [`FaceEmbedder::with_faces_per_run`] changes it). One: with the embedder's `PRelu` rewritten and its subnormal weights flushed, runs of
-/// one face are the cheapest per face (`benches/clip.rs`, `crowd_frame/embed_28_faces`: 231 ms
-/// in runs of 1 against 250 ms in runs of 4, paired in one sitting), and ONNX Runtime keeps
-/// what the largest run needed, about 7 MB per face of the batch (after runs of 1, 4 and 16
-/// faces: 8, 29 and 111 MB). The batch dimension stays free, and checked against one face at a
-/// time, for a runtime or model where larger runs pay.
+/// splits larger sets; [`FaceEmbedder::with_faces_per_run`] changes it). One: with the
+/// embedder's `PRelu` rewritten and its subnormal weights flushed, runs of one face are the
+/// cheapest per face (`benches/clip.rs`, `crowd_frame/embed_28_faces`: 231 ms in runs of 1
+/// against 250 ms in runs of 4, paired in one sitting), and ONNX Runtime keeps what the
+/// largest run needed, about 7 MB per face of the batch (after runs of 1, 4 and 16 faces: 8,
+/// 29 and 111 MB). The batch dimension stays free, and checked against one face at a time,
+/// for a runtime or model where larger runs pay.
 pub const MAX_EMBED_BATCH: usize = 1;
 
 /// Fewest faces per thread when [`FaceEmbedder::embed_batch`] spreads a crowd over idle
