@@ -46,9 +46,10 @@
 //! The faces of a sampled frame that need an embedding are aligned and embedded together
 //! ([`FacePipeline::embed_faces`]: up to [`MAX_EMBED_BATCH`](crate::vision::MAX_EMBED_BATCH)
 //! faces per ONNX Runtime run, one since runs of one measured cheapest). The analyzer counts
-//! its clips in flight (clones included): a clip may use the cores the others leave idle, for its crowd's embeddings (spread over idle
-//! embedder sessions, [`FaceEmbedder::embed_batch_on`](crate::vision::FaceEmbedder::embed_batch_on))
-//! and for decoding one sampled frame ahead on a thread of its own ([`decode_clip_beside`]).
+//! its clips in flight (clones included): a clip may use the cores the others leave idle, for
+//! its crowd's embeddings (spread over idle embedder sessions,
+//! [`FaceEmbedder::embed_batch_on`](crate::vision::FaceEmbedder::embed_batch_on)) and for
+//! decoding one sampled frame ahead on a thread of its own ([`decode_clip_beside`]).
 //! When every core analyses a clip, each clip runs on its own thread alone.
 //!
 //! # Identities carried between sampled frames
