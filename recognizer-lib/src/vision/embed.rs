@@ -23,7 +23,8 @@ pub const EMBEDDING_DIM: usize = 512;
 pub const MAX_EMBED_BATCH: usize = 1;
 
 /// Fewest faces per thread when [`FaceEmbedder::embed_batch`] spreads a crowd over idle
-/// sessions: one run, so that a second thread has a whole run of work.
+/// sessions, by default: one run, so that a second thread has a whole run of work (an
+/// embedder with [`FaceEmbedder::with_faces_per_run`] spreads by its own run size).
 pub const MIN_FACES_PER_THREAD: usize = MAX_EMBED_BATCH;
 
 /// Turns aligned faces into unit-length embedding vectors.
@@ -96,7 +97,7 @@ impl FaceEmbedder {
         max_threads: usize,
         work: impl Fn(&[T]) -> Result<Vec<R>, RecognizerError> + Sync,
     ) -> Result<Vec<R>, RecognizerError> {
-        let threads = (items.len() / MIN_FACES_PER_THREAD)
+        let threads = (items.len() / self.faces_per_run)
             .min(max_threads)
             .min(self.model.idle_sessions())
             .min(std::thread::available_parallelism().map_or(1, |n| n.get()));
