@@ -14,7 +14,7 @@ mod shared;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use common::runtime;
@@ -429,10 +429,20 @@ fn a_saturated_one_worker_pool_loses_no_clip() {
     // Embedded wiring: store "clip created" -> pool (1 worker) -> handler -> queue.
     let pool_slot: Arc<Mutex<Option<WorkerPool<ClipEvent>>>> = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&pool_slot);
+    // Saturation must not depend on whether this machine encodes faster than it
+    // recognises: the worker starts only once three clips have been created, so
+    // the pool's backlog is at least two whatever the speeds.
+    let created = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let counted = Arc::clone(&created);
     let store = Arc::new(
         LocalClipStore::new(dir.path().join("objects"))
             .durable(false)
-            .on_created(move |event| slot.lock().unwrap().as_ref().unwrap().submit(event)),
+            .on_created(move |event| {
+                slot.lock().unwrap().as_ref().unwrap().submit(event);
+                let (count, grew) = &*counted;
+                *count.lock().unwrap() += 1;
+                grew.notify_all();
+            }),
     );
     let handler = Arc::new(RecognitionHandler::new(
         Arc::clone(&store),
@@ -446,6 +456,12 @@ fn a_saturated_one_worker_pool_loses_no_clip() {
     *pool_slot.lock().unwrap() = Some(WorkerPool::start(
         PoolConfig::with_max_workers(1),
         move |event: ClipEvent| {
+            let (count, grew) = &*created;
+            let guard = count.lock().unwrap();
+            drop(
+                grew.wait_timeout_while(guard, Duration::from_secs(60), |n| *n < 3)
+                    .unwrap(),
+            );
             io.block_on(job_handler.handle(event)).unwrap();
         },
     ));
