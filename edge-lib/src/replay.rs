@@ -61,12 +61,8 @@ impl RecordedClips {
             let Some(frame) = source.next_frame()? else {
                 break;
             };
-            match segmenter.push(frame) {
-                Ok(closed) => clips.extend(closed),
-                // A frame the encoder cannot take is skipped, as a live session skips it.
-                Err(SegmentError::BadFrame { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            // A frame the encoder cannot take is skipped, as a live session skips it.
+            clips.extend(segmenter.push_skipping(frame)?);
         }
         if clips.len() < max_clips {
             clips.extend(segmenter.finish()?);

@@ -160,6 +160,28 @@ pub struct ClipSegmenter {
     next_seq: u64,
     /// Frames encoded since the session started (encoder timestamps).
     encoded_frames: u64,
+    skipped: SkippedFrames,
+}
+
+/// Frames [`ClipSegmenter::push_skipping`] skipped because the encoder could not take them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SkippedFrames {
+    /// How many.
+    pub count: u64,
+    /// Why the first one was skipped.
+    pub first: Option<String>,
+}
+
+impl SkippedFrames {
+    /// One line for a report, `None` when nothing was skipped.
+    pub fn summary(&self) -> Option<String> {
+        self.first.as_ref().map(|first| {
+            format!(
+                "{} frame(s) could not be encoded and were skipped; the first: {first}",
+                self.count
+            )
+        })
+    }
 }
 
 impl ClipSegmenter {
@@ -199,6 +221,7 @@ impl ClipSegmenter {
             current: None,
             next_seq: 0,
             encoded_frames: 0,
+            skipped: SkippedFrames::default(),
         })
     }
 
@@ -260,6 +283,32 @@ impl ClipSegmenter {
             }
         }
         Ok(done)
+    }
+
+    /// [`push`](Self::push) for a capture loop: a frame the encoder cannot take
+    /// ([`SegmentError::BadFrame`], e.g. a source larger than it accepts) is skipped and counted
+    /// in [`skipped`](Self::skipped), with one warning for the first (not one per frame), and
+    /// the clip in progress goes on. Other errors are returned.
+    pub fn push_skipping(&mut self, frame: Frame) -> Result<Vec<EncodedClip>, SegmentError> {
+        match self.push(frame) {
+            Err(e @ SegmentError::BadFrame { .. }) => {
+                self.skipped.count += 1;
+                if self.skipped.first.is_none() {
+                    tracing::warn!(
+                        "frames skipped: {e} (further frames skipped for this reason are only \
+                         counted)"
+                    );
+                    self.skipped.first = Some(e.to_string());
+                }
+                Ok(Vec::new())
+            }
+            other => other,
+        }
+    }
+
+    /// Frames [`push_skipping`](Self::push_skipping) skipped so far.
+    pub fn skipped(&self) -> &SkippedFrames {
+        &self.skipped
     }
 
     /// Closes the partial clip at the end of the source, if it has any frames.
@@ -586,6 +635,28 @@ mod tests {
         // Still usable afterwards.
         assert!(seg.push(frame(2, 64, 48)).unwrap().is_empty());
         assert_eq!(seg.finish().unwrap().unwrap().meta.frame_count, 1);
+    }
+
+    #[test]
+    fn push_skipping_counts_bad_frames_and_keeps_the_clip_going() {
+        let mut seg = ClipSegmenter::new(SegmentConfig::new("d", "s", 30.0)).unwrap();
+        assert_eq!(seg.skipped().summary(), None);
+        assert!(seg.push_skipping(frame(0, 64, 48)).unwrap().is_empty());
+        for index in 1..4 {
+            let mut short = frame(index, 64, 48);
+            short.data.pop();
+            assert!(seg.push_skipping(short).unwrap().is_empty());
+        }
+        assert!(seg.push_skipping(frame(4, 64, 48)).unwrap().is_empty());
+        let skipped = seg.skipped();
+        assert_eq!(skipped.count, 3);
+        let summary = skipped.summary().unwrap();
+        assert!(
+            summary.starts_with("3 frame(s) could not be encoded") && summary.contains("frame 1 "),
+            "{summary}"
+        );
+        // The good frames on either side are one clip.
+        assert_eq!(seg.finish().unwrap().unwrap().meta.frame_count, 2);
     }
 
     #[test]

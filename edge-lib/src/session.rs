@@ -662,10 +662,6 @@ fn capture(
     let started = Instant::now();
     let spool_clip = |clip: EncodedClip| spool_clip(state, spool, &clip);
     let mut outcome = (EndReason::EndOfSource, None);
-    // Frames the encoder cannot take (e.g. a source larger than it accepts) are skipped: one
-    // warning with the reason, not one per frame, and the report says how many.
-    let mut skipped_frames = 0u64;
-    let mut first_skip: Option<String> = None;
     loop {
         if stop.load(Ordering::Relaxed) {
             outcome = (EndReason::Stopped, None);
@@ -676,18 +672,8 @@ fn capture(
             break;
         }
         match source.next_frame() {
-            Ok(Some(frame)) => match segmenter.push(frame) {
+            Ok(Some(frame)) => match segmenter.push_skipping(frame) {
                 Ok(clips) => clips.into_iter().for_each(&spool_clip),
-                Err(e @ crate::segment::SegmentError::BadFrame { .. }) => {
-                    skipped_frames += 1;
-                    if first_skip.is_none() {
-                        tracing::warn!(
-                            "frames skipped: {e} (further frames skipped for this reason are \
-                             only counted)"
-                        );
-                        first_skip = Some(e.to_string());
-                    }
-                }
                 Err(e) => {
                     tracing::error!(error = %e, "encoding failed; clip abandoned");
                 }
@@ -708,10 +694,8 @@ fn capture(
             }
         }
     }
-    if let (Some(first), None) = (&first_skip, &outcome.1) {
-        outcome.1 = Some(format!(
-            "{skipped_frames} frame(s) could not be encoded and were skipped; the first: {first}"
-        ));
+    if outcome.1.is_none() {
+        outcome.1 = segmenter.skipped().summary();
     }
     match segmenter.finish() {
         Ok(Some(clip)) => spool_clip(clip),

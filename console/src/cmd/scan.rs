@@ -8,7 +8,7 @@ use std::sync::{mpsc, Arc};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
+use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig, SkippedFrames};
 use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
 use rollcall_protocol::terminal_text::terminal_safe;
 use rollcall_recognizer::clip::{ClipAnalyzer, ClipLimits};
@@ -49,6 +49,8 @@ struct PersonSummary {
 struct ScanReport {
     clips: usize,
     clips_failed: usize,
+    /// Frames the encoder could not take (lost input, like a failed clip).
+    frames_skipped: u64,
     people: Vec<PersonSummary>,
     unknown_faces: u64,
     ms_per_clip_median: f64,
@@ -83,20 +85,20 @@ pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
     // Capture + encode on a thread of its own; a small queue keeps memory bounded.
     let (clips_tx, clips_rx) = mpsc::sync_channel::<EncodedClip>(4);
     let video = args.video.display().to_string();
-    let capture = std::thread::spawn(move || -> Result<u64> {
+    let capture = std::thread::spawn(move || -> Result<(u64, SkippedFrames)> {
         let mut frames = 0u64;
         while let Some(frame) = source.next_frame()? {
             frames += 1;
-            for clip in segmenter.push(frame)? {
+            for clip in segmenter.push_skipping(frame)? {
                 if clips_tx.send(clip).is_err() {
-                    return Ok(frames);
+                    return Ok((frames, segmenter.skipped().clone()));
                 }
             }
         }
         if let Some(clip) = segmenter.finish()? {
             let _ = clips_tx.send(clip);
         }
-        Ok(frames)
+        Ok((frames, segmenter.skipped().clone()))
     });
 
     let mut people: BTreeMap<String, PersonSummary> = BTreeMap::new();
@@ -167,7 +169,7 @@ pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
             }
         }
     }
-    let frames = match capture.join() {
+    let (frames, skipped) = match capture.join() {
         Ok(outcome) => outcome.with_context(|| format!("capture of {video} failed"))?,
         Err(_) => anyhow::bail!("capture of {video} stopped unexpectedly"),
     };
@@ -177,6 +179,7 @@ pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
     let report = ScanReport {
         clips,
         clips_failed: failed,
+        frames_skipped: skipped.count,
         people,
         unknown_faces,
         ms_per_clip_median: median(&times),
@@ -198,7 +201,10 @@ pub fn run(args: ScanArgs, config: &ConfigFile) -> Result<ExitCode> {
             );
         }
         println!("  unknown faces: {}", report.unknown_faces);
+        if let Some(summary) = skipped.summary() {
+            println!("  {}", terminal_safe(&summary));
+        }
     }
-    // A clip that could not be recognised is lost input.
-    Ok(failed_if(clips == 0 || failed > 0))
+    // A clip that could not be recognised, or a frame that could not be encoded, is lost input.
+    Ok(failed_if(clips == 0 || failed > 0 || skipped.count > 0))
 }
