@@ -60,6 +60,8 @@ pub struct ConfigFile {
     pub source: Option<String>,
     pub device: Option<String>,
     pub duration: Option<String>,
+    /// The clips' H.264 bit rate in kbit/s (`--bitrate-kbps`).
+    pub bitrate_kbps: Option<u32>,
     pub max_workers: Option<usize>,
     pub spool: Option<PathBuf>,
     pub spool_max: Option<String>,

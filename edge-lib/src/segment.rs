@@ -18,6 +18,7 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVSource;
 use openh264::{OpenH264API, Timestamp};
+use rollcall_protocol::store::DEFAULT_MAX_CLIP_BYTES;
 use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 
 use crate::source::{now_ns, Frame, MAX_FRAME_SIZE};
@@ -25,9 +26,40 @@ use rollcall_protocol::ids::{validate_id, InvalidId};
 
 /// Default clip length in milliseconds.
 pub const DEFAULT_CLIP_MS: u32 = 500;
-/// Default target bit rate of the encoder (bits per second): about 94 kB per 0.5 s clip,
-/// enough to keep faces sharp at 640x480.
-pub const DEFAULT_BITRATE_BPS: u32 = 1_500_000;
+/// Bits per pixel of the default bit rate ([`default_bitrate_bps`]): 1.5 Mbit/s for 640x360 at
+/// 30 fps (about 94 kB per 0.5 s clip), 6 Mbit/s for 1280x720. One rate for every frame size
+/// blurred the ~30 px faces of a 1280x720 lecture hall at 1.5 Mbit/s: each clip lost 2-3 of its
+/// 10 back-row people (`tests/crowd.rs`). A still scene uses less: the encoder stops at its
+/// best quality (the hall's clips stay near 200 kB at any rate from 4.5 Mbit/s).
+pub const DEFAULT_BITS_PER_PIXEL: f64 = 1_500_000.0 / (640.0 * 360.0 * 30.0);
+
+/// Lowest default bit rate (tiny or slow sources).
+const MIN_DEFAULT_BITRATE_BPS: f64 = 100_000.0;
+
+/// Highest default bit rate: a busy 1080p scene's 0.5 s clips stay at 0.5 MB, and the default
+/// 1 GiB spool still holds 17 minutes of them through an outage.
+const MAX_DEFAULT_BITRATE_BPS: f64 = 8_000_000.0;
+
+/// Largest clip the default bit rate aims at: half the recognition function's default limit
+/// ([`DEFAULT_MAX_CLIP_BYTES`]), so that long clips of large frames are not refused.
+const MAX_DEFAULT_CLIP_BYTES: usize = DEFAULT_MAX_CLIP_BYTES / 2;
+
+/// The default bit rate for frames of `width` x `height` at `fps` in clips of `clip_ms`:
+/// [`DEFAULT_BITS_PER_PIXEL`], at least 100 kbit/s, at most 8 Mbit/s and what keeps a clip
+/// under half the function's default size limit.
+pub fn default_bitrate_bps(width: u32, height: u32, fps: f32, clip_ms: u32) -> u32 {
+    let by_pixels = DEFAULT_BITS_PER_PIXEL * f64::from(width) * f64::from(height) * f64::from(fps);
+    let by_clip_size = (MAX_DEFAULT_CLIP_BYTES * 8) as f64 / (f64::from(clip_ms.max(1)) / 1000.0);
+    if !by_pixels.is_finite() {
+        return MIN_DEFAULT_BITRATE_BPS as u32;
+    }
+    by_pixels
+        .min(MAX_DEFAULT_BITRATE_BPS)
+        .min(by_clip_size)
+        .max(MIN_DEFAULT_BITRATE_BPS)
+        .min(f64::from(u32::MAX))
+        .round() as u32
+}
 
 /// How to cut and encode clips.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,14 +72,15 @@ pub struct SegmentConfig {
     pub fps: f32,
     /// Clip length in milliseconds (default [`DEFAULT_CLIP_MS`]).
     pub clip_ms: u32,
-    /// Target bit rate in bits per second (default [`DEFAULT_BITRATE_BPS`]).
-    pub bitrate_bps: u32,
+    /// Target bit rate in bits per second; `None` (default): [`default_bitrate_bps`] for each
+    /// frame size.
+    pub bitrate_bps: Option<u32>,
     /// Encoder threads (default 1: one core per camera; 0 lets openh264 decide).
     pub encoder_threads: u16,
 }
 
 impl SegmentConfig {
-    /// Defaults (0.5 s clips, [`DEFAULT_BITRATE_BPS`], one encoder thread) for a device, session
+    /// Defaults (0.5 s clips, a bit rate by frame size, one encoder thread) for a device, session
     /// and frame rate.
     pub fn new(device_id: impl Into<String>, session_id: impl Into<String>, fps: f32) -> Self {
         Self {
@@ -55,7 +88,7 @@ impl SegmentConfig {
             session_id: session_id.into(),
             fps,
             clip_ms: DEFAULT_CLIP_MS,
-            bitrate_bps: DEFAULT_BITRATE_BPS,
+            bitrate_bps: None,
             encoder_threads: 1,
         }
     }
@@ -199,9 +232,9 @@ impl ClipSegmenter {
                 reason: format!("clip length {} ms out of range 1..=60000", config.clip_ms),
             });
         }
-        if config.bitrate_bps < 10_000 {
+        if let Some(bps) = config.bitrate_bps.filter(|&bps| bps < 10_000) {
             return Err(SegmentError::InvalidConfig {
-                reason: format!("bit rate {} bps below 10000", config.bitrate_bps),
+                reason: format!("bit rate {bps} bps below 10000"),
             });
         }
         let frames_per_clip = config.frames_per_clip();
@@ -211,7 +244,7 @@ impl ClipSegmenter {
             fps = config.fps,
             clip_ms = config.clip_ms,
             frames_per_clip,
-            bitrate = config.bitrate_bps,
+            bitrate = ?config.bitrate_bps,
             "clip segmenter ready"
         );
         Ok(Self {
@@ -338,8 +371,16 @@ impl ClipSegmenter {
             reason,
         };
         if self.encoder.as_ref().is_none_or(|(_, s)| *s != size) {
+            let bps = self.config.bitrate_bps.unwrap_or_else(|| {
+                default_bitrate_bps(size.0, size.1, self.config.fps, self.config.clip_ms)
+            });
+            tracing::debug!(
+                size = %format!("{}x{}", size.0, size.1),
+                bitrate = bps,
+                "encoder for a new frame size"
+            );
             let config = EncoderConfig::new()
-                .bitrate(BitRate::from_bps(self.config.bitrate_bps))
+                .bitrate(BitRate::from_bps(bps))
                 .max_frame_rate(FrameRate::from_hz(self.config.fps))
                 .rate_control_mode(RateControlMode::Bitrate)
                 .skip_frames(false)
@@ -635,6 +676,44 @@ mod tests {
         // Still usable afterwards.
         assert!(seg.push(frame(2, 64, 48)).unwrap().is_empty());
         assert_eq!(seg.finish().unwrap().unwrap().meta.frame_count, 1);
+    }
+
+    #[test]
+    fn the_default_bit_rate_follows_the_frame_size_within_bounds() {
+        // The usual clip keeps the rate it always had; 720p gets four times as much.
+        assert_eq!(default_bitrate_bps(640, 360, 30.0, 500), 1_500_000);
+        assert_eq!(default_bitrate_bps(1280, 720, 30.0, 500), 6_000_000);
+        assert_eq!(default_bitrate_bps(640, 480, 15.0, 500), 1_000_000);
+        assert_eq!(default_bitrate_bps(64, 48, 5.0, 500), 100_000);
+        assert_eq!(default_bitrate_bps(1920, 1080, 30.0, 500), 8_000_000);
+        // Long clips of large frames stay under half the function's size limit.
+        let bps = default_bitrate_bps(1920, 1080, 30.0, 10_000);
+        assert_eq!(bps, (DEFAULT_MAX_CLIP_BYTES / 2 * 8 / 10) as u32);
+        assert!(default_bitrate_bps(4096, 4096, 1000.0, 0) > 0);
+        assert_eq!(default_bitrate_bps(640, 360, f32::NAN, 500), 100_000);
+    }
+
+    #[test]
+    fn a_set_bit_rate_is_checked_and_replaces_the_default() {
+        let clip_bytes = |bitrate_bps: Option<u32>| {
+            let mut config = SegmentConfig::new("d", "s", 30.0);
+            config.bitrate_bps = bitrate_bps;
+            let mut seg = ClipSegmenter::new(config).unwrap();
+            let mut clips = Vec::new();
+            for i in 0..30 {
+                clips.extend(seg.push(frame(i, 320, 240)).unwrap());
+            }
+            clips[1].bytes.len()
+        };
+        let mut config = SegmentConfig::new("d", "s", 30.0);
+        config.bitrate_bps = Some(9_999);
+        assert!(ClipSegmenter::new(config).is_err());
+        // The default for 320x240 at 30 fps is 500 kbit/s; 50 kbit/s gives smaller clips.
+        let (default, low) = (clip_bytes(None), clip_bytes(Some(50_000)));
+        assert!(
+            low < default,
+            "{low} bytes at 50 kbit/s, {default} by default"
+        );
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct SessionConfig {
     pub session_id: String,
     /// Clip length in milliseconds (default 500).
     pub clip_ms: u32,
+    /// The encoder's bit rate in bits per second; `None` (default): by frame size
+    /// ([`default_bitrate_bps`](crate::segment::default_bitrate_bps)).
+    pub bitrate_bps: Option<u32>,
     /// Stop capturing after this long (default: at the end of the source).
     pub duration: Option<Duration>,
     /// The spool root; the device's clips go to `<spool_root>/<device_id>/`.
@@ -88,6 +91,7 @@ impl SessionConfig {
             device_id: device_id.into(),
             session_id: session_id.into(),
             clip_ms: DEFAULT_CLIP_MS,
+            bitrate_bps: None,
             duration: None,
             spool_root: spool_root.into(),
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
@@ -375,6 +379,7 @@ where
             let mut segment =
                 SegmentConfig::new(&config.device_id, &config.session_id, source.fps());
             segment.clip_ms = config.clip_ms;
+            segment.bitrate_bps = config.bitrate_bps;
             let segmenter = Box::new(ClipSegmenter::new(segment)?);
             ClipInput::Live { source, segmenter }
         }

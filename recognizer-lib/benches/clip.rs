@@ -55,7 +55,7 @@ use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
 use rollcall_recognizer::clip::{decode_clip, ClipAnalyzer, ClipLimits, ClipTimings, SamplePolicy};
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::enrollment::{
-    embed_person_photos, load_gallery, recalibrate, scan_photo_tree, store_enrollment,
+    embed_person_photos, load_gallery, recalibrate, store_enrollment,
 };
 use rollcall_recognizer::runtime::RuntimeOptions;
 use rollcall_recognizer::vision::ultraface::iou;
@@ -338,21 +338,9 @@ fn bench_clip(c: &mut Criterion) {
     }
 }
 
-/// Everyone of `faces/train`, enrolled.
-fn everyone(data: &Path, pipeline: &FacePipeline) -> Result<Gallery, String> {
-    let directory = SqliteDirectory::open_in_memory().map_err(|e| e.to_string())?;
-    let tree = scan_photo_tree(&data.join("faces/train")).map_err(|e| e.to_string())?;
-    for (person, photos) in &tree.people {
-        let enrollment = embed_person_photos(pipeline, person, photos);
-        store_enrollment(&directory, &enrollment).map_err(|e| e.to_string())?;
-    }
-    recalibrate(&directory).map_err(|e| e.to_string())?;
-    load_gallery(&directory, None).map_err(|e| e.to_string())
-}
-
 /// The lecture hall's clip: names found, then timings.
 fn bench_crowd(c: &mut Criterion, data: &Path, pipeline: &Arc<FacePipeline>) -> Result<(), String> {
-    let gallery = everyone(data, pipeline)?;
+    let gallery = lecture_hall::everyone_enrolled(data, pipeline)?;
     let hall = lecture_hall::LectureHall::build(data, pipeline, &gallery)?;
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = tmp.path().join("hall.h264");

@@ -546,18 +546,6 @@ fn whole_videos_name_only_the_expected_people() {
     }
 }
 
-/// Everyone of `faces/train` (45 people), as `rollcall enroll --photos faces/train` enrols them.
-fn everyone_enrolled(data: &Path, pipeline: &FacePipeline) -> Gallery {
-    let directory = SqliteDirectory::open_in_memory().unwrap();
-    let tree = scan_photo_tree(&data.join("faces/train")).unwrap();
-    for (person, photos) in &tree.people {
-        let enrollment = embed_person_photos(pipeline, person, photos);
-        store_enrollment(&directory, &enrollment).unwrap();
-    }
-    recalibrate(&directory).unwrap();
-    load_gallery(&directory, None).unwrap()
-}
-
 /// The hall's clips in the edge's format (`ffmpeg` output options): no B-frames, a keyframe
 /// every 15 frames, a raw H.264 stream.
 const HALL_CLIP_FORMAT: [&str; 6] = ["-bf", "0", "-g", "15", "-f", "h264"];
@@ -573,7 +561,7 @@ fn lecture_hall() -> Result<Option<HallFixture>, String> {
     let Some(pipeline) = common::pipeline() else {
         return Ok(None);
     };
-    let gallery = everyone_enrolled(&fx.data, &pipeline);
+    let gallery = lecture_hall::everyone_enrolled(&fx.data, &pipeline).expect("everyone enrolled");
     let hall = LectureHall::build(&fx.data, &pipeline, &gallery).expect("lecture hall");
     let path = fx.tmp.path().join("lecture-hall.h264");
     hall.encode(&path, 15, 30, &HALL_CLIP_FORMAT)

@@ -64,6 +64,10 @@ pub struct CaptureArgs {
     /// Clip length in milliseconds.
     #[arg(long, default_value_t = 500, value_name = "MS")]
     pub clip_ms: u32,
+    /// The clips' H.264 bit rate in kbit/s (default: by frame size, 1500 for 640x360 at 30 fps,
+    /// 6000 for 1280x720, at most 8000).
+    #[arg(long, env = "ROLLCALL_BITRATE_KBPS", value_name = "KBPS")]
+    pub bitrate_kbps: Option<u32>,
     #[command(flatten)]
     pub clip: ClipArgs,
     /// After capture, how long to wait without an upload or a result before the session ends;
@@ -198,6 +202,8 @@ pub struct CapturePlan {
     pub device: String,
     pub pace: Pace,
     pub clip_ms: u32,
+    /// `None`: by frame size.
+    pub bitrate_bps: Option<u32>,
     pub duration: Option<Duration>,
     pub grace: Duration,
     /// The durable spool's root and a device spool's byte limit.
@@ -222,6 +228,18 @@ impl CaptureArgs {
     pub fn plan(&self, config: &ConfigFile) -> Result<CapturePlan> {
         if !(100..=10_000).contains(&self.clip_ms) {
             return usage("--clip-ms must be between 100 and 10000");
+        }
+        let bitrate_kbps = match (self.bitrate_kbps, config.bitrate_kbps) {
+            (Some(kbps), _) => Some((kbps, "--bitrate-kbps")),
+            (None, Some(kbps)) => Some((kbps, "config file `bitrate_kbps`")),
+            (None, None) => None,
+        };
+        if let Some((kbps, setting)) =
+            bitrate_kbps.filter(|(kbps, _)| !(50..=50_000).contains(kbps))
+        {
+            return usage(format!(
+                "{setting} must be between 50 and 50000 (got {kbps})"
+            ));
         }
         let max_workers = resolve_max_workers(self.max_workers, config)?;
         let device = self
@@ -268,6 +286,7 @@ impl CaptureArgs {
                 PaceArg::Fast => Pace::Fast,
             },
             clip_ms: self.clip_ms,
+            bitrate_bps: bitrate_kbps.map(|(kbps, _)| kbps * 1000),
             duration: duration.limit(),
             grace: self.grace,
             spool_root: self.spool.root(config)?,
@@ -324,6 +343,7 @@ impl CapturePlan {
         session.source_options.pace = self.pace;
         session.source_options.network = self.network.clone();
         session.clip_ms = self.clip_ms;
+        session.bitrate_bps = self.bitrate_bps;
         session.duration = self.duration;
         session.grace = self.grace;
         session.receive_wait = Duration::from_millis(100);
@@ -454,6 +474,39 @@ mod tests {
             .err()
             .unwrap();
         assert!(format!("{err:#}").contains("spool_max"), "{err:#}");
+    }
+
+    #[test]
+    fn the_bit_rate_comes_from_the_flag_the_config_file_or_the_frame_size() {
+        let config: ConfigFile =
+            toml::from_str("source = \"test\"\nbitrate_kbps = 3000\n").unwrap();
+        let plan = capture_args(&[]).plan(&config).unwrap();
+        assert_eq!(plan.bitrate_bps, Some(3_000_000));
+        let plan = capture_args(&["--bitrate-kbps", "800"])
+            .plan(&config)
+            .unwrap();
+        assert_eq!(
+            plan.session_config(&SourceSpec::TestPattern).bitrate_bps,
+            Some(800_000)
+        );
+        let plan = capture_args(&["--source", "test"])
+            .plan(&ConfigFile::default())
+            .unwrap();
+        assert_eq!(
+            plan.session_config(&SourceSpec::TestPattern).bitrate_bps,
+            None
+        );
+        let err = capture_args(&["--bitrate-kbps", "10"])
+            .plan(&config)
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("--bitrate-kbps"), "{err:#}");
+        let bad: ConfigFile = toml::from_str("bitrate_kbps = 99999").unwrap();
+        let err = capture_args(&["--source", "test"])
+            .plan(&bad)
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("bitrate_kbps"), "{err:#}");
     }
 
     #[test]

@@ -30,8 +30,9 @@ use super::sample::{effective_fps, SamplePolicy};
 use super::ClipError;
 use crate::vision::RgbImage;
 
-/// Default largest clip accepted, in bytes (8 MiB; a 0.5 s 640x480 clip is 20-100 KiB).
-pub const DEFAULT_MAX_CLIP_BYTES: usize = 8 * 1024 * 1024;
+/// Default largest clip accepted, in bytes (8 MiB; a 0.5 s 640x480 clip is 20-100 KiB), the
+/// object stores' own default.
+pub use rollcall_protocol::store::DEFAULT_MAX_CLIP_BYTES;
 
 /// Default largest number of frames decoded from one clip (60 s at 30 fps).
 pub const DEFAULT_MAX_CLIP_FRAMES: usize = 1_800;

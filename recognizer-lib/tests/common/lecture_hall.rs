@@ -20,7 +20,10 @@ use std::process::{Command, Stdio};
 
 use image::imageops::FilterType;
 use image::{Rgb, RgbImage};
-use rollcall_recognizer::enrollment::scan_photo_tree;
+use rollcall_recognizer::directory::sqlite::SqliteDirectory;
+use rollcall_recognizer::enrollment::{
+    embed_person_photos, load_gallery, recalibrate, scan_photo_tree, store_enrollment,
+};
 use rollcall_recognizer::vision::{load_image, FacePipeline, Gallery, Identity};
 
 /// Frame size.
@@ -142,6 +145,19 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
         order.swap(i, (state >> 33) as usize % (i + 1));
     }
     order
+}
+
+/// Everyone of `faces/train` (45 people), as `rollcall enroll --photos faces/train` enrols them:
+/// the gallery [`LectureHall::build`] wants.
+pub fn everyone_enrolled(data: &Path, pipeline: &FacePipeline) -> Result<Gallery, String> {
+    let directory = SqliteDirectory::open_in_memory().map_err(|e| e.to_string())?;
+    let tree = scan_photo_tree(&data.join("faces/train")).map_err(|e| e.to_string())?;
+    for (person, photos) in &tree.people {
+        let enrollment = embed_person_photos(pipeline, person, photos);
+        store_enrollment(&directory, &enrollment).map_err(|e| e.to_string())?;
+    }
+    recalibrate(&directory).map_err(|e| e.to_string())?;
+    load_gallery(&directory, None).map_err(|e| e.to_string())
 }
 
 impl LectureHall {
