@@ -1,0 +1,117 @@
+//! The lecture hall's clips as a session sends them: the hall's video (1280x720, 30 fps, written
+//! by libx264 at CRF 18 like a camera's view) cut and encoded by the edge's `ClipSegmenter` with
+//! its default settings, then analysed clip after clip as one stream by the recogniser, with a
+//! model session per core as the embedded service loads them. The recogniser's own crowd bench
+//! (`recognizer-lib/benches/clip.rs`) analyses a libx264 clip, which no edge sends.
+//!
+//! `cargo bench -p rollcall-edge --bench crowd`
+//!
+//! Needs `$ROLLCALL_DATA` (default `../shared/data`), the models (`rollcall models fetch`) and
+//! the `ffmpeg` CLI; without them it prints why and measures nothing.
+// `criterion_group!` generates a public function that cannot carry a doc comment.
+#![allow(missing_docs)]
+
+#[path = "../../recognizer-lib/tests/common/lecture_hall.rs"]
+mod lecture_hall;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
+use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
+use rollcall_models::ModelCache;
+use rollcall_recognizer::clip::{ClipAnalyzer, ClipTimings};
+use rollcall_recognizer::vision::{FacePipeline, Gallery, PipelineOptions};
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("ROLLCALL_DATA")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+}
+
+/// The hall's video cut by a default segmenter, the pipeline and the gallery.
+fn setup() -> Result<(Vec<EncodedClip>, Arc<FacePipeline>, Gallery), String> {
+    let data = data_dir();
+    let cache = ModelCache::from_env().map_err(|e| e.to_string())?;
+    let mut options = PipelineOptions::default();
+    options.runtime.sessions_per_model =
+        std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pipeline = Arc::new(
+        FacePipeline::load(&cache, options)
+            .map_err(|e| format!("models not available (set ROLLCALL_HOME): {e}"))?,
+    );
+    let gallery = lecture_hall::everyone_enrolled(&data, &pipeline)?;
+    let hall = lecture_hall::LectureHall::build(&data, &pipeline, &gallery)?;
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let video = tmp.path().join("lecture-hall.mp4");
+    hall.encode(&video, 120, 30, &[])?;
+    let options = SourceOptions {
+        pace: Pace::Fast,
+        ..SourceOptions::default()
+    };
+    let mut source = open_source(&SourceSpec::File(video), &options).map_err(|e| e.to_string())?;
+    let mut segmenter = ClipSegmenter::new(SegmentConfig::new("bench", "crowd", source.fps()))
+        .map_err(|e| e.to_string())?;
+    let mut clips = Vec::new();
+    while let Some(frame) = source.next_frame().map_err(|e| e.to_string())? {
+        clips.extend(segmenter.push(frame).map_err(|e| e.to_string())?);
+    }
+    Ok((clips, pipeline, gallery))
+}
+
+fn bench_crowd(c: &mut Criterion) {
+    let (clips, pipeline, gallery) = match setup() {
+        Ok(setup) => setup,
+        Err(reason) => {
+            eprintln!("crowd bench skipped: {reason}");
+            return;
+        }
+    };
+    let analyzer = ClipAnalyzer::new(pipeline);
+    // The stream's clips in turn, as the next clips of one session (sequence numbers count
+    // up), so identities carry from clip to clip as they do live.
+    let mut seq = 0u64;
+    let mut next = || {
+        let clip = &clips[seq as usize % clips.len()];
+        let mut meta = clip.meta.clone();
+        meta.seq = seq;
+        seq += 1;
+        analyzer
+            .analyze(&meta.clip_id(), Some(&meta), &clip.bytes, &gallery)
+            .expect("the hall's clip analyses")
+    };
+    let runs: Vec<_> = (0..clips.len()).map(|_| next()).collect();
+    let ms = |stage: fn(&ClipTimings) -> f64| {
+        runs.iter()
+            .map(|a| stage(&a.timings).round() as u64)
+            .collect::<Vec<_>>()
+    };
+    eprintln!(
+        "crowd/edge_clips: {} clips of {:?} kB; faces embedded per clip {:?}, people named per \
+         clip {:?}, total ms {:?} (decode {:?}, detect {:?}, embed {:?})",
+        clips.len(),
+        clips
+            .iter()
+            .map(|c| c.bytes.len() / 1024)
+            .collect::<Vec<_>>(),
+        runs.iter().map(|a| a.faces_embedded).collect::<Vec<_>>(),
+        runs.iter().map(|a| a.people.len()).collect::<Vec<_>>(),
+        ms(|t| t.total_ms),
+        ms(|t| t.decode_ms),
+        ms(|t| t.detect_ms),
+        ms(|t| t.embed_ms),
+    );
+    let mut group = c.benchmark_group("crowd");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(15));
+    group.bench_function("edge_clips_consecutive_idle_cores", |b| b.iter(&mut next));
+    group.finish();
+}
+
+criterion_group!(benches, bench_crowd);
+criterion_main!(benches);
