@@ -1,8 +1,8 @@
 //! A lecture hall through the edge's own encoder. The recognizer's crowd tests analyse a clip
 //! written by libx264 at high quality; a real session sends the segmenter's clips, at the
 //! segmenter's bit rate. At the 1.5 Mbit/s once used for every frame size, a 1280x720 hall lost
-//! a quarter of its back rows in every clip (~30 px faces blur at that rate); the default rate
-//! now follows the frame size.
+//! a fifth of its back rows' looks (~30 px faces blur at that rate); the default rate now
+//! follows the frame size.
 //!
 //! Skipped, with the reason printed, without the data, the models or the `ffmpeg` CLI;
 //! `ROLLCALL_REQUIRE_DATA=1` makes a missing data folder or missing models a failure.
