@@ -22,7 +22,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
 use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
 use rollcall_models::ModelCache;
-use rollcall_recognizer::clip::{ClipAnalyzer, ClipTimings};
+use rollcall_recognizer::clip::ClipAnalyzer;
 use rollcall_recognizer::vision::{FacePipeline, Gallery, PipelineOptions};
 
 fn data_dir() -> PathBuf {
@@ -84,25 +84,14 @@ fn bench_crowd(c: &mut Criterion) {
             .expect("the hall's clip analyses")
     };
     let runs: Vec<_> = (0..clips.len()).map(|_| next()).collect();
-    let ms = |stage: fn(&ClipTimings) -> f64| {
-        runs.iter()
-            .map(|a| stage(&a.timings).round() as u64)
-            .collect::<Vec<_>>()
-    };
     eprintln!(
-        "crowd/edge_clips: {} clips of {:?} kB; faces embedded per clip {:?}, people named per \
-         clip {:?}, total ms {:?} (decode {:?}, detect {:?}, embed {:?})",
+        "crowd/edge_clips: {} clips of {:?} kB; {}",
         clips.len(),
         clips
             .iter()
             .map(|c| c.bytes.len() / 1024)
             .collect::<Vec<_>>(),
-        runs.iter().map(|a| a.faces_embedded).collect::<Vec<_>>(),
-        runs.iter().map(|a| a.people.len()).collect::<Vec<_>>(),
-        ms(|t| t.total_ms),
-        ms(|t| t.decode_ms),
-        ms(|t| t.detect_ms),
-        ms(|t| t.embed_ms),
+        lecture_hall::per_clip_figures(&runs)
     );
     let mut group = c.benchmark_group("crowd");
     group

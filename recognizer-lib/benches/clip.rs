@@ -52,7 +52,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rollcall_models::ModelCache;
 use rollcall_protocol::wire::{ClipMeta, CLIP_CODEC_H264_ANNEXB};
-use rollcall_recognizer::clip::{decode_clip, ClipAnalyzer, ClipLimits, ClipTimings, SamplePolicy};
+use rollcall_recognizer::clip::{decode_clip, ClipAnalyzer, ClipLimits, SamplePolicy};
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::enrollment::{
     embed_person_photos, load_gallery, recalibrate, store_enrollment,
@@ -132,21 +132,7 @@ fn bench_consecutive(
             .unwrap()
     };
     let runs: Vec<_> = (0..8).map(|_| next()).collect();
-    let ms = |stage: fn(&ClipTimings) -> f64| {
-        runs.iter()
-            .map(|a| stage(&a.timings).round() as u64)
-            .collect::<Vec<_>>()
-    };
-    eprintln!(
-        "{label}/{name}: faces embedded per clip {:?}, people named per clip {:?}, \
-         total ms {:?} (decode {:?}, detect {:?}, embed {:?})",
-        runs.iter().map(|a| a.faces_embedded).collect::<Vec<_>>(),
-        runs.iter().map(|a| a.people.len()).collect::<Vec<_>>(),
-        ms(|t| t.total_ms),
-        ms(|t| t.decode_ms),
-        ms(|t| t.detect_ms),
-        ms(|t| t.embed_ms),
-    );
+    eprintln!("{label}/{name}: {}", lecture_hall::per_clip_figures(&runs));
     group.bench_function(name, |b| b.iter(&mut next));
 }
 

@@ -20,6 +20,7 @@ use std::process::{Command, Stdio};
 
 use image::imageops::FilterType;
 use image::{Rgb, RgbImage};
+use rollcall_recognizer::clip::{ClipAnalysis, ClipTimings};
 use rollcall_recognizer::directory::sqlite::SqliteDirectory;
 use rollcall_recognizer::enrollment::{
     embed_person_photos, load_gallery, recalibrate, scan_photo_tree, store_enrollment,
@@ -158,6 +159,26 @@ pub fn everyone_enrolled(data: &Path, pipeline: &FacePipeline) -> Result<Gallery
     }
     recalibrate(&directory).map_err(|e| e.to_string())?;
     load_gallery(&directory, None).map_err(|e| e.to_string())
+}
+
+/// A stream's analyses clip by clip, for the crowd benches: faces embedded, people named, and
+/// the total, decode, detect and embed milliseconds of each clip.
+pub fn per_clip_figures(runs: &[ClipAnalysis]) -> String {
+    let ms = |stage: fn(&ClipTimings) -> f64| {
+        runs.iter()
+            .map(|a| stage(&a.timings).round() as u64)
+            .collect::<Vec<_>>()
+    };
+    format!(
+        "faces embedded per clip {:?}, people named per clip {:?}, total ms {:?} (decode {:?}, \
+         detect {:?}, embed {:?})",
+        runs.iter().map(|a| a.faces_embedded).collect::<Vec<_>>(),
+        runs.iter().map(|a| a.people.len()).collect::<Vec<_>>(),
+        ms(|t| t.total_ms),
+        ms(|t| t.decode_ms),
+        ms(|t| t.detect_ms),
+        ms(|t| t.embed_ms),
+    )
 }
 
 impl LectureHall {
