@@ -18,7 +18,7 @@ use rollcall_recognizer::runtime::{ConvLayout, RuntimeOptions};
 use rollcall_recognizer::vision::ultraface::iou;
 use rollcall_recognizer::vision::{
     decode_image, load_image, DetectorKind, FaceEmbedder, FacePipeline, Identity, PipelineOptions,
-    YuNet, YuNetOptions, MAX_EMBED_BATCH, MIN_FACES_PER_THREAD, YUNET_MODEL,
+    YuNet, YuNetOptions, MAX_EMBED_BATCH, YUNET_MODEL,
 };
 
 /// The largest difference between two embeddings' values.
@@ -320,7 +320,7 @@ fn a_crowd_spread_over_idle_sessions_embeds_as_one_face_at_a_time() {
     assert_eq!(embedder.idle_sessions(), 2);
     // Real pixels, a different 112x112 window of the photo for every face.
     let photo = load_image(&data.join("examples/_multi_person/two_people.jpg")).expect("photo");
-    let faces: Vec<_> = (0..2 * MIN_FACES_PER_THREAD + 3)
+    let faces: Vec<_> = (0..2 * MAX_EMBED_BATCH + 3)
         .map(|i| image::imageops::crop_imm(&photo, 9 * i as u32, 5 * i as u32, 112, 112).to_image())
         .collect();
     let together = embedder.embed_batch(&faces).expect("embed the crowd");
@@ -350,11 +350,7 @@ fn a_crowd_spread_over_idle_sessions_embeds_as_one_face_at_a_time() {
         .detect_with(&grid, DetectorKind::Yunet)
         .expect("detect");
     let found: Vec<_> = detections.faces.iter().collect();
-    assert!(
-        found.len() >= 2 * MIN_FACES_PER_THREAD,
-        "{} faces",
-        found.len()
-    );
+    assert!(found.len() >= 2 * MAX_EMBED_BATCH, "{} faces", found.len());
     let spread = pipeline
         .embed_faces_on(&grid, &detections, &found, 2)
         .expect("spread");

@@ -22,11 +22,6 @@ pub const EMBEDDING_DIM: usize = 512;
 /// for a runtime or model where larger runs pay.
 pub const MAX_EMBED_BATCH: usize = 1;
 
-/// Fewest faces per thread when [`FaceEmbedder::embed_batch`] spreads a crowd over idle
-/// sessions, by default: one run, so that a second thread has a whole run of work (an
-/// embedder with [`FaceEmbedder::with_faces_per_run`] spreads by its own run size).
-pub const MIN_FACES_PER_THREAD: usize = MAX_EMBED_BATCH;
-
 /// Turns aligned faces into unit-length embedding vectors.
 pub struct FaceEmbedder {
     model: SessionPool,
@@ -69,8 +64,8 @@ impl FaceEmbedder {
     /// per ONNX Runtime run (or as [`with_faces_per_run`](Self::with_faces_per_run) says); the
     /// values of larger runs agree with single-face runs to ~1e-6.
     ///
-    /// A crowd (at least 2 x [`MIN_FACES_PER_THREAD`] faces) is spread over the sessions that
-    /// are idle when the call starts, one thread each: a lecture hall's clip uses the cores
+    /// A crowd (at least two runs of faces, so that every thread has a whole run) is spread
+    /// over the sessions that are idle when the call starts, one thread each: a lecture hall's clip uses the cores
     /// that no other clip is using, while a busy service (every session taken) embeds on the
     /// calling thread alone, as before.
     pub fn embed_batch(&self, faces: &[RgbImage]) -> Result<Vec<Vec<f32>>, RecognizerError> {

@@ -20,7 +20,7 @@ pub use self::image::{
 };
 pub use align::{align_face, align_face_with, Similarity, WarpFilter, ARCFACE_TEMPLATE};
 pub use detect::{Detection, DetectorOptions, FaceBox, FaceDetector, Landmarks};
-pub use embed::{FaceEmbedder, EMBEDDING_DIM, MAX_EMBED_BATCH, MIN_FACES_PER_THREAD};
+pub use embed::{FaceEmbedder, EMBEDDING_DIM, MAX_EMBED_BATCH};
 pub use gallery::{
     calibrate_threshold, cosine, mean_embedding, robust_mean_embedding, Calibration, Candidate,
     Gallery, Identity, Template, DEFAULT_MATCH_THRESHOLD,
