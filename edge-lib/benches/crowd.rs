@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
-use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
+use rollcall_edge::replay::RecordedClips;
+use rollcall_edge::segment::{EncodedClip, DEFAULT_CLIP_MS};
+use rollcall_edge::source::{SourceOptions, SourceSpec};
 use rollcall_models::ModelCache;
 use rollcall_recognizer::clip::ClipAnalyzer;
 use rollcall_recognizer::vision::{FacePipeline, Gallery, PipelineOptions};
@@ -32,7 +33,8 @@ fn data_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
 }
 
-/// The hall's video cut by a default segmenter, the pipeline and the gallery.
+/// The hall's video cut into clips as a session cuts it (default segmenter), the pipeline and
+/// the gallery.
 fn setup() -> Result<(Vec<EncodedClip>, Arc<FacePipeline>, Gallery), String> {
     let data = data_dir();
     let cache = ModelCache::from_env().map_err(|e| e.to_string())?;
@@ -48,17 +50,14 @@ fn setup() -> Result<(Vec<EncodedClip>, Arc<FacePipeline>, Gallery), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let video = tmp.path().join("lecture-hall.mp4");
     hall.encode(&video, 120, 30, &[])?;
-    let options = SourceOptions {
-        pace: Pace::Fast,
-        ..SourceOptions::default()
-    };
-    let mut source = open_source(&SourceSpec::File(video), &options).map_err(|e| e.to_string())?;
-    let mut segmenter = ClipSegmenter::new(SegmentConfig::new("bench", "crowd", source.fps()))
-        .map_err(|e| e.to_string())?;
-    let mut clips = Vec::new();
-    while let Some(frame) = source.next_frame().map_err(|e| e.to_string())? {
-        clips.extend(segmenter.push(frame).map_err(|e| e.to_string())?);
-    }
+    let recorded = RecordedClips::record(
+        &SourceSpec::File(video),
+        &SourceOptions::default(),
+        DEFAULT_CLIP_MS,
+        usize::MAX,
+    )
+    .map_err(|e| e.to_string())?;
+    let clips = recorded.clips().to_vec();
     Ok((clips, pipeline, gallery))
 }
 

@@ -78,6 +78,12 @@ impl RecordedClips {
         Ok(RecordedClips { clips, source })
     }
 
+    /// The clips as recorded (device and session `recorded`, numbered from 0): what a live
+    /// session's segmenter would have sent from the source.
+    pub fn clips(&self) -> &[EncodedClip] {
+        &self.clips
+    }
+
     /// Recorded clips.
     pub fn len(&self) -> usize {
         self.clips.len()

@@ -14,29 +14,11 @@ mod lecture_hall;
 #[path = "../../recognizer-lib/tests/common/mod.rs"]
 mod shared;
 
-use std::path::Path;
-
 use lecture_hall::{LectureHall, BACK_FACE_PX, FRONT_FACE_PX};
-use rollcall_edge::segment::{ClipSegmenter, EncodedClip, SegmentConfig};
-use rollcall_edge::source::{open_source, Pace, SourceOptions, SourceSpec};
+use rollcall_edge::replay::RecordedClips;
+use rollcall_edge::segment::DEFAULT_CLIP_MS;
+use rollcall_edge::source::{SourceOptions, SourceSpec};
 use rollcall_recognizer::clip::ClipAnalyzer;
-
-/// `video` cut by a segmenter with its default settings.
-fn edge_clips(video: &Path) -> Vec<EncodedClip> {
-    let options = SourceOptions {
-        pace: Pace::Fast,
-        ..SourceOptions::default()
-    };
-    let mut source = open_source(&SourceSpec::File(video.to_path_buf()), &options).unwrap();
-    let mut segmenter =
-        ClipSegmenter::new(SegmentConfig::new("hall-cam", "crowd", source.fps())).unwrap();
-    let mut clips = Vec::new();
-    while let Some(frame) = source.next_frame().unwrap() {
-        clips.extend(segmenter.push(frame).unwrap());
-    }
-    clips.extend(segmenter.finish().unwrap());
-    clips
-}
 
 /// The hall's clips, each analysed alone (nothing carried from clip to clip), name nobody who
 /// is not there, at least 90 % of the front rows in every clip and, on average over the
@@ -60,7 +42,15 @@ fn the_edges_clips_of_a_720p_lecture_hall_keep_its_back_rows() {
     // The camera's view: 4 s at 30 fps, written at high quality (libx264 CRF 18).
     let video = tmp.path().join("lecture-hall.mp4");
     hall.encode(&video, 120, 30, &[]).expect("encode the hall");
-    let clips = edge_clips(&video);
+    // Cut as a session cuts it: a default segmenter.
+    let recorded = RecordedClips::record(
+        &SourceSpec::File(video),
+        &SourceOptions::default(),
+        DEFAULT_CLIP_MS,
+        usize::MAX,
+    )
+    .expect("the hall's clips");
+    let clips = recorded.clips();
     assert_eq!(clips.len(), 8, "4 s in 0.5 s clips");
 
     let analyzer = ClipAnalyzer::new(pipeline);
